@@ -1,0 +1,3 @@
+from hermes_cli.cli import main
+
+main()

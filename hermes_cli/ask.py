@@ -1,0 +1,111 @@
+"""`hermes ask`: one prompt in, the streamed answer on stdout, nothing else there.
+
+Everything that is not the answer (load status, stats, warnings, llama.cpp's log with
+--verbose) goes to stderr, so `hermes ask ... > out.txt` and `| jq` see only the answer.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import TextIO
+
+from hermes_cli.chatml import ChatML, Message
+from hermes_cli.engine import Engine, GenerationResult, SamplingParams
+from hermes_cli.errors import UsageError
+from hermes_cli.hub import resolve_model
+
+
+@dataclass
+class LoadOptions:
+    model: str
+    n_ctx: int | None = None
+    n_gpu_layers: int | None = None
+    n_threads: int | None = None
+    verbose: bool = False
+
+
+def build_prompt(prompt: str | None, stdin_text: str | None) -> str:
+    """The user turn: PROMPT, then a blank line, then piped stdin (either may be alone)."""
+    parts = [p for p in (prompt, stdin_text) if p is not None and p.strip()]
+    if not parts:
+        raise UsageError("nothing to ask: give a PROMPT argument or pipe text on stdin")
+    return "\n\n".join(p.rstrip("\n") if i else p for i, p in enumerate(parts))
+
+
+def load_engine(opts: LoadOptions, *, err: TextIO, vocab_only: bool = False) -> Engine:
+    """Resolve and load the model, with a transient status line on a terminal."""
+    path = resolve_model(opts.model)
+    show = err.isatty() and not opts.verbose
+    if show:
+        err.write(f"loading {path.name}…")
+        err.flush()
+    try:
+        return Engine.load(path, n_ctx=opts.n_ctx, n_gpu_layers=opts.n_gpu_layers,
+                           n_threads=opts.n_threads, verbose=opts.verbose, vocab_only=vocab_only)
+    finally:
+        if show:
+            err.write("\r\x1b[K")
+            err.flush()
+
+
+def format_stats(result: GenerationResult, engine: Engine) -> str:
+    return (
+        f"prompt {result.prompt_tokens} tokens ({result.prompt_evaluated} evaluated, "
+        f"{result.prompt_reused} reused) in {result.prompt_seconds:.2f} s "
+        f"[{result.prompt_tokens_per_second:.1f} tok/s] · reply {result.completion_tokens} "
+        f"tokens in {result.generation_seconds:.2f} s [{result.tokens_per_second:.1f} tok/s] · "
+        f"stop: {result.finish_reason} · context {result.prompt_tokens + result.completion_tokens}"
+        f"/{engine.n_ctx} · threads {engine.info.n_threads} · gpu layers {engine.info.n_gpu_layers}"
+    )
+
+
+def run_ask(
+    prompt: str | None,
+    *,
+    stdin_text: str | None,
+    system: str | None,
+    load: LoadOptions,
+    params: SamplingParams,
+    stats: bool = False,
+    show_prompt: bool = False,
+    show_tokens: bool = False,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Run one question; return the exit status."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    user_text = build_prompt(prompt, stdin_text)
+    messages = [Message("system", system)] if system else []
+    messages.append(Message("user", user_text))
+
+    engine = load_engine(load, err=err, vocab_only=show_prompt)
+    chat = ChatML(engine)
+    ids = chat.render(messages)
+    if show_prompt:
+        out.write(engine.detokenize(ids, special=True))
+        if show_tokens:
+            out.write("\n" + " ".join(map(str, ids)))
+        out.write("\n")
+        return 0
+
+    gen = engine.generate(ids, params)
+    ended_with_newline = True
+    try:
+        for text in gen:
+            out.write(text)
+            out.flush()
+            ended_with_newline = text.endswith("\n")
+    finally:
+        # Ctrl-C included: what was printed stays printed, and ends with a newline.
+        if not ended_with_newline:
+            out.write("\n")
+            out.flush()
+        if stats and gen.result is not None:
+            err.write(format_stats(gen.result, engine) + "\n")
+    result = gen.result
+    assert result is not None
+    if result.finish_reason == "context":
+        err.write(f"warning: the reply filled the context ({engine.n_ctx} tokens) and was cut\n")
+    return 0

@@ -1,0 +1,190 @@
+"""The `hermes` command: wiring only. Each command checks its options, calls one core
+function and returns its exit status; `main` is the one place errors become messages.
+
+Imports here stay light (typer only): `hermes --help` must not load llama_cpp, rich's
+markdown, prompt_toolkit or huggingface_hub.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+
+from hermes_cli import __version__, config
+from hermes_cli.errors import INTERRUPTED_EXIT_CODE, HermesError, OutputClosed
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="hermes",
+    help="Chat with Hermes 2 Θ and any ChatML GGUF model, on llama.cpp.",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    no_args_is_help=True,
+    # Plain click help: rich help formatting imports rich.markdown and costs start-up time.
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# Options shared by ask, chat and batch: spelled once so the commands agree.
+ModelOpt = Annotated[Optional[str], typer.Option(
+    "--model", "-m", help="PATH.gguf, owner/repo or owner/repo:QUANT. "
+    "Default: $HERMES_MODEL or " + config.DEFAULT_MODEL_REF, show_default=False)]
+SystemOpt = Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt.")]
+TemperatureOpt = Annotated[float, typer.Option(help="Sampling temperature (0 = greedy).", min=0.0)]
+TopPOpt = Annotated[float, typer.Option(help="Nucleus sampling.", min=0.0, max=1.0)]
+TopKOpt = Annotated[int, typer.Option(help="Top-k sampling (0 = off).", min=0)]
+MinPOpt = Annotated[float, typer.Option(help="Min-p sampling.", min=0.0, max=1.0)]
+RepeatPenaltyOpt = Annotated[float, typer.Option(help="Repetition penalty (1 = off).", min=0.0)]
+MaxTokensOpt = Annotated[Optional[int], typer.Option(
+    help="Stop after this many tokens. Default: until the model ends or the context is full.",
+    min=1, show_default=False)]
+SeedOpt = Annotated[Optional[int], typer.Option(help="Seed, for reproducible output.", show_default=False)]
+CtxOpt = Annotated[Optional[int], typer.Option(
+    "--ctx", help="Context size in tokens. Default: the model's trained length (capped at "
+    "16384); 0 = the full trained length.", min=0, show_default=False)]
+GpuLayersOpt = Annotated[Optional[int], typer.Option(
+    help="Layers to offload to the GPU. Default: all, when llama.cpp has a GPU; -1 = all.",
+    show_default=False)]
+ThreadsOpt = Annotated[Optional[int], typer.Option(
+    help="CPU threads. Default: the CPUs this process may use (affinity, cgroup quota).",
+    min=1, show_default=False)]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show llama.cpp's own log on stderr.")]
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        print(f"hermes-cli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version_callback, is_eager=True, help="Show the version and exit.")] = False,
+) -> None:
+    """Chat with Hermes 2 Θ and any ChatML GGUF model, on llama.cpp."""
+
+
+def _read_stdin() -> str | None:
+    """Piped stdin as text, or None when stdin is a terminal or absent."""
+    stream = sys.stdin
+    if stream is None or stream.closed:
+        return None
+    try:
+        if stream.isatty():
+            return None
+        return stream.read()
+    except (OSError, ValueError):
+        return None
+
+
+def _guard(fn: F) -> F:
+    """Turn a closed stdout into OutputClosed before typer maps it to a plain exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BrokenPipeError:
+            raise OutputClosed("stdout was closed") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.command()
+@_guard
+def ask(
+    prompt: Annotated[Optional[str], typer.Argument(
+        help="The question. Piped stdin is appended after a blank line.", show_default=False)] = None,
+    model: ModelOpt = None,
+    system: SystemOpt = None,
+    temperature: TemperatureOpt = 0.8,
+    top_p: TopPOpt = 0.95,
+    top_k: TopKOpt = 40,
+    min_p: MinPOpt = 0.05,
+    repeat_penalty: RepeatPenaltyOpt = 1.1,
+    max_tokens: MaxTokensOpt = None,
+    seed: SeedOpt = None,
+    ctx: CtxOpt = None,
+    gpu_layers: GpuLayersOpt = None,
+    threads: ThreadsOpt = None,
+    stats: Annotated[bool, typer.Option("--stats", help="Print timings and tokens/s on stderr.")] = False,
+    verbose: VerboseOpt = False,
+    show_prompt: Annotated[bool, typer.Option(
+        "--show-prompt", help="Print the exact ChatML the model would see, and exit.")] = False,
+    tokens: Annotated[bool, typer.Option(
+        "--tokens", help="With --show-prompt: also print the token ids.")] = False,
+) -> None:
+    """Ask one question; the answer streams to stdout.
+
+    `cat notes.txt | hermes ask "Summarize this"` sends "Summarize this", a blank line,
+    then the file. Exit codes: 0 done, 2 bad usage, 3 model unloadable, 4 prompt larger
+    than the context, 5 download failed, 130 interrupted.
+    """
+    from hermes_cli.ask import LoadOptions, run_ask
+    from hermes_cli.engine import SamplingParams
+
+    if tokens and not show_prompt:
+        raise typer.BadParameter("--tokens goes with --show-prompt", param_hint="--tokens")
+    params = SamplingParams(
+        temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
+        repeat_penalty=repeat_penalty, max_tokens=max_tokens, seed=seed,
+    )
+    load = LoadOptions(model=model or config.default_model_ref(), n_ctx=ctx,
+                       n_gpu_layers=gpu_layers, n_threads=threads, verbose=verbose)
+    code = run_ask(prompt, stdin_text=_read_stdin(), system=system, load=load, params=params,
+                   stats=stats, show_prompt=show_prompt, show_tokens=tokens)
+    raise typer.Exit(code)
+
+
+def _fail(message: str, code: int, hint: str | None = None) -> int:
+    print(f"Error: {message}", file=sys.stderr)
+    if hint:
+        print(f"Hint: {hint}", file=sys.stderr)
+    return code
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit status, never raising (except with HERMES_DEBUG)."""
+    # typer >= 0.24 vendors click (typer._click): find its base class, not click's.
+    click_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+    try:
+        result = app(args=argv, prog_name="hermes", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+        if code == INTERRUPTED_EXIT_CODE:  # typer turns Ctrl-C into Exit(130)
+            print("\nInterrupted.", file=sys.stderr)
+        return code
+    except OutputClosed:
+        # The reader went away (`| head`): quietly stop, as a SIGPIPE death would.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return OutputClosed.exit_code
+    except HermesError as e:
+        if config.debug():
+            raise
+        return _fail(str(e), e.exit_code, e.hint)
+    except typer.Abort as e:  # click turns Ctrl-C (and EOF) into Abort
+        if isinstance(e.__context__, EOFError):
+            return 1
+        print("Interrupted.", file=sys.stderr)
+        return INTERRUPTED_EXIT_CODE
+    except KeyboardInterrupt:
+        print("\nInterrupted.", file=sys.stderr)
+        return INTERRUPTED_EXIT_CODE
+    except click_error as e:
+        e.show()  # type: ignore[attr-defined]
+        return int(e.exit_code)  # type: ignore[attr-defined]
+    except Exception as e:  # a bug: one line, and a way to see the traceback
+        if config.debug():
+            raise
+        return _fail(f"{type(e).__name__}: {e}", 1, "set HERMES_DEBUG=1 to see the traceback")
+
+
+def main() -> None:
+    sys.exit(run())

@@ -1,0 +1,377 @@
+"""The inference engine: the only module that imports llama_cpp.
+
+One streaming interface serves `ask`, `chat` and `batch`, so the per-token loop, stop
+handling and KV-cache reuse exist once:
+
+    engine = Engine.load(path)
+    gen = engine.generate(prompt_ids, SamplingParams(...))
+    for text in gen:          # decoded text, as soon as it is valid UTF-8
+        ...
+    gen.result                # stop reason, token counts, reuse, timings
+
+Design choices, each from a measured fact in shared/reference/llama-cpp-python-notes.md:
+- the low-level `Llama.generate` path plus our own incremental UTF-8 decoder, because
+  `create_chat_completion(stream=True)` re-decodes a growing tail on invalid UTF-8
+  (O(n^2): 1000 tokens took 230 s). Per token we do a dict lookup and one decoder step;
+- the KV prefix is matched here, explicitly, and `generate(reset=False)` gets only the
+  new tokens, so the evaluated/reused counts we report are facts, not guesses;
+- every end-of-generation token the vocabulary declares stops generation
+  (`llama_vocab_is_eog`), not just EOS: Hermes Θ also emits <|eot_id|>, <|end_of_text|>.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import random
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hermes_cli import ggufmeta
+from hermes_cli.errors import ContextOverflowError, ModelError, UsageError
+from hermes_cli.sysinfo import usable_cpu_count
+
+if TYPE_CHECKING:
+    import llama_cpp
+
+# A model whose trained context is huge (128k) would allocate gigabytes of KV cache by
+# default; above this the user asks for more with --ctx.
+DEFAULT_CTX_CAP = 16384
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling settings. Defaults follow the Hermes model card (temp 0.8, rep. 1.1)."""
+
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.1
+    max_tokens: int | None = None  # None: until an end token or the context is full
+    seed: int | None = None  # None: a fresh random seed for every generation
+    # Never end by choice (llama.cpp's --ignore-eos): benchmarks compare equal lengths.
+    ignore_eos: bool = False
+
+
+@dataclass
+class GenerationResult:
+    """What one generation produced and cost."""
+
+    text: str
+    token_ids: list[int]
+    finish_reason: str  # "stop" | "length" | "context" | "interrupted"
+    prompt_tokens: int
+    prompt_evaluated: int
+    prompt_reused: int
+    prompt_seconds: float  # from the call to the first token (time to first token)
+    generation_seconds: float  # from the first token to the last
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def prompt_tokens_per_second(self) -> float:
+        return self.prompt_evaluated / self.prompt_seconds if self.prompt_seconds > 0 else 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        n = self.completion_tokens - 1  # the first token's time is in prompt_seconds
+        return n / self.generation_seconds if n > 0 and self.generation_seconds > 0 else 0.0
+
+
+@dataclass
+class EngineInfo:
+    """Facts about the loaded model and build, for `--stats`, `info` and `/model`."""
+
+    path: Path
+    n_ctx: int
+    n_ctx_train: int
+    n_gpu_layers: int
+    n_threads: int
+    gpu_offload_supported: bool
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Generation:
+    """A running generation: iterate for text chunks, then read `result`.
+
+    Stopping early (break, `close()`, Ctrl-C) is normal: the result then says
+    "interrupted" and the engine's KV cache stays consistent for the next call.
+    """
+
+    def __init__(self, engine: Engine, prompt: Sequence[int], params: SamplingParams,
+                 grammar: Any | None) -> None:
+        self._engine = engine
+        self._prompt = list(prompt)
+        self._params = params
+        self._grammar = grammar
+        self._iter: Iterator[str] | None = None
+        self.result: GenerationResult | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        if self._iter is None:
+            self._iter = self._run()
+        return self._iter
+
+    def close(self) -> None:
+        if self._iter is not None:
+            self._iter.close()  # type: ignore[attr-defined]
+
+    def consume(self) -> GenerationResult:
+        """Run to the end without streaming; return the result."""
+        for _ in self:
+            pass
+        assert self.result is not None
+        return self.result
+
+    def _run(self) -> Iterator[str]:
+        engine, llm, params = self._engine, self._engine._llm, self._params
+        prompt = self._prompt
+        n_ctx = engine.n_ctx
+        if len(prompt) >= n_ctx:  # at least one slot must stay free for the reply
+            raise ContextOverflowError(len(prompt), n_ctx)
+        budget = n_ctx - len(prompt)
+        limit = budget if params.max_tokens is None else min(params.max_tokens, budget)
+        limit_reason = "length" if params.max_tokens is not None and params.max_tokens <= budget else "context"
+
+        reused = engine._reusable_prefix(prompt)
+        llm.n_tokens = reused  # generate(reset=False) evaluates from here, dropping the rest
+        llm.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
+
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        pieces, is_eog = engine._piece_cache, engine._eog_cache
+        piece_of, eog_of = engine._token_piece, engine._token_is_eog
+        chunks: list[str] = []
+        ids: list[int] = []
+        reason = "interrupted"
+        t_start = time.perf_counter()
+        t_first = t_start
+        tokens = llm.generate(
+            prompt[reused:], reset=False, temp=params.temperature, top_p=params.top_p,
+            top_k=params.top_k, min_p=params.min_p, repeat_penalty=params.repeat_penalty,
+            grammar=self._grammar,
+            logits_processor=[engine._ban_eog] if params.ignore_eos else None,
+        )
+        try:
+            if limit <= 0:
+                reason = limit_reason
+                return
+            for token in tokens:
+                if not ids:
+                    t_first = time.perf_counter()
+                eog = is_eog.get(token)
+                if eog is None:
+                    eog = eog_of(token)
+                if eog:
+                    reason = "stop"
+                    break
+                ids.append(token)
+                piece = pieces.get(token)
+                if piece is None:
+                    piece = piece_of(token)
+                text = decoder.decode(piece)
+                if text:
+                    chunks.append(text)
+                    yield text
+                if len(ids) >= limit:
+                    reason = limit_reason
+                    break
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                chunks.append(tail)
+                yield tail
+        finally:
+            tokens.close()
+            t_end = time.perf_counter()
+            if not ids:
+                t_first = t_end
+            self.result = GenerationResult(
+                text="".join(chunks), token_ids=ids, finish_reason=reason,
+                prompt_tokens=len(prompt), prompt_evaluated=len(prompt) - reused,
+                prompt_reused=reused, prompt_seconds=t_first - t_start,
+                generation_seconds=t_end - t_first,
+            )
+
+
+class Engine:
+    """A loaded GGUF model with one context whose KV cache persists across calls."""
+
+    def __init__(self, llm: llama_cpp.Llama, info: EngineInfo) -> None:
+        self._llm = llm
+        self.info = info
+        import llama_cpp
+
+        self._lib = llama_cpp
+        self._vocab = llm._model.vocab
+        self._piece_buf = ctypes.create_string_buffer(256)
+        self._piece_cache: dict[int, bytes] = {}
+        self._eog_cache: dict[int, bool] = {}
+        self._eog_ids: list[int] | None = None
+
+    # -- loading ----------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        n_ctx: int | None = None,
+        n_gpu_layers: int | None = None,
+        n_threads: int | None = None,
+        verbose: bool = False,
+        vocab_only: bool = False,
+    ) -> Engine:
+        """Load a GGUF file.
+
+        Args:
+            n_ctx: context size; None takes the trained length (capped at
+                DEFAULT_CTX_CAP), 0 the full trained length.
+            n_gpu_layers: None offloads every layer when llama.cpp can use a GPU.
+            n_threads: None uses the CPUs this process may run on.
+            vocab_only: load only the tokenizer (for --show-prompt): fast, no weights.
+
+        Raises:
+            ModelError: missing, not a GGUF, truncated or rejected by llama.cpp.
+        """
+        path = Path(path)
+        meta = ggufmeta.read_metadata(path)
+        trained = ggufmeta.trained_context(meta) or 4096
+        if n_ctx is None:
+            n_ctx = min(trained, DEFAULT_CTX_CAP)
+        elif n_ctx == 0:
+            n_ctx = trained
+        elif n_ctx < 0:
+            raise UsageError(f"--ctx must be 0 or more, not {n_ctx}")
+        if n_threads is None:
+            n_threads = usable_cpu_count()
+        elif n_threads < 1:
+            raise UsageError(f"--threads must be 1 or more, not {n_threads}")
+
+        import llama_cpp  # heavy: only here
+
+        offload = bool(llama_cpp.llama_supports_gpu_offload())
+        if n_gpu_layers is None:
+            n_gpu_layers = -1 if offload else 0
+        try:
+            llm = llama_cpp.Llama(
+                model_path=str(path), n_ctx=n_ctx, n_gpu_layers=n_gpu_layers,
+                n_threads=n_threads, n_threads_batch=n_threads, use_mmap=True,
+                vocab_only=vocab_only, verbose=verbose,
+            )
+        except (ValueError, RuntimeError, OSError) as e:
+            raise ModelError(
+                f"llama.cpp could not load {path}: the file may be truncated or corrupt, "
+                f"or use an architecture this llama.cpp build does not know ({e})",
+                hint="run with --verbose to see llama.cpp's own log",
+            ) from None
+        info = EngineInfo(
+            path=path, n_ctx=n_ctx, n_ctx_train=trained, n_gpu_layers=n_gpu_layers,
+            n_threads=n_threads, gpu_offload_supported=offload, metadata=meta,
+        )
+        return cls(llm, info)
+
+    def close(self) -> None:
+        self._llm.close()
+
+    # -- tokens -----------------------------------------------------------------------
+
+    @property
+    def n_ctx(self) -> int:
+        return self.info.n_ctx
+
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        """Text to ids, no BOS. `special=False` keeps "<|im_start|>" plain text."""
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+
+    def bos_prefix(self) -> list[int]:
+        """What the tokenizer puts before a sequence: [BOS] for Llama-3, [] for Qwen."""
+        return self._llm.tokenize(b"", add_bos=True, special=True)
+
+    def special_token(self, text: str) -> int | None:
+        """Id of a control token by its text, or None when the vocabulary lacks it."""
+        ids = self.tokenize(text, special=True)
+        if len(ids) == 1 and self._token_piece(ids[0], special=True) == text.encode():
+            return ids[0]
+        return None
+
+    def detokenize(self, ids: Sequence[int], *, special: bool = True) -> str:
+        return b"".join(self._token_piece(t, special=special) for t in ids).decode(
+            "utf-8", errors="replace"
+        )
+
+    def eog_tokens(self) -> list[int]:
+        """Every end-of-generation token of the vocabulary (scans it: not for hot paths)."""
+        n_vocab = self._lib.llama_vocab_n_tokens(self._vocab)
+        return [t for t in range(n_vocab) if self._lib.llama_vocab_is_eog(self._vocab, t)]
+
+    def _ban_eog(self, _ids: Any, logits: Any) -> Any:
+        """Logits processor: every end-of-generation token gets -inf."""
+        if self._eog_ids is None:
+            self._eog_ids = self.eog_tokens()
+        logits[self._eog_ids] = float("-inf")
+        return logits
+
+    def _token_piece(self, token: int, *, special: bool = False) -> bytes:
+        buf = self._piece_buf
+        n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
+        if n < 0:  # a piece longer than the buffer: grow it once
+            self._piece_buf = buf = ctypes.create_string_buffer(-n)
+            n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
+        piece = buf.raw[:n]
+        if not special:
+            self._piece_cache[token] = piece
+        return piece
+
+    def _token_is_eog(self, token: int) -> bool:
+        eog = bool(self._lib.llama_vocab_is_eog(self._vocab, token))
+        self._eog_cache[token] = eog
+        return eog
+
+    # -- generation -------------------------------------------------------------------
+
+    def _reusable_prefix(self, prompt: Sequence[int]) -> int:
+        """How many leading prompt tokens the KV cache already holds.
+
+        At least one token is always evaluated, so the sampler has fresh logits.
+        """
+        llm = self._llm
+        cached = llm.input_ids[: llm.n_tokens]
+        n = 0
+        for a, b in zip(cached, prompt):
+            if a != b:
+                break
+            n += 1
+        return min(n, len(prompt) - 1)
+
+    def generate(self, prompt: Sequence[int], params: SamplingParams | None = None,
+                 *, grammar: Any | None = None) -> Generation:
+        """Start generating after `prompt` (token ids). Nothing runs until iterated."""
+        return Generation(self, prompt, params or SamplingParams(), grammar)
+
+    def cached_tokens(self) -> list[int]:
+        """The token ids the KV cache holds now (for tests, benchmarks and saving)."""
+        return [int(t) for t in self._llm.input_ids[: self._llm.n_tokens]]
+
+
+def system_info() -> str:
+    """llama.cpp's own description of the compiled backends and CPU features."""
+    import llama_cpp
+
+    return llama_cpp.llama_print_system_info().decode("utf-8", errors="replace").strip()
+
+
+def gpu_offload_supported() -> bool:
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def llama_cpp_version() -> str:
+    import llama_cpp
+
+    return str(llama_cpp.__version__)

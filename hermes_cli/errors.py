@@ -1,0 +1,69 @@
+"""Every error hermes-cli raises on purpose, each with the exit code the CLI maps it to.
+
+The core modules raise these with the facts a user needs (paths, sizes); `cli.main` is
+the one place that turns them into a one-line message and an exit status, so scripts
+can branch on the code: 2 bad usage or input, 3 model missing or unloadable, 4 context
+overflow, 5 download or network, 6 an answer that failed its contract (JSON schema),
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+
+class HermesError(Exception):
+    """Base class: a failure the user can act on, shown without a traceback."""
+
+    exit_code = 1
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+
+class UsageError(HermesError):
+    """Options or input that cannot work together (Typer also exits 2 for these)."""
+
+    exit_code = 2
+
+
+class ModelError(HermesError):
+    """The model file is missing, is not a GGUF, is truncated, or llama.cpp refused it."""
+
+    exit_code = 3
+
+
+class ContextOverflowError(HermesError):
+    """The prompt does not fit the context window; carries both sizes."""
+
+    exit_code = 4
+
+    def __init__(self, prompt_tokens: int, n_ctx: int) -> None:
+        super().__init__(
+            f"the prompt is {prompt_tokens} tokens but the context holds {n_ctx}",
+            hint="shorten the input or raise --ctx (up to the model's trained length)",
+        )
+        self.prompt_tokens = prompt_tokens
+        self.n_ctx = n_ctx
+
+
+class DownloadError(HermesError):
+    """The Hub could not give us the file (network, 404, gated, offline and not cached)."""
+
+    exit_code = 5
+
+
+class OutputContractError(HermesError):
+    """The model's answer broke what the user asked for (invalid or incomplete JSON)."""
+
+    exit_code = 6
+
+
+class OutputClosed(HermesError):
+    """The reader of stdout went away (`| head`): stop quietly, as SIGPIPE would."""
+
+    exit_code = 141
+
+
+INTERRUPTED_EXIT_CODE = 130

@@ -1,0 +1,72 @@
+"""Shared fixtures: an isolated environment and tiny GGUF models written per session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests import tinymodels as tm
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every user directory in tmp_path, no colour, a fixed width, no real Hub."""
+    monkeypatch.setenv("HERMES_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.delenv("HERMES_MODEL", raising=False)
+    monkeypatch.delenv("HERMES_DEBUG", raising=False)
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """name -> path of each tiny model (a few ms each to write)."""
+    d = tmp_path_factory.mktemp("models")
+    return {
+        # Answers "Hi!" after the "\n" that ends every ChatML header, then <|im_end|>.
+        "hi": tm.write_model(d / "hi.gguf", kind="bigram", bigram=tm.chain(b"Hi!")),
+        # "é!" : the first byte alone is not valid UTF-8.
+        "utf8": tm.write_model(d / "utf8.gguf", kind="bigram", bigram=tm.chain("é!".encode())),
+        # Cycles "ab" forever: never stops by itself.
+        "endless": tm.write_model(d / "endless.gguf", kind="bigram",
+                                  bigram=tm.chain(b"ab", end=None), context_length=32768),
+        "eot": tm.write_model(d / "eot.gguf", kind="bigram",
+                              bigram=tm.chain(b"ok", end="<|eot_id|>")),
+        "eot2": tm.write_model(d / "eot2.gguf", kind="bigram",
+                               bigram=tm.chain(b"ok", end="<|end_of_text|>")),
+        "random": tm.write_model(d / "random.gguf", kind="random"),
+    }
+
+
+@pytest.fixture
+def load(models: dict[str, Path]):
+    """Load a tiny model by name through the real engine; closed after the test."""
+    from hermes_cli.engine import Engine
+
+    loaded: list[Engine] = []
+
+    def _load(name: str, **kwargs) -> Engine:
+        engine = Engine.load(models[name], n_threads=kwargs.pop("n_threads", 2), **kwargs)
+        loaded.append(engine)
+        return engine
+
+    yield _load
+    for engine in loaded:
+        engine.close()
+
+
+@pytest.fixture(scope="session")
+def hermes_exe() -> list[str]:
+    """The installed `hermes` console script (the one a user runs)."""
+    exe = Path(sys.executable).parent / "hermes"
+    if not exe.exists():
+        found = shutil.which("hermes")
+        assert found, "the hermes command is not installed: run scripts/test"
+        exe = Path(found)
+    return [str(exe)]
