@@ -6,14 +6,18 @@ Everything that is not the answer (load status, stats, warnings, llama.cpp's log
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from hermes_cli.chatml import ChatML, Message
 from hermes_cli.engine import Engine, GenerationResult, SamplingParams
 from hermes_cli.errors import UsageError
 from hermes_cli.hub import resolve_model
+
+if TYPE_CHECKING:
+    from hermes_cli.jsonmode import JsonMode
 
 
 @dataclass
@@ -70,6 +74,7 @@ def run_ask(
     stats: bool = False,
     show_prompt: bool = False,
     show_tokens: bool = False,
+    json_mode: JsonMode | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
@@ -77,6 +82,10 @@ def run_ask(
     out = out or sys.stdout
     err = err or sys.stderr
     user_text = build_prompt(prompt, stdin_text)
+    grammar_text = None
+    if json_mode is not None:
+        system = json_mode.system_prompt(system)
+        grammar_text = json_mode.grammar_text()  # a schema it cannot convert fails before loading
     messages = [Message("system", system)] if system else []
     messages.append(Message("user", user_text))
 
@@ -89,6 +98,10 @@ def run_ask(
             out.write("\n" + " ".join(map(str, ids)))
         out.write("\n")
         return 0
+
+    if json_mode is not None:
+        return _ask_json(engine, chat, messages, json_mode, grammar_text, params,
+                         stats=stats, out=out, err=err)
 
     gen = engine.generate(ids, params)
     ended_with_newline = True
@@ -109,3 +122,34 @@ def run_ask(
     if result.finish_reason == "context":
         err.write(f"warning: the reply filled the context ({engine.n_ctx} tokens) and was cut\n")
     return 0
+
+
+def _ask_json(engine: Engine, chat: ChatML, messages: list[Message], mode: JsonMode,
+              grammar_text: str | None, params: SamplingParams, *, stats: bool,
+              out: TextIO, err: TextIO) -> int:
+    from hermes_cli import jsonmode
+
+    grammar = engine.grammar(grammar_text) if grammar_text else None
+    answer = jsonmode.answer(engine, chat, messages, mode, params, grammar=grammar)
+    if stats:
+        for i, result in enumerate(answer.results, 1):
+            err.write(f"attempt {i}: {format_stats(result, engine)}\n")
+    write_json(answer.value, out)
+    return 0
+
+
+def write_json(value: Any, out: TextIO) -> None:
+    """One line when piped (for `| jq`), indented and highlighted on a terminal."""
+    if not out.isatty():
+        out.write(json.dumps(value, ensure_ascii=False) + "\n")
+        out.flush()
+        return
+    from hermes_cli.config import no_color
+
+    if no_color():
+        out.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
+        return
+    from rich.console import Console
+    from rich.json import JSON
+
+    Console(file=out).print(JSON.from_data(value, ensure_ascii=False))

@@ -120,18 +120,32 @@ def ask(
         "--show-prompt", help="Print the exact ChatML the model would see, and exit.")] = False,
     tokens: Annotated[bool, typer.Option(
         "--tokens", help="With --show-prompt: also print the token ids.")] = False,
+    json_: Annotated[bool, typer.Option(
+        "--json", help="Answer with one JSON object (grammar-enforced).")] = False,
+    schema: Annotated[Optional[str], typer.Option(
+        "--schema", help="Answer with JSON matching this schema: a FILE, inline JSON, or "
+        "module:Model (a pydantic model). Enforced while sampling: structure, types, enum, "
+        "const, required, anyOf/oneOf/allOf, local $ref, array min/maxItems, string "
+        "min/maxLength and pattern, formats date/time/date-time/uuid. Only checked after "
+        "(with up to 2 retries): minimum/maximum, multipleOf, other formats, not, "
+        "if/then/else, uniqueItems.", show_default=False)] = None,
 ) -> None:
     """Ask one question; the answer streams to stdout.
 
     `cat notes.txt | hermes ask "Summarize this"` sends "Summarize this", a blank line,
     then the file. Exit codes: 0 done, 2 bad usage, 3 model unloadable, 4 prompt larger
-    than the context, 5 download failed, 130 interrupted.
+    than the context, 5 download failed, 6 JSON reply invalid or cut, 130 interrupted.
     """
     from hermes_cli.ask import LoadOptions, run_ask
     from hermes_cli.engine import SamplingParams
 
     if tokens and not show_prompt:
         raise typer.BadParameter("--tokens goes with --show-prompt", param_hint="--tokens")
+    json_mode = None
+    if schema is not None or json_:
+        from hermes_cli.jsonmode import JsonMode, load_schema
+
+        json_mode = load_schema(schema) if schema is not None else JsonMode()
     params = SamplingParams(
         temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
         repeat_penalty=repeat_penalty, max_tokens=max_tokens, seed=seed,
@@ -139,7 +153,7 @@ def ask(
     load = LoadOptions(model=model or config.default_model_ref(), n_ctx=ctx,
                        n_gpu_layers=gpu_layers, n_threads=threads, verbose=verbose)
     code = run_ask(prompt, stdin_text=_read_stdin(), system=system, load=load, params=params,
-                   stats=stats, show_prompt=show_prompt, show_tokens=tokens)
+                   stats=stats, show_prompt=show_prompt, show_tokens=tokens, json_mode=json_mode)
     raise typer.Exit(code)
 
 

@@ -22,8 +22,12 @@ Design choices, each from a measured fact in shared/reference/llama-cpp-python-n
 from __future__ import annotations
 
 import codecs
+import contextlib
 import ctypes
+import os
 import random
+import re
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -105,11 +109,12 @@ class Generation:
     """
 
     def __init__(self, engine: Engine, prompt: Sequence[int], params: SamplingParams,
-                 grammar: Any | None) -> None:
+                 grammar: Any | None, strict_utf8: bool = False) -> None:
         self._engine = engine
         self._prompt = list(prompt)
         self._params = params
         self._grammar = grammar
+        self._strict_utf8 = strict_utf8
         self._iter: Iterator[str] | None = None
         self.result: GenerationResult | None = None
 
@@ -155,7 +160,7 @@ class Generation:
             prompt[reused:], reset=False, temp=params.temperature, top_p=params.top_p,
             top_k=params.top_k, min_p=params.min_p, repeat_penalty=params.repeat_penalty,
             grammar=self._grammar,
-            logits_processor=[engine._ban_eog] if params.ignore_eos else None,
+            logits_processor=engine._processors(params, self._strict_utf8),
         )
         try:
             if limit <= 0:
@@ -212,6 +217,7 @@ class Engine:
         self._piece_cache: dict[int, bytes] = {}
         self._eog_cache: dict[int, bool] = {}
         self._eog_ids: list[int] | None = None
+        self._utf8_guard: Any | None = None
 
     # -- loading ----------------------------------------------------------------------
 
@@ -258,11 +264,12 @@ class Engine:
         if n_gpu_layers is None:
             n_gpu_layers = -1 if offload else 0
         try:
-            llm = llama_cpp.Llama(
-                model_path=str(path), n_ctx=n_ctx, n_gpu_layers=n_gpu_layers,
-                n_threads=n_threads, n_threads_batch=n_threads, use_mmap=True,
-                vocab_only=vocab_only, verbose=verbose,
-            )
+            with contextlib.nullcontext() if verbose else _silenced_fds():
+                llm = llama_cpp.Llama(
+                    model_path=str(path), n_ctx=n_ctx, n_gpu_layers=n_gpu_layers,
+                    n_threads=n_threads, n_threads_batch=n_threads, use_mmap=True,
+                    vocab_only=vocab_only, verbose=verbose,
+                )
         except (ValueError, RuntimeError, OSError) as e:
             raise ModelError(
                 f"llama.cpp could not load {path}: the file may be truncated or corrupt, "
@@ -309,6 +316,19 @@ class Engine:
         n_vocab = self._lib.llama_vocab_n_tokens(self._vocab)
         return [t for t in range(n_vocab) if self._lib.llama_vocab_is_eog(self._vocab, t)]
 
+    def _processors(self, params: SamplingParams, strict_utf8: bool) -> list[Any] | None:
+        processors = []
+        if params.ignore_eos:
+            processors.append(self._ban_eog)
+        if strict_utf8:
+            if self._utf8_guard is None:
+                from hermes_cli.utf8guard import Utf8Guard
+
+                n_vocab = self._lib.llama_vocab_n_tokens(self._vocab)
+                self._utf8_guard = Utf8Guard([self._token_piece(t) for t in range(n_vocab)])
+            processors.append(self._utf8_guard.processor())
+        return processors or None
+
     def _ban_eog(self, _ids: Any, logits: Any) -> Any:
         """Logits processor: every end-of-generation token gets -inf."""
         if self._eog_ids is None:
@@ -349,13 +369,72 @@ class Engine:
         return min(n, len(prompt) - 1)
 
     def generate(self, prompt: Sequence[int], params: SamplingParams | None = None,
-                 *, grammar: Any | None = None) -> Generation:
-        """Start generating after `prompt` (token ids). Nothing runs until iterated."""
-        return Generation(self, prompt, params or SamplingParams(), grammar)
+                 *, grammar: Any | None = None, strict_utf8: bool = False) -> Generation:
+        """Start generating after `prompt` (token ids). Nothing runs until iterated.
+
+        Args:
+            grammar: from `grammar()`: constrains sampling.
+            strict_utf8: ban tokens that would make the output invalid UTF-8 (a grammar
+                alone lets stray bytes through; see utf8guard).
+        """
+        return Generation(self, prompt, params or SamplingParams(), grammar, strict_utf8)
+
+    def grammar(self, gbnf: str) -> Any:
+        """A compiled GBNF grammar for `generate(grammar=...)`, cached by its text."""
+        cache = self.__dict__.setdefault("_grammars", {})
+        compiled = cache.get(gbnf)
+        if compiled is None:
+            from llama_cpp.llama_grammar import LlamaGrammar
+
+            compiled = cache[gbnf] = LlamaGrammar.from_string(gbnf, verbose=False)
+        return compiled
 
     def cached_tokens(self) -> list[int]:
         """The token ids the KV cache holds now (for tests, benchmarks and saving)."""
         return [int(t) for t in self._llm.input_ids[: self._llm.n_tokens]]
+
+
+@contextlib.contextmanager
+def _silenced_fds() -> Iterator[None]:
+    """Send fds 1 and 2 to /dev/null: llama.cpp writes some load messages (SWA cache
+    notes, its own errors) straight to the C stderr even with verbose=False."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+
+
+# The converter in llama-cpp-python 0.3.36 lets raw control characters into JSON
+# strings (`[^"\\]`), which `json.loads` then rejects: measured on 2 of 10 schemas with a
+# random-weight model. llama.cpp's own converter excludes them; so do we.
+_LOOSE_CHAR = re.compile(r'^char ::= \[\^"\\\\\]', re.MULTILINE)  # char ::= [^"\\]
+_STRICT_CHAR = r'char ::= [^"\\\x7F\x00-\x1F]'  # as llama.cpp's own converter writes it
+
+
+def json_schema_to_gbnf(schema: dict[str, Any]) -> str:
+    """GBNF for a JSON Schema, by llama.cpp's converter, with string characters fixed."""
+    import json
+
+    from llama_cpp.llama_grammar import json_schema_to_gbnf as convert
+
+    return _LOOSE_CHAR.sub(lambda _m: _STRICT_CHAR, convert(json.dumps(schema)))
+
+
+def any_json_object_gbnf() -> str:
+    """llama.cpp's grammar for any JSON object (its strings already exclude controls)."""
+    from llama_cpp.llama_grammar import JSON_GBNF
+
+    return JSON_GBNF
 
 
 def system_info() -> str:

@@ -1,0 +1,234 @@
+"""JSON mode through the real engine: a random-weight model, so the grammar must carry it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hermes_cli import jsonmode
+from hermes_cli.chatml import ChatML, Message
+from hermes_cli.engine import SamplingParams, json_schema_to_gbnf
+from hermes_cli.errors import OutputContractError, UsageError
+
+NAME = {"type": "string", "maxLength": 12}
+SCHEMAS: dict[str, dict] = {
+    "flat": {"type": "object", "properties": {"name": NAME, "age": {"type": "integer"}},
+             "required": ["name", "age"]},
+    "nested": {"type": "object", "properties": {"person": {"type": "object", "properties": {
+        "name": NAME, "address": {"type": "object", "properties": {"city": NAME},
+                                  "required": ["city"]}}, "required": ["name", "address"]}},
+               "required": ["person"]},
+    "array_bounds": {"type": "object", "properties": {"tags": {
+        "type": "array", "items": NAME, "minItems": 2, "maxItems": 4}}, "required": ["tags"]},
+    "enum": {"type": "object", "properties": {"color": {"enum": ["red", "green", "blue"]}},
+             "required": ["color"]},
+    "const": {"type": "object", "properties": {"kind": {"const": "invoice"}, "n": {"type": "integer"}},
+              "required": ["kind", "n"]},
+    "any_of": {"type": "object", "properties": {"v": {"anyOf": [{"type": "integer"}, NAME]}},
+               "required": ["v"]},
+    "one_of_objects": {"type": "object", "properties": {"shape": {"oneOf": [
+        {"type": "object", "properties": {"r": {"type": "number"}}, "required": ["r"],
+         "additionalProperties": False},
+        {"type": "object", "properties": {"w": {"type": "integer"}, "h": {"type": "integer"}},
+         "required": ["w", "h"], "additionalProperties": False}]}}, "required": ["shape"]},
+    "defs_ref": {"$defs": {"item": {"type": "object", "properties": {"sku": NAME, "qty": {
+        "type": "integer"}}, "required": ["sku", "qty"]}}, "type": "object",
+        "properties": {"items": {"type": "array", "items": {"$ref": "#/$defs/item"}, "maxItems": 3}},
+        "required": ["items"]},
+    "optional": {"type": "object", "properties": {"a": {"type": "boolean"}, "b": NAME,
+                                                  "c": {"type": "null"}}, "required": ["a"]},
+    "no_extra": {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"],
+                 "additionalProperties": False},
+    "pattern": {"type": "object", "properties": {"code": {"type": "string",
+                                                          "pattern": "^[A-Z]{3}-[0-9]{2}$"}},
+                "required": ["code"]},
+    "string_lengths": {"type": "object", "properties": {"s": {"type": "string", "minLength": 2,
+                                                              "maxLength": 5}}, "required": ["s"]},
+    "date": {"type": "object", "properties": {"d": {"type": "string", "format": "date"}},
+             "required": ["d"]},
+    "date_time": {"type": "object", "properties": {"t": {"type": "string", "format": "date-time"}},
+                  "required": ["t"]},
+    "time": {"type": "object", "properties": {"t": {"type": "string", "format": "time"}},
+             "required": ["t"]},
+    "uuid": {"type": "object", "properties": {"id": {"type": "string", "format": "uuid"}},
+             "required": ["id"]},
+    "numbers": {"type": "object", "properties": {"price": {"type": "number"},
+                                                 "count": {"type": "integer"}},
+                "required": ["price", "count"]},
+    "booleans_null": {"type": "object", "properties": {"ok": {"type": "boolean"},
+                                                       "none": {"type": "null"}},
+                      "required": ["ok", "none"]},
+    "tuple": {"type": "object", "properties": {"pair": {"type": "array", "prefixItems": [
+        {"type": "integer"}, {"type": "boolean"}], "items": False}}, "required": ["pair"]},
+    "nullable": {"type": "object", "properties": {"v": {"type": ["string", "null"], "maxLength": 8}},
+                 "required": ["v"]},
+    "array_of_enums": {"type": "object", "properties": {"days": {"type": "array", "items": {
+        "enum": ["mon", "tue", "wed"]}, "minItems": 1, "maxItems": 3}}, "required": ["days"]},
+    "all_of": {"allOf": [{"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]},
+                         {"type": "object", "properties": {"b": NAME}, "required": ["b"]}]},
+}
+
+
+@pytest.fixture(scope="module")
+def random_engine(models):
+    from hermes_cli.engine import Engine
+
+    engine = Engine.load(models["random"], n_threads=2)
+    yield engine
+    engine.close()
+
+
+def run_json(engine, mode: jsonmode.JsonMode, seed: int, **params) -> jsonmode.JsonAnswer:
+    chat = ChatML(engine)
+    messages = [Message("system", mode.system_prompt()), Message("user", "Fill it in.")]
+    return jsonmode.answer(engine, chat, messages, mode, SamplingParams(seed=seed, **params))
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMAS))
+def test_every_output_parses_and_validates(random_engine, name: str) -> None:
+    schema = SCHEMAS[name]
+    jsonmode.check_schema(schema, name)
+    for seed in range(3):
+        answer = run_json(random_engine, jsonmode.JsonMode(schema, name), seed, temperature=1.0)
+        assert jsonmode.validation_errors(answer.value, schema) == []
+
+
+def test_any_object_mode(random_engine) -> None:
+    for seed in range(5):
+        answer = run_json(random_engine, jsonmode.JsonMode(), seed)
+        assert isinstance(answer.value, dict)
+
+
+def test_strings_never_hold_raw_control_characters(random_engine) -> None:
+    """The defect in llama-cpp-python's converter (`[^"\\\\]`) is fixed in our grammar."""
+    assert '[^"\\\\\\x7F\\x00-\\x1F]' in json_schema_to_gbnf(SCHEMAS["flat"])
+    mode = jsonmode.JsonMode({"type": "object", "properties": {"s": {"type": "string"}},
+                              "required": ["s"]}, "strings")
+    chat = ChatML(random_engine)
+    grammar = random_engine.grammar(mode.grammar_text())
+    messages = [Message("system", mode.system_prompt()), Message("user", "x")]
+    for seed in range(10):
+        result = random_engine.generate(chat.render(messages), SamplingParams(seed=seed, temperature=1.5),
+                                        grammar=grammar, strict_utf8=True).consume()
+        json.loads(result.text)  # "Invalid control character" before the fix
+        assert not any(ord(c) < 0x20 for c in result.text.split('"s"', 1)[1])
+
+
+def test_checked_only_keywords_are_validated_and_retried(random_engine) -> None:
+    """minimum/maximum are not in the grammar: every answer returned still validates,
+    some needed a retry, and a run that never validates is an error, not output."""
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}},
+              "required": ["n"], "additionalProperties": False}
+    attempts, failures = [], 0
+    for seed in range(30):
+        try:
+            answer = run_json(random_engine, jsonmode.JsonMode(schema, "range"), seed,
+                              temperature=1.0)
+        except OutputContractError as e:
+            assert "after 3 attempts" in str(e) and "minimum" in str(e)
+            failures += 1
+            continue
+        assert answer.value["n"] >= 0
+        attempts.append(answer.attempts)
+    assert attempts, "no seed produced a valid answer"
+    assert max(attempts) > 1 or failures, "the range was never violated: the test proves nothing"
+
+
+def test_a_cut_reply_is_incomplete_not_valid(random_engine) -> None:
+    with pytest.raises(OutputContractError, match="cut after 3 tokens"):
+        run_json(random_engine, jsonmode.JsonMode(SCHEMAS["flat"], "flat"), 0, max_tokens=3)
+
+
+def test_the_exact_system_prompt() -> None:
+    mode = jsonmode.JsonMode({"type": "object"}, "x")
+    assert mode.system_prompt() == (
+        "You are a helpful assistant that answers in JSON. Here's the json schema you must "
+        'adhere to:\n<schema>\n{"type": "object"}\n</schema>'
+    )
+    assert mode.system_prompt("Be terse.").endswith('</schema>\n\nBe terse.')
+
+
+@pytest.mark.parametrize("spec, message", [
+    ('{"type": ', "not valid JSON"),
+    ('{"type": "strin"}', "not a valid JSON Schema"),
+    ('{"properties": {"a": {"$ref": "https://example.com/a.json"}}}', "remote $ref"),
+    ("[1, 2]", "no such file"),
+    ("nosuchmodule_xyz:Model", "cannot import"),
+    ("json:nope", "has no nope"),
+    ("json:dumps", "not a pydantic model"),
+    ("missing.json", "no such file"),
+])
+def test_bad_schemas_are_usage_errors(spec: str, message: str, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=message.replace("$", r"\$")):
+        jsonmode.load_schema(spec, cwd=tmp_path)
+
+
+def test_schema_file(tmp_path: Path) -> None:
+    (tmp_path / "s.json").write_text(json.dumps(SCHEMAS["enum"]))
+    assert jsonmode.load_schema("s.json", cwd=tmp_path).schema == SCHEMAS["enum"]
+
+
+PYDANTIC_MODULE = '''
+from typing import Literal
+from pydantic import BaseModel, Field
+
+class Line(BaseModel):
+    sku: str = Field(max_length=8)
+    qty: int
+
+class Invoice(BaseModel):
+    number: str = Field(max_length=10)
+    currency: Literal["EUR", "USD"]
+    lines: list[Line] = Field(max_length=3)
+'''
+
+
+def test_cli_schema_from_a_pydantic_model(hermes_exe, models, tmp_path: Path) -> None:
+    pkg = tmp_path / "mypkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "models.py").write_text(PYDANTIC_MODULE)
+    proc = subprocess.run([*hermes_exe, "ask", "Make an invoice", "--model", str(models["random"]),
+                           "--schema", "mypkg.models:Invoice", "--seed", "5"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("\n") == 1  # one line when piped
+    value = json.loads(proc.stdout)
+    import sys
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from mypkg.models import Invoice
+        Invoice.model_validate(value)
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
+def test_cli_schema_errors_come_before_the_model_loads(hermes_exe, tmp_path: Path) -> None:
+    proc = subprocess.run([*hermes_exe, "ask", "x", "--model", str(tmp_path / "absent.gguf"),
+                           "--schema", '{"type": "object", "required": "a"}'],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("Error: --schema (inline): not a valid JSON Schema")
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_truncated_json_exits_6_with_nothing_on_stdout(hermes_exe, models) -> None:
+    proc = subprocess.run([*hermes_exe, "ask", "x", "--model", str(models["random"]), "--json",
+                           "--max-tokens", "4"], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 6
+    assert proc.stdout == ""
+    assert "incomplete" in proc.stderr
+
+
+def test_cli_show_prompt_has_the_schema_then_the_user_system_prompt(hermes_exe, models) -> None:
+    proc = subprocess.run([*hermes_exe, "ask", "x", "--model", str(models["hi"]), "--schema",
+                           '{"type": "object"}', "-s", "Be terse.", "--show-prompt"],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.stdout.startswith(
+        "<|begin_of_text|><|im_start|>system\nYou are a helpful assistant that answers in JSON. "
+        "Here's the json schema you must adhere to:\n<schema>\n{\"type\": \"object\"}\n"
+        "</schema>\n\nBe terse.<|im_end|>\n")
