@@ -27,6 +27,7 @@ class LoadOptions:
     n_gpu_layers: int | None = None
     n_threads: int | None = None
     verbose: bool = False
+    quiet: bool = False
 
 
 def build_prompt(prompt: str | None, stdin_text: str | None) -> str:
@@ -39,7 +40,7 @@ def build_prompt(prompt: str | None, stdin_text: str | None) -> str:
 
 def load_engine(opts: LoadOptions, *, err: TextIO, vocab_only: bool = False) -> Engine:
     """Resolve and load the model, with a transient status line on a terminal."""
-    path = resolve_model(opts.model)
+    path = resolve_model(opts.model, quiet=opts.quiet, err=err)
     show = err.isatty() and not opts.verbose
     if show:
         err.write(f"loading {path.name}…")

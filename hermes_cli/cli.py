@@ -55,6 +55,7 @@ ThreadsOpt = Annotated[Optional[int], typer.Option(
     help="CPU threads. Default: the CPUs this process may use (affinity, cgroup quota).",
     min=1, show_default=False)]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show llama.cpp's own log on stderr.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No download messages or progress bar.")]
 
 
 def _version_callback(value: bool) -> None:
@@ -116,6 +117,7 @@ def ask(
     threads: ThreadsOpt = None,
     stats: Annotated[bool, typer.Option("--stats", help="Print timings and tokens/s on stderr.")] = False,
     verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
     show_prompt: Annotated[bool, typer.Option(
         "--show-prompt", help="Print the exact ChatML the model would see, and exit.")] = False,
     tokens: Annotated[bool, typer.Option(
@@ -151,10 +153,97 @@ def ask(
         repeat_penalty=repeat_penalty, max_tokens=max_tokens, seed=seed,
     )
     load = LoadOptions(model=model or config.default_model_ref(), n_ctx=ctx,
-                       n_gpu_layers=gpu_layers, n_threads=threads, verbose=verbose)
+                       n_gpu_layers=gpu_layers, n_threads=threads, verbose=verbose, quiet=quiet)
     code = run_ask(prompt, stdin_text=_read_stdin(), system=system, load=load, params=params,
                    stats=stats, show_prompt=show_prompt, show_tokens=tokens, json_mode=json_mode)
     raise typer.Exit(code)
+
+
+@app.command()
+@_guard
+def download(
+    model: Annotated[Optional[str], typer.Argument(
+        help="owner/repo, owner/repo:QUANT or owner/repo/file.gguf. Default: $HERMES_MODEL "
+        "or " + config.DEFAULT_MODEL_REF, show_default=False)] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Download a model (and verify it) without chatting; print its local path."""
+    from hermes_cli import hub
+
+    ref = hub.parse_ref(model or config.default_model_ref())
+    if not isinstance(ref, hub.HubRef):
+        raise typer.BadParameter(f"{model} is a local path, not a Hub reference")
+    paths = hub.download(ref, quiet=quiet)
+    print(paths[0])
+
+
+@app.command()
+@_guard
+def models(
+    repo: Annotated[Optional[str], typer.Argument(
+        help="A Hub repository: list its quants (name, size, cached or not).",
+        show_default=False)] = None,
+    rm: Annotated[Optional[str], typer.Option(
+        "--rm", help="Delete a cached model (owner/repo:QUANT or owner/repo/file.gguf).",
+        show_default=False)] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before deleting.")] = False,
+) -> None:
+    """List a repository's quants and the GGUF models already cached."""
+    from hermes_cli import hub
+
+    if rm is not None:
+        ref = hub.parse_ref(rm)
+        if not isinstance(ref, hub.HubRef):
+            raise typer.BadParameter(f"{rm} is a local path; delete it yourself", param_hint="--rm")
+        cached = hub.find_cached(ref)
+        if not cached:
+            raise HermesError(f"{ref} is not cached")
+        size = sum(p.stat().st_size for p in cached)
+        if not yes:
+            if not sys.stdin or not sys.stdin.isatty():
+                raise HermesError(f"not deleting {ref} without confirmation", hint="add --yes")
+            if not typer.confirm(f"Delete {ref} ({hub.human_size(size)})?"):
+                raise typer.Exit(1)
+        hub.remove_cached(ref)
+        print(f"deleted {ref} ({hub.human_size(size)})")
+        return
+    cached = hub.cached_models()
+    if repo is not None:
+        ref = hub.parse_ref(repo)
+        if not isinstance(ref, hub.HubRef):
+            raise typer.BadParameter(f"{repo} is not a Hub repository")
+        _, files = hub.list_remote(ref.repo_id)
+        have = {c["quant"] for c in cached if c["repo"] == ref.repo_id}
+        print(f"{ref.repo_id}:")
+        for quant, size in sorted(hub.available_quants(files).items()):
+            print(f"  {quant:<10} {hub.human_size(size):>10}  {'cached' if quant in have else ''}".rstrip())
+        return
+    if not cached:
+        print(f"no GGUF models cached in {hub.cache_dir()}")
+        return
+    for c in cached:
+        print(f"{c['repo']}:{c['quant'] or '?':<10} {hub.human_size(c['size']):>10}  {c['file']}")
+
+
+@app.command()
+@_guard
+def info(model: ModelOpt = None) -> None:
+    """The llama.cpp build (backends, GPU offload), this machine, and the model's metadata."""
+    from hermes_cli import hub
+    from hermes_cli import info as info_mod
+
+    for line in info_mod.build_lines():
+        print(line)
+    print()
+    ref = model or config.default_model_ref()
+    if model is None:  # never start a multi-GB download just to describe the default
+        parsed = hub.parse_ref(ref)
+        cached = hub.find_cached(parsed) if isinstance(parsed, hub.HubRef) else [parsed]
+        if not cached or not cached[0].exists():
+            print(f"model: {ref} (not downloaded yet: `hermes download`)")
+            return
+    for line in info_mod.model_lines(hub.resolve_model(ref)):
+        print(line)
 
 
 def _fail(message: str, code: int, hint: str | None = None) -> int:

@@ -103,6 +103,7 @@ def write_model(
     seed: int = 0,
     chat_template: str | None = CHATML_TEMPLATE,
     name: str = "tiny-chatml",
+    split_max_tensors: int = 0,
 ) -> Path:
     """Write a tiny llama GGUF to `path` and return it.
 
@@ -111,6 +112,8 @@ def write_model(
         bigram: for "bigram", token id -> next token id; unlisted tokens go to `default_next`.
         context_length: the trained context the GGUF declares (what `--ctx 0` gives).
         embedding: width for "random"; "bigram" widens it to hold one-hot embeddings.
+        split_max_tensors: >0 writes a split GGUF (`NAME-00001-of-0000N.gguf`, ...) as
+            llama.cpp's gguf-split does; the first part's path is returned.
     """
     import gguf  # test-only dependency
 
@@ -123,7 +126,7 @@ def write_model(
         raise ValueError(f"unknown kind {kind!r}")
     n_embd, n_ff, head_dim = embedding, embedding * 2, embedding // heads
 
-    writer = gguf.GGUFWriter(str(path), "llama")
+    writer = gguf.GGUFWriter(str(path), "llama", split_max_tensors=split_max_tensors)
     writer.add_name(name)
     writer.add_context_length(context_length)
     writer.add_embedding_length(n_embd)
@@ -188,6 +191,9 @@ def write_model(
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+    if split_max_tensors:
+        parts = sorted(Path(path).parent.glob(Path(path).stem + "-00001-of-*.gguf"))
+        return parts[0]
     return Path(path)
 
 
