@@ -25,7 +25,7 @@ app = typer.Typer(
     help="Chat with Hermes 2 Θ and any ChatML GGUF model, on llama.cpp.",
     pretty_exceptions_enable=False,
     add_completion=False,
-    no_args_is_help=True,
+    invoke_without_command=True,
     # Plain click help: rich help formatting imports rich.markdown and costs start-up time.
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -66,10 +66,20 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option(
         "--version", callback=_version_callback, is_eager=True, help="Show the version and exit.")] = False,
 ) -> None:
-    """Chat with Hermes 2 Θ and any ChatML GGUF model, on llama.cpp."""
+    """Chat with Hermes 2 Θ and any ChatML GGUF model, on llama.cpp.
+
+    Plain `hermes` on a terminal opens the chat; `hermes COMMAND --help` for each command.
+    """
+    if ctx.invoked_subcommand is None:
+        if sys.stdin is not None and sys.stdin.isatty() and sys.stdout.isatty():
+            ctx.invoke(chat)
+        else:
+            print(ctx.get_help())
+        raise typer.Exit()
 
 
 def _read_stdin() -> str | None:
@@ -244,6 +254,76 @@ def info(model: ModelOpt = None) -> None:
             return
     for line in info_mod.model_lines(hub.resolve_model(ref)):
         print(line)
+
+
+@app.command()
+@_guard
+def chat(
+    model: ModelOpt = None,
+    system: SystemOpt = None,
+    temperature: TemperatureOpt = 0.8,
+    top_p: TopPOpt = 0.95,
+    top_k: TopKOpt = 40,
+    min_p: MinPOpt = 0.05,
+    repeat_penalty: RepeatPenaltyOpt = 1.1,
+    max_tokens: MaxTokensOpt = None,
+    seed: SeedOpt = None,
+    ctx: CtxOpt = None,
+    gpu_layers: GpuLayersOpt = None,
+    threads: ThreadsOpt = None,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+    plain: Annotated[bool, typer.Option("--plain", help="Plain text, no Markdown or colour "
+                                        "(also when NO_COLOR is set).")] = False,
+    continue_: Annotated[bool, typer.Option("--continue", "-c",
+                                            help="Resume the most recent conversation.")] = False,
+    resume: Annotated[Optional[str], typer.Option(
+        help="Resume the conversation with this id (see `hermes history`).",
+        show_default=False)] = None,
+) -> None:
+    """Chat in the terminal: streaming Markdown, slash-commands (/help), saved sessions."""
+    from rich.console import Console
+
+    from hermes_cli.ask import LoadOptions, load_engine
+    from hermes_cli.conversation import Conversation
+    from hermes_cli.engine import SamplingParams
+    from hermes_cli.repl import Repl, make_session
+    from hermes_cli import sessions
+
+    if continue_ and resume:
+        raise typer.BadParameter("--continue and --resume exclude each other")
+    if continue_ or resume:
+        conversation = sessions.load(resume)
+        if system is not None:
+            conversation.system = system
+        model = model or conversation.model or None
+    else:
+        conversation = Conversation(system=system, params=SamplingParams(
+            temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
+            repeat_penalty=repeat_penalty, max_tokens=max_tokens, seed=seed))
+    ref = model or config.default_model_ref()
+    conversation.model = ref
+    plain = plain or config.no_color()
+    console = Console(no_color=plain, highlight=False)
+    engine = load_engine(LoadOptions(model=ref, n_ctx=ctx, n_gpu_layers=gpu_layers,
+                                     n_threads=threads, verbose=verbose, quiet=quiet),
+                         err=sys.stderr)
+    session = make_session(config.data_dir() / "history")
+    raise typer.Exit(Repl(engine, conversation, console=console, session=session,
+                          plain=plain).run())
+
+
+@app.command()
+def history() -> None:
+    """List saved conversations (resume one with `hermes chat --resume ID`)."""
+    from hermes_cli import sessions
+
+    found = sessions.list_sessions()
+    if not found:
+        print("no saved conversations")
+        return
+    for s in found:
+        print(f"{s.id}  {s.messages:>4} messages  {s.first_line}")
 
 
 def _fail(message: str, code: int, hint: str | None = None) -> int:

@@ -1,0 +1,122 @@
+"""`hermes chat` in a real pseudo-terminal, typed at as a user would."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import fcntl
+import termios
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\x1b[=>]|\r")
+
+
+class Terminal:
+    """A child process on a pty; `expect` reads until a pattern shows up (no sleeps)."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], rows: int = 30, cols: int = 100) -> None:
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            os.execve(argv[0], argv, env)
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        self.raw = b""
+
+    def text(self) -> str:
+        return ANSI.sub("", self.raw.decode("utf-8", errors="replace"))
+
+    def expect(self, pattern: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, self.text()):
+            left = deadline - time.monotonic()
+            assert left > 0, f"timed out waiting for {pattern!r}; screen so far:\n{self.text()[-2000:]}"
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if ready:
+                try:
+                    chunk = os.read(self.fd, 65536)
+                except OSError:
+                    chunk = b""
+                assert chunk, f"the program ended before {pattern!r}:\n{self.text()[-2000:]}"
+                self.raw += chunk
+        return self.text()
+
+    def send(self, data: str) -> None:
+        os.write(self.fd, data.encode())
+
+    def wait(self, timeout: float = 60) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status)
+            ready, _, _ = select.select([self.fd], [], [], 0.5)
+            if ready:
+                try:
+                    self.raw += os.read(self.fd, 65536)
+                except OSError:
+                    pass
+        raise AssertionError("the program did not exit")
+
+
+def env_for(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    # This pty does not answer cursor-position requests; tell prompt_toolkit so.
+    env.update(TERM="xterm-256color", HERMES_DATA_DIR=str(tmp_path / "data"), COLUMNS="100",
+               LINES="30", PROMPT_TOOLKIT_NO_CPR="1")
+    return env
+
+
+def test_type_stream_interrupt_type_again_exit(hermes_exe, models, tmp_path: Path) -> None:
+    term = Terminal([*hermes_exe, "chat", "-m", str(models["endless"]), "--ctx", "0"],
+                    env_for(tmp_path))
+    term.expect(r"Ctrl-D to quit")
+    term.expect(r"(^|\n)>")
+    term.send("go\r")
+    term.expect(r"(ab){20}")  # it is streaming
+    term.send("\x03")  # Ctrl-C mid-reply
+    term.expect(r"stopped; the partial reply is kept")
+    term.expect(r"tokens · [0-9.]+ tok/s · context \d+/32768[^\n]*\n[\s\S]*>")  # prompt back
+    term.send("/undo\r")
+    term.expect(r"dropped the last exchange \(2 messages\)")
+    term.send("/exit\r")
+    assert term.wait() == 0
+    saved = sorted((tmp_path / "data" / "sessions").glob("*.json"))
+    assert len(saved) == 1
+
+
+def test_markdown_reply_on_a_terminal_and_continue(hermes_exe, models, tmp_path: Path) -> None:
+    env = env_for(tmp_path)
+    term = Terminal([*hermes_exe, "chat", "-m", str(models["hi"])], env)
+    term.expect(r"(^|\n)>")
+    term.send("first question\r")
+    term.expect(r"Hi!")
+    term.expect(r"3 tokens[^\n]*\n[\s\S]*>")  # the prompt is back
+    term.send("\x04")  # Ctrl-D quits
+    assert term.wait() == 0
+
+    history = subprocess.run([*hermes_exe, "history"], env=env, capture_output=True, text=True,
+                             timeout=60)
+    assert "first question" in history.stdout and "2 messages" in history.stdout
+    term = Terminal([*hermes_exe, "chat", "--continue", "-m", str(models["hi"])], env)
+    term.expect(r"resumed conversation .* \(2 messages\)")
+    term.send("/prompt\r")
+    term.expect(r"user\s*first question")
+    term.send("/exit\r")
+    assert term.wait() == 0
+
+
+def test_ctrl_c_at_the_prompt_clears_the_line(hermes_exe, models, tmp_path: Path) -> None:
+    term = Terminal([*hermes_exe, "chat", "-m", str(models["hi"])], env_for(tmp_path))
+    term.expect(r"(^|\n)>")
+    term.send("half a thought")
+    term.expect(r"half a thought")
+    term.send("\x03")
+    term.send("/stats\r")
+    term.expect(r"no reply yet")
+    term.send("/exit\r")
+    assert term.wait() == 0

@@ -1,0 +1,112 @@
+"""Streaming Markdown: the same final text as a one-shot render, without re-rendering."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from rich.console import Console
+from rich.markdown import Markdown
+
+from hermes_cli.render import MarkdownRenderer, PlainRenderer
+
+REPLY = """# Plan
+
+Some *intro* text that is long enough to wrap around the eighty column limit of this
+console, with `inline code` and **bold** words.
+
+- one
+- two
+
+- three, after a blank line (a loose list)
+  continued on an indented line
+
+1. first
+2. second
+
+```python
+def f(x):
+
+    return x * 2
+```
+
+> a quote
+> that continues
+
+---
+
+| a | b |
+|---|---|
+| 1 | 2 |
+
+~~~
+plain fence
+~~~
+Final paragraph.
+"""
+
+
+def normalise(text: str) -> str:
+    return "\n".join(line.rstrip() for line in text.splitlines()).strip("\n")
+
+
+def oneshot(text: str) -> str:
+    console = Console(file=io.StringIO(), width=80, color_system=None)
+    console.print(Markdown(text))
+    return console.file.getvalue()
+
+
+def streamed(text: str, step: int, *, live: bool = False, terminal: bool = False) -> str:
+    console = Console(file=io.StringIO(), width=80, height=12, color_system=None,
+                      force_terminal=terminal)
+    renderer = MarkdownRenderer(console, live=live, refresh_per_second=1e9)
+    for i in range(0, len(text), step):
+        renderer.feed(text[i:i + step])
+    renderer.finish()
+    return console.file.getvalue()
+
+
+@pytest.mark.parametrize("step", [1, 3, 7, 64])
+def test_streamed_equals_one_shot(step: int) -> None:
+    assert normalise(streamed(REPLY * 3, step)) == normalise(oneshot(REPLY * 3))
+
+
+def test_each_block_is_rendered_a_bounded_number_of_times(monkeypatch) -> None:
+    calls: list[int] = []
+    original = MarkdownRenderer._render_lines
+
+    def counting(self, text):
+        calls.append(len(text))
+        return original(self, text)
+
+    monkeypatch.setattr(MarkdownRenderer, "_render_lines", counting)
+    reply = REPLY * 20
+    streamed(reply, 4)
+    assert sum(calls) < 4 * len(reply)  # linear, not quadratic, in the reply's length
+
+
+def test_live_mode_on_a_terminal_commits_everything(monkeypatch) -> None:
+    out = streamed(REPLY, 5, live=True, terminal=True)
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out)
+    for needle in ("Plan", "def f(x):", "return x * 2", "a quote that continues", "Final paragraph."):
+        assert needle in plain
+
+
+def test_a_code_block_taller_than_the_screen_shows_its_tail_live() -> None:
+    console = Console(file=io.StringIO(), width=60, height=10, color_system=None, force_terminal=True)
+    renderer = MarkdownRenderer(console, live=True, refresh_per_second=1e9)
+    renderer.feed("```\n" + "".join(f"line {i}\n" for i in range(50)))
+    assert renderer._live is not None
+    renderer.finish()
+    assert renderer._live is None
+    assert "line 49" in console.file.getvalue()
+
+
+def test_plain_renderer_adds_the_final_newline() -> None:
+    out = io.StringIO()
+    r = PlainRenderer(out)
+    for piece in ("Hel", "lo"):
+        r.feed(piece)
+    r.finish()
+    assert out.getvalue() == "Hello\n"

@@ -1,0 +1,210 @@
+"""The REPL driven as a user would, through prompt_toolkit's pipe input, on the real engine."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from prompt_toolkit import PromptSession
+from prompt_toolkit.history import InMemoryHistory
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+from rich.console import Console
+
+from hermes_cli import commands, sessions
+from hermes_cli.conversation import Conversation
+from hermes_cli.engine import SamplingParams
+from hermes_cli.repl import Repl
+
+ENTER = "\r"
+
+
+class Driven:
+    """A REPL whose keyboard is a pipe: `run(...)` types the lines, then Ctrl-D."""
+
+    def __init__(self, engine, conversation: Conversation | None = None) -> None:
+        self.out = io.StringIO()
+        self.console = Console(file=self.out, width=100, color_system=None)
+        self.engine = engine
+        self.conversation = conversation or Conversation(model="tiny")
+        self.repl: Repl | None = None
+
+    def run(self, *lines: str) -> str:
+        with create_pipe_input() as pipe:
+            pipe.send_text("".join(line + ENTER for line in lines))
+            pipe.close()  # end of input = Ctrl-D
+            session = PromptSession(input=pipe, output=DummyOutput(), history=InMemoryHistory())
+            self.repl = Repl(self.engine, self.conversation, console=self.console, session=session)
+            assert self.repl.run() == 0
+            self.conversation = self.repl.conversation
+        return self.out.getvalue()
+
+
+@pytest.fixture
+def hi(load):
+    return load("hi")
+
+
+def test_a_turn_streams_the_reply_and_prints_a_footer(hi) -> None:
+    d = Driven(hi)
+    out = d.run("hello")
+    assert "Hi!\n" in out
+    assert "3 tokens" in out and "tok/s" in out and "context 28/2048" in out
+    assert [m.role for m in d.conversation.messages] == ["user", "assistant"]
+
+
+def test_each_turn_evaluates_only_new_tokens(hi) -> None:
+    d = Driven(hi)
+    d.run("one", "two", "three")
+    result = d.repl.last_result
+    prompt = d.repl.chat.render(d.conversation.messages[:-1])
+    reused_before = len(prompt) - result.prompt_evaluated
+    # everything up to the previous reply was in the cache
+    previous = d.repl.chat.render(d.conversation.messages[:-3])
+    assert reused_before == len(previous) + len(d.conversation.messages[-3].token_ids)
+
+
+def test_help_lists_every_command(hi) -> None:
+    out = Driven(hi).run("/help")
+    for name in commands.COMMANDS:
+        assert name in out
+
+
+def test_unknown_command_and_bad_arguments_leave_the_conversation_alone(hi) -> None:
+    d = Driven(hi)
+    out = d.run("hello", "/bogus", "/set temperature hot", "/set nope 1", "/json maybe")
+    assert "unknown command /bogus" in out
+    assert "is not valid" in out and "usage: /set PARAM VALUE" in out and "usage: /json on|off" in out
+    assert len(d.conversation.messages) == 2
+    assert d.conversation.params.temperature == 0.8
+
+
+def test_system_set_show_clear_and_prompt(hi) -> None:
+    d = Driven(hi)
+    out = d.run("/system Be brief.", "/system", "/prompt", "/system clear", "/system")
+    assert "system prompt set" in out and "Be brief." in out
+    assert "<|im_start|>system\nBe brief.<|im_end|>" in out
+    assert "(no system prompt)" in out
+    assert d.conversation.system is None
+
+
+def test_set_and_params(hi) -> None:
+    d = Driven(hi)
+    out = d.run("/set temperature 0.3", "/set top_k 5", "/set max_tokens 9", "/set seed none",
+                "/params")
+    p = d.conversation.params
+    assert (p.temperature, p.top_k, p.max_tokens, p.seed) == (0.3, 5, 9, None)
+    assert "temperature = 0.3" in out and "top_k = 5" in out
+
+
+def test_undo_retry_reset(hi) -> None:
+    d = Driven(hi)
+    d.run("a", "b", "/undo")
+    assert [m.content for m in d.conversation.messages] == ["a", "Hi!"]
+    first_id = d.conversation.id
+    d.run("/retry")
+    assert [m.content for m in d.conversation.messages] == ["a", "Hi!"]
+    out = d.run("/reset")
+    assert d.conversation.messages == [] and d.conversation.id != first_id
+    assert "new conversation" in out
+
+
+def test_interrupted_reply_is_kept_and_retry_replaces_it(load) -> None:
+    engine = load("endless")
+    d = Driven(engine, Conversation(params=SamplingParams(max_tokens=6)))
+    d.run("go", "/retry")
+    assert [m.content for m in d.conversation.messages] == ["go", "ababab"]
+
+
+def test_edit_resends_the_last_message(hi) -> None:
+    d = Driven(hi)
+    # /edit pre-fills the old text; Ctrl-U clears it, then the new text is typed
+    d.run("first try", "/edit", "\x15second try")
+    assert [m.content for m in d.conversation.messages] == ["second try", "Hi!"]
+
+
+def test_save_json_and_markdown_then_load(hi, tmp_path: Path) -> None:
+    d = Driven(hi)
+    d.run("/system S", "hello", f"/save {tmp_path / 'c.json'}", f"/save {tmp_path / 'c.md'}")
+    saved = json.loads((tmp_path / "c.json").read_text())
+    assert [m["role"] for m in saved["messages"]] == ["system", "user", "assistant"]
+    assert "## user\n\nhello" in (tmp_path / "c.md").read_text()
+    e = Driven(hi)
+    out = e.run(f"/load {tmp_path / 'c.json'}", "again")
+    assert "loaded 2 messages" in out
+    assert [m.content for m in e.conversation.messages] == ["hello", "Hi!", "again", "Hi!"]
+    assert e.conversation.system == "S"
+
+
+def test_load_rejects_a_bad_file(hi, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    out = Driven(hi).run(f"/load {bad}", f"/load {tmp_path / 'missing.json'}")
+    assert "not a hermes conversation" in out and "no such file" in out
+
+
+def test_copy_uses_osc52_without_a_clipboard_tool(hi, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no pbcopy, xclip, wl-copy...
+    out = Driven(hi).run("hello", "/copy")
+    assert "\x1b]52;c;SGkh\x07" in out  # base64("Hi!")
+    assert "copied 3 characters (OSC 52)" in out
+
+
+def test_stats_model_and_exit(hi) -> None:
+    out = Driven(hi).run("/stats", "hello", "/stats", "/model", "/exit", "never sent")
+    assert "no reply yet" in out and "reply 3 tokens" in out and "context 2048" in out
+    assert "never sent" not in out
+
+
+def test_json_and_schema_modes(load) -> None:
+    d = Driven(load("random"), Conversation(params=SamplingParams(seed=3)))
+    schema = '{"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"], "additionalProperties": false}'
+    out = d.run("/json on", "give json", f"/schema {schema}", "again", "/schema off", "/json")
+    assert isinstance(json.loads(d.conversation.messages[1].content), dict)
+    assert isinstance(json.loads(d.conversation.messages[3].content)["ok"], bool)
+    assert "JSON mode off" in out
+
+
+def test_bad_schema_is_one_line(hi) -> None:
+    d = Driven(hi)
+    out = d.run('/schema {"type": 3}')
+    assert "error: /schema" not in out or "not a valid JSON Schema" in out
+    assert "not a valid JSON Schema" in out and not d.conversation.json_mode
+
+
+def test_tools_say_plainly_they_are_not_available(hi) -> None:
+    assert "not available yet" in Driven(hi).run("/tools list")
+
+
+def test_context_full_drops_oldest_turns_but_keeps_the_system_prompt(load) -> None:
+    engine = load("hi", n_ctx=160)
+    d = Driven(engine, Conversation(system="SYSTEM PROMPT"))
+    out = d.run(*[f"question number {i}" for i in range(8)])
+    assert "dropped the" in out
+    assert d.conversation.system == "SYSTEM PROMPT"
+    assert d.conversation.messages[-2].content == "question number 7"
+    assert d.conversation.messages[0].content != "question number 0"
+    assert out.count("Hi!") == 8  # every turn was answered
+
+
+def test_every_change_is_saved_and_can_be_resumed(hi) -> None:
+    d = Driven(hi)
+    d.run("remember me")
+    saved = sessions.load(None)
+    assert saved.id == d.conversation.id
+    assert [m.content for m in saved.messages] == ["remember me", "Hi!"]
+    assert saved.messages[1].token_ids == d.conversation.messages[1].token_ids
+    listed = sessions.list_sessions()
+    assert listed[-1].first_line == "remember me"
+
+
+def test_a_full_disk_does_not_end_the_chat(hi, monkeypatch) -> None:
+    def full(*_a, **_k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sessions, "save", full)
+    out = Driven(hi).run("hello", "again")
+    assert "could not save the conversation: No space left on device" in out
+    assert out.count("Hi!") == 2
