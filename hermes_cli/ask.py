@@ -18,6 +18,16 @@ from hermes_cli.hub import resolve_model
 
 if TYPE_CHECKING:
     from hermes_cli.jsonmode import JsonMode
+    from hermes_cli.tools import Tool
+
+
+@dataclass
+class ToolOptions:
+    tools: dict[str, Tool]
+    choice: str = "auto"
+    max_rounds: int = 5
+    timeout: float = 30.0
+    yes: bool = False
 
 
 @dataclass
@@ -76,6 +86,7 @@ def run_ask(
     show_prompt: bool = False,
     show_tokens: bool = False,
     json_mode: JsonMode | None = None,
+    tools: ToolOptions | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
@@ -87,6 +98,12 @@ def run_ask(
     if json_mode is not None:
         system = json_mode.system_prompt(system)
         grammar_text = json_mode.grammar_text()  # a schema it cannot convert fails before loading
+    if tools is not None and json_mode is not None:
+        raise UsageError("--json/--schema and --tools do not go together")
+    if tools is not None and tools.choice != "none":
+        from hermes_cli.tools import system_prompt
+
+        system = system_prompt(list(tools.tools.values()), system)
     messages = [Message("system", system)] if system else []
     messages.append(Message("user", user_text))
 
@@ -100,6 +117,9 @@ def run_ask(
         out.write("\n")
         return 0
 
+    if tools is not None:
+        return _ask_tools(engine, chat, messages, tools, params, stats=stats,
+                          verbose=load.verbose, out=out, err=err)
     if json_mode is not None:
         return _ask_json(engine, chat, messages, json_mode, grammar_text, params,
                          stats=stats, out=out, err=err)
@@ -154,3 +174,44 @@ def write_json(value: Any, out: TextIO) -> None:
     from rich.json import JSON
 
     Console(file=out).print(JSON.from_data(value, ensure_ascii=False))
+
+
+def _ask_tools(engine: Engine, chat: ChatML, messages: list[Message], opts: ToolOptions,
+               params: SamplingParams, *, stats: bool, verbose: bool, out: TextIO,
+               err: TextIO) -> int:
+    from hermes_cli.toolloop import ToolEvent, ToolsRefused, run_tool_loop, short
+    from hermes_cli.tools import ToolCall
+
+    def approve(call: ToolCall) -> bool:
+        if opts.yes:
+            return True
+        described = f"{call.name}({json.dumps(call.arguments, ensure_ascii=False)})"
+        if not (sys.stdin is not None and sys.stdin.isatty() and err.isatty()):
+            raise ToolsRefused(f"the model asked to run {described}, and nobody can approve it "
+                               "here", hint="pass --yes to let tools run without asking")
+        err.write(f"run {described}? [y/N] ")
+        err.flush()
+        return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+    def report(event: ToolEvent) -> None:
+        if verbose:
+            arrow = {"call": "→", "result": "←", "error": "✗", "declined": "✗"}[event.kind]
+            err.write(f"{arrow} {event.name} {short(event.detail)}\n")
+
+    loop = run_tool_loop(engine, chat, messages, opts.tools, params, tool_choice=opts.choice,
+                         max_rounds=opts.max_rounds, timeout=opts.timeout, approve=approve,
+                         report=report)
+    if stats:
+        for i, result in enumerate(loop.results, 1):
+            err.write(f"round {i}: {format_stats(result, engine)}\n")
+    if loop.stopped == "schema_only":  # the caller runs these: hand them over as JSON lines
+        for call in loop.pending:
+            out.write(json.dumps({"name": call.name, "arguments": call.arguments},
+                                 ensure_ascii=False) + "\n")
+        return 0
+    out.write(loop.text if loop.text.endswith("\n") else loop.text + "\n")
+    out.flush()
+    if loop.stopped == "round_limit":
+        err.write(f"warning: stopped after {loop.rounds} tool rounds (--max-rounds); the model "
+                  "still wanted to call tools\n")
+    return 0

@@ -141,6 +141,17 @@ def ask(
         "min/maxLength and pattern, formats date/time/date-time/uuid. Only checked after "
         "(with up to 2 retries): minimum/maximum, multipleOf, other formats, not, "
         "if/then/else, uniqueItems.", show_default=False)] = None,
+    tools: Annotated[Optional[list[str]], typer.Option(
+        "--tools", help="A Python file whose public functions the model may call "
+        "(repeatable).", show_default=False)] = None,
+    tools_json: Annotated[Optional[str], typer.Option(
+        "--tools-json", help="OpenAI-format tool definitions (schemas only: the calls are "
+        "printed as JSON lines for you to run).", show_default=False)] = None,
+    tool_choice: Annotated[str, typer.Option(
+        help="auto, none, required (force a call) or a tool's name (force that tool).")] = "auto",
+    max_rounds: Annotated[int, typer.Option(help="Most tool rounds before stopping.", min=0)] = 5,
+    tool_timeout: Annotated[float, typer.Option(help="Seconds a tool may run.", min=0.1)] = 30.0,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Run tool calls without asking.")] = False,
 ) -> None:
     """Ask one question; the answer streams to stdout.
 
@@ -158,6 +169,18 @@ def ask(
         from hermes_cli.jsonmode import JsonMode, load_schema
 
         json_mode = load_schema(schema) if schema is not None else JsonMode()
+    tool_opts = None
+    if tools or tools_json:
+        from hermes_cli.ask import ToolOptions
+        from hermes_cli.tools import check_unique, load_tools_file, load_tools_json
+
+        loaded = [t for path in tools or [] for t in load_tools_file(path)]
+        if tools_json:
+            loaded += load_tools_json(tools_json)
+        tool_opts = ToolOptions(check_unique(loaded), choice=tool_choice, max_rounds=max_rounds,
+                                timeout=tool_timeout, yes=yes)
+    elif tool_choice != "auto":
+        raise typer.BadParameter("--tool-choice needs --tools", param_hint="--tool-choice")
     params = SamplingParams(
         temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
         repeat_penalty=repeat_penalty, max_tokens=max_tokens, seed=seed,
@@ -165,7 +188,8 @@ def ask(
     load = LoadOptions(model=model or config.default_model_ref(), n_ctx=ctx,
                        n_gpu_layers=gpu_layers, n_threads=threads, verbose=verbose, quiet=quiet)
     code = run_ask(prompt, stdin_text=_read_stdin(), system=system, load=load, params=params,
-                   stats=stats, show_prompt=show_prompt, show_tokens=tokens, json_mode=json_mode)
+                   stats=stats, show_prompt=show_prompt, show_tokens=tokens, json_mode=json_mode,
+                   tools=tool_opts)
     raise typer.Exit(code)
 
 

@@ -138,7 +138,23 @@ def _schema(repl: Repl, arg: str) -> None:
 @command("/tools", "/tools FILE|list|off", "Python functions the model may call",
          choices=("list", "off"), path_arg=True)
 def _tools(repl: Repl, arg: str) -> None:
-    repl.say("tools are not available yet in this version (function calling is being built)")
+    from hermes_cli.tools import check_unique, load_tools_file
+
+    if arg in ("", "list"):
+        if not repl.tools:
+            repl.say("no tools (load some with /tools FILE)")
+        for tool in repl.tools.values():
+            params = ", ".join(tool.parameters.get("properties", {}))
+            repl.say(f"{tool.name}({params}): {tool.description}")
+        return
+    if arg == "off":
+        repl.tools, repl.always_allowed = {}, set()
+        repl.say("tools off")
+        return
+    loaded = load_tools_file(arg)
+    repl.tools = check_unique(list(repl.tools.values()) + loaded)
+    repl.say(f"tools: {', '.join(repl.tools)} (each call asks first; 'a' allows a tool for "
+             "the rest of the session)")
 
 
 @command("/set", "/set PARAM VALUE", "set a sampling parameter (" + ", ".join(PARAMS) + ")",

@@ -35,6 +35,9 @@ class Repl:
         self.autosave = autosave
         self.last_result: GenerationResult | None = None
         self.total_tokens = 0
+        self.tools: dict[str, Any] = {}  # name -> hermes_cli.tools.Tool
+        self.always_allowed: set[str] = set()
+        self.auto_approve = False
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -91,6 +94,9 @@ class Repl:
         if conv.json_mode:
             self._respond_json(system)
             return
+        if self.tools:
+            self._respond_with_tools(system)
+            return
         renderer = self._renderer()
         gen = self.engine.generate(ids, conv.params)
         try:
@@ -136,6 +142,55 @@ class Repl:
         self.show_json(answer.value)
         self.footer(result)
 
+    def _respond_with_tools(self, system: str | None) -> None:
+        from hermes_cli.toolloop import ToolEvent, run_tool_loop, short
+        from hermes_cli.tools import ToolCall
+
+        conv = self.conversation
+
+        def approve(call: ToolCall) -> bool:
+            if self.auto_approve or call.name in self.always_allowed:
+                return True
+            import json
+
+            args = json.dumps(call.arguments, ensure_ascii=False)
+            try:
+                answer = self.session.prompt(f"run {call.name}({args})? [y]es/[n]o/[a]lways: ")
+            except (KeyboardInterrupt, EOFError):
+                return False
+            answer = answer.strip().lower()
+            if answer in ("a", "always"):
+                self.always_allowed.add(call.name)
+                return True
+            return answer in ("y", "yes")
+
+        def report(event: ToolEvent) -> None:
+            arrow = {"call": "→", "result": "←", "error": "✗", "declined": "✗ declined"}[event.kind]
+            self.say(f"{arrow} {event.name} {short(event.detail)}", style="cyan")
+
+        try:
+            loop = run_tool_loop(self.engine, self.chat, conv.with_system(system), self.tools,
+                                 conv.params, approve=approve, report=report)
+        except KeyboardInterrupt:
+            self.say("(stopped)", style="yellow")
+            return
+        except ContextOverflowError as e:
+            self.error(f"{e}; the tool results did not fit")
+            return
+        for msg in loop.messages:
+            conv.messages.append(msg)
+        self.save()
+        result = loop.results[-1]
+        self.last_result = result
+        self.total_tokens += sum(r.completion_tokens for r in loop.results)
+        renderer = self._renderer()
+        renderer.feed(loop.text)
+        renderer.finish()
+        if loop.stopped == "round_limit":
+            self.say(f"(stopped after {loop.rounds} tool rounds; the model still wanted tools)",
+                     style="yellow")
+        self.footer(result)
+
     # -- output -----------------------------------------------------------------------
 
     def _renderer(self) -> Any:
@@ -178,6 +233,10 @@ class Repl:
 
     def effective_system(self) -> str | None:
         conv = self.conversation
+        if self.tools and not conv.json_mode:
+            from hermes_cli.tools import system_prompt
+
+            return system_prompt(list(self.tools.values()), conv.system)
         if conv.json_mode:
             from hermes_cli.jsonmode import JsonMode
 

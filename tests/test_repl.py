@@ -174,8 +174,12 @@ def test_bad_schema_is_one_line(hi) -> None:
     assert "not a valid JSON Schema" in out and not d.conversation.json_mode
 
 
-def test_tools_say_plainly_they_are_not_available(hi) -> None:
-    assert "not available yet" in Driven(hi).run("/tools list")
+def test_tools_load_list_off(hi, tmp_path: Path) -> None:
+    (tmp_path / "t.py").write_text("def add(a: int, b: int) -> int:\n    \"\"\"Add.\"\"\"\n    return a + b\n")
+    d = Driven(hi)
+    out = d.run("/tools", f"/tools {tmp_path / 't.py'}", "/tools list", "/prompt", "/tools off", "/tools")
+    assert "no tools" in out and "add(a, b): Add." in out and "tools off" in out
+    assert "<tools> {\"type\": \"function\"" in out
 
 
 def test_context_full_drops_oldest_turns_but_keeps_the_system_prompt(load) -> None:

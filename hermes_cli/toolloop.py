@@ -1,0 +1,130 @@
+"""The function-calling loop: generate -> parse calls -> validate -> approve -> run ->
+one `tool` turn of responses -> generate again, until the model answers without a call
+or the round limit is reached (reported, never silent).
+
+Errors the model can fix (unknown tool, invalid arguments, a tool that raised or timed
+out, a malformed call) go back to it as the tool response, as the Hermes scripts do.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hermes_cli.chatml import ChatML, Message
+from hermes_cli.engine import Engine, GenerationResult, SamplingParams
+from hermes_cli.errors import UsageError
+from hermes_cli.tools import (
+    DEFAULT_MAX_ROUNDS, DEFAULT_TIMEOUT, Tool, ToolCall, forced_call_grammar, parse_tool_calls,
+    response_block, run_call, validate_arguments,
+)
+
+
+class ToolsRefused(UsageError):
+    """A call needs approval that nobody can give (non-interactive, no --yes)."""
+
+
+@dataclass
+class ToolEvent:
+    kind: str  # "call" | "result" | "error" | "declined"
+    name: str
+    detail: Any
+
+
+@dataclass
+class LoopResult:
+    text: str  # the final answer (or the last reply, when the loop stopped early)
+    messages: list[Message]  # every message the loop added, in order
+    rounds: int
+    stopped: str  # "answer" | "round_limit" | "schema_only"
+    pending: list[ToolCall] = field(default_factory=list)  # calls to schema-only tools
+    results: list[GenerationResult] = field(default_factory=list)
+
+
+def run_tool_loop(
+    engine: Engine, chat: ChatML, history: list[Message], tools: dict[str, Tool],
+    params: SamplingParams, *, tool_choice: str = "auto", max_rounds: int = DEFAULT_MAX_ROUNDS,
+    timeout: float = DEFAULT_TIMEOUT, approve: Callable[[ToolCall], bool],
+    report: Callable[[ToolEvent], None] = lambda _e: None,
+    generate: Callable[[list[Message], Any], GenerationResult] | None = None,
+) -> LoopResult:
+    """Run the loop over `history` (which starts with the tool system prompt).
+
+    Args:
+        tool_choice: "auto", "none", "required" (the first reply must call a tool) or a
+            tool's name (the first reply must call that tool); forced calls are made by
+            a grammar, so even a weak model writes a valid call with valid arguments.
+        approve: asked before each call; False declines it (the model is told).
+        generate: for tests of the loop's logic; defaults to the engine.
+    """
+    if tool_choice not in ("auto", "none", "required") and tool_choice not in tools:
+        raise UsageError(f"--tool-choice {tool_choice}: no such tool "
+                         f"(tools: {', '.join(tools)})")
+    forced = None
+    if tool_choice == "required":
+        forced = engine.grammar(forced_call_grammar(list(tools.values())))
+    elif tool_choice not in ("auto", "none"):
+        forced = engine.grammar(forced_call_grammar([tools[tool_choice]]))
+
+    def default_generate(messages: list[Message], grammar: Any) -> GenerationResult:
+        return engine.generate(chat.render(messages), params, grammar=grammar,
+                               strict_utf8=grammar is not None).consume()
+
+    gen = generate or default_generate
+    messages = list(history)
+    added: list[Message] = []
+    results: list[GenerationResult] = []
+    rounds = 0
+    while True:
+        result = gen(messages, forced if rounds == 0 else None)
+        results.append(result)
+        reply = Message("assistant", result.text, token_ids=result.token_ids)
+        parsed = parse_tool_calls(result.text) if tool_choice != "none" else None
+        if parsed is None or not parsed.has_calls:
+            added.append(reply)
+            return LoopResult(result.text, added, rounds, "answer", results=results)
+        if rounds >= max_rounds:
+            added.append(reply)
+            return LoopResult(result.text, added, rounds, "round_limit", results=results)
+        schema_only = [c for c in parsed.calls if c.name in tools and tools[c.name].function is None]
+        if schema_only:
+            added.append(reply)
+            return LoopResult(result.text, added, rounds, "schema_only", pending=schema_only,
+                              results=results)
+        rounds += 1
+        blocks = [response_block("error", f"malformed tool call: {e}") for e in parsed.errors]
+        for err in parsed.errors:
+            report(ToolEvent("error", "?", err))
+        for call in parsed.calls:
+            blocks.append(response_block(call.name, _run_one(call, tools, timeout, approve, report)))
+        tool_turn = Message("tool", "\n".join(blocks))
+        added += [reply, tool_turn]
+        messages += [reply, tool_turn]
+
+
+def _run_one(call: ToolCall, tools: dict[str, Tool], timeout: float,
+             approve: Callable[[ToolCall], bool], report: Callable[[ToolEvent], None]) -> Any:
+    tool = tools.get(call.name)
+    if tool is None:
+        msg = f"unknown tool {call.name}; the tools are: {', '.join(tools)}"
+        report(ToolEvent("error", call.name, msg))
+        return {"error": msg}
+    problems = validate_arguments(tool, call.arguments)
+    if problems:
+        msg = "invalid arguments: " + "; ".join(problems[:5])
+        report(ToolEvent("error", call.name, msg))
+        return {"error": msg}
+    report(ToolEvent("call", call.name, call.arguments))
+    if not approve(call):
+        report(ToolEvent("declined", call.name, call.arguments))
+        return {"error": "the user declined to run this tool"}
+    ok, content = run_call(tool, call.arguments, timeout)
+    report(ToolEvent("result" if ok else "error", call.name, content))
+    return content if ok else {"error": content}
+
+
+def short(value: Any, limit: int = 160) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
