@@ -11,6 +11,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
 import typer
@@ -335,6 +336,92 @@ def chat(
     session = make_session(config.data_dir() / "history")
     raise typer.Exit(Repl(engine, conversation, console=console, session=session,
                           plain=plain).run())
+
+
+@app.command()
+@_guard
+def batch(
+    input_: Annotated[str, typer.Argument(
+        metavar="INPUT", help="A text file (one prompt per line), a JSONL file ({\"id\", "
+        "\"prompt\"|\"messages\", \"system\", \"schema\", sampling overrides}), or - for stdin.")],
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Results JSONL, appended and resumable. Default: stdout.",
+        show_default=False)] = None,
+    model: ModelOpt = None,
+    system: SystemOpt = None,
+    temperature: TemperatureOpt = 0.8,
+    top_p: TopPOpt = 0.95,
+    top_k: TopKOpt = 40,
+    min_p: MinPOpt = 0.05,
+    repeat_penalty: RepeatPenaltyOpt = 1.1,
+    max_tokens: MaxTokensOpt = None,
+    seed: Annotated[Optional[int], typer.Option(
+        help="Base seed: line i uses SEED+i, so a run (and a resumed run) is reproducible.",
+        show_default=False)] = None,
+    ctx: CtxOpt = None,
+    gpu_layers: GpuLayersOpt = None,
+    threads: ThreadsOpt = None,
+    verbose: VerboseOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Every answer is one JSON object.")] = False,
+    schema: Annotated[Optional[str], typer.Option(
+        "--schema", help="Every answer matches this schema (FILE, inline JSON or module:Model).",
+        show_default=False)] = None,
+    tools: Annotated[Optional[list[str]], typer.Option(
+        "--tools", help="Python tools file (repeatable); needs --yes.", show_default=False)] = None,
+    tool_choice: Annotated[str, typer.Option(help="auto, none, required or a tool's name.")] = "auto",
+    max_rounds: Annotated[int, typer.Option(help="Most tool rounds per line.", min=0)] = 5,
+    tool_timeout: Annotated[float, typer.Option(help="Seconds a tool may run.", min=0.1)] = 30.0,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Let tools run (a batch cannot ask).")] = False,
+) -> None:
+    """Answer many prompts with one loaded model; one JSON result per line, resumable.
+
+    Exit codes: 0 every line answered, 1 some lines failed (see their "error"), 2 bad
+    usage or input, 3 model unloadable, 130 interrupted (results so far are kept).
+    """
+    from hermes_cli import batch as batch_mod
+    from hermes_cli.ask import LoadOptions, ToolOptions, load_engine
+    from hermes_cli.engine import SamplingParams
+
+    for stream in batch_mod.open_input(input_):
+        try:
+            items = batch_mod.read_items(stream)
+        except UnicodeDecodeError:
+            raise batch_mod.UsageError(f"{input_} is not UTF-8 text") from None
+    opts = batch_mod.BatchOptions(system=system, params=SamplingParams(
+        temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
+        repeat_penalty=repeat_penalty, max_tokens=max_tokens, seed=seed))
+    if schema is not None or json_:
+        from hermes_cli.jsonmode import JsonMode, load_schema
+
+        opts.json_mode = load_schema(schema) if schema is not None else JsonMode()
+        opts.json_mode.grammar_text()
+    if tools:
+        if not yes:
+            raise batch_mod.UsageError("a batch cannot ask before running tools",
+                                       hint="pass --yes to let them run")
+        from hermes_cli.tools import check_unique, load_tools_file
+
+        opts.tools = ToolOptions(check_unique([t for p in tools for t in load_tools_file(p)]),
+                                 choice=tool_choice, max_rounds=max_rounds, timeout=tool_timeout,
+                                 yes=True)
+    done = batch_mod.repair_and_read_done(output) if output else set()
+    engine = load_engine(LoadOptions(model=model or config.default_model_ref(), n_ctx=ctx,
+                                     n_gpu_layers=gpu_layers, n_threads=threads, verbose=verbose,
+                                     quiet=quiet), err=sys.stderr)
+    writer = batch_mod.ResultWriter(output, sys.stdout)
+    progress, stop = (None, lambda: None)
+    if not quiet and sys.stderr.isatty():
+        progress, stop = batch_mod.iter_progress_bar(len(items), sys.stderr)
+    try:
+        summary = batch_mod.run_batch(engine, items, writer, done, opts, progress=progress)
+    finally:
+        stop()
+        writer.close()
+    if not quiet:
+        print(summary.line(), file=sys.stderr)
+    if summary.failed:
+        raise typer.Exit(batch_mod.SomeLinesFailed.exit_code)
 
 
 @app.command()

@@ -1,0 +1,184 @@
+"""`hermes batch` through the real engine and the installed command."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from hermes_cli import batch
+
+
+def hermes(exe, *args: str, stdin: str = "", cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*exe, *args], input=stdin, capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+
+
+def records(path: Path) -> list[dict]:
+    text = path.read_text()
+    assert text.endswith("\n") or not text
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_text_input_ids_are_line_numbers(hermes_exe, models, tmp_path: Path) -> None:
+    (tmp_path / "in.txt").write_text("first\nsecond\n\nfourth\n")
+    out = tmp_path / "out.jsonl"
+    proc = hermes(hermes_exe, "batch", str(tmp_path / "in.txt"), "-o", str(out), "-m", str(models["hi"]))
+    assert proc.returncode == 0, proc.stderr
+    recs = records(out)
+    assert [r["id"] for r in recs] == [1, 2, 4]
+    assert {r["output"] for r in recs} == {"Hi!"} and {r["finish_reason"] for r in recs} == {"stop"}
+    for key in ("prompt_tokens", "completion_tokens", "seconds", "tokens_per_second"):
+        assert key in recs[0]
+    assert "done 3, failed 0, skipped 0" in proc.stderr
+
+
+def test_jsonl_overrides_messages_system_and_schema(hermes_exe, models, tmp_path: Path) -> None:
+    lines = [
+        {"id": "a", "prompt": "go", "max_tokens": 3},
+        {"id": "b", "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "go"}],
+         "max_tokens": 5},
+        {"id": "c", "prompt": "go", "system": "other", "max_tokens": 2, "temperature": 0},
+    ]
+    (tmp_path / "in.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    out = tmp_path / "out.jsonl"
+    proc = hermes(hermes_exe, "batch", str(tmp_path / "in.jsonl"), "-o", str(out),
+                  "-m", str(models["endless"]))
+    assert proc.returncode == 0, proc.stderr
+    got = {r["id"]: r for r in records(out)}
+    assert got["a"]["output"] == "aba" and got["a"]["finish_reason"] == "length"
+    assert got["b"]["output"] == "ababa" and got["c"]["output"] == "ab"
+
+
+def test_per_line_schema_and_global_json(hermes_exe, models, tmp_path: Path) -> None:
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
+              "additionalProperties": False}
+    (tmp_path / "in.jsonl").write_text(
+        json.dumps({"id": 1, "prompt": "x", "schema": schema}) + "\n"
+        + json.dumps({"id": 2, "prompt": "y"}) + "\n")
+    out = tmp_path / "out.jsonl"
+    proc = hermes(hermes_exe, "batch", str(tmp_path / "in.jsonl"), "-o", str(out), "--json",
+                  "-m", str(models["random"]), "--seed", "4")
+    assert proc.returncode == 0, proc.stderr
+    got = {r["id"]: r["output"] for r in records(out)}
+    assert isinstance(got[1]["ok"], bool) and set(got[1]) == {"ok"}
+    assert isinstance(got[2], dict)
+
+
+def test_bad_lines_are_reported_and_the_rest_goes_on(hermes_exe, models, tmp_path: Path) -> None:
+    (tmp_path / "in.jsonl").write_text(
+        '{"id": 1, "prompt": "ok"}\n{"id": 2, "prompt": \n{"id": 3}\n'
+        '{"id": 4, "prompt": "ok", "temperature": "hot"}\n{"id": 5, "prompt": "ok"}\n')
+    out = tmp_path / "out.jsonl"
+    proc = hermes(hermes_exe, "batch", str(tmp_path / "in.jsonl"), "-o", str(out), "-m", str(models["hi"]))
+    assert proc.returncode == 1
+    got = {r["id"]: r for r in records(out)}
+    assert got[1]["output"] == got[5]["output"] == "Hi!"
+    assert "line 2 is not valid JSON" in got[2]["error"] and got[2]["line"] == 2
+    assert 'needs "prompt" or "messages"' in got[3]["error"]
+    assert "temperature must be a number" in got[4]["error"]
+    assert "done 2, failed 3 (lines 2, 3, 4)" in proc.stderr
+
+
+def test_duplicate_ids_fail_before_the_model_loads(hermes_exe, tmp_path: Path) -> None:
+    (tmp_path / "in.jsonl").write_text('{"id": "x", "prompt": "a"}\n{"id": "x", "prompt": "b"}\n')
+    proc = hermes(hermes_exe, "batch", str(tmp_path / "in.jsonl"), "-m", str(tmp_path / "none.gguf"))
+    assert proc.returncode == 2
+    assert "duplicate id 'x' on lines 1 and 2" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_stdin_and_stdout(hermes_exe, models) -> None:
+    proc = hermes(hermes_exe, "batch", "-", "-m", str(models["hi"]), "-q", stdin="one\ntwo\n")
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert [json.loads(x)["output"] for x in proc.stdout.splitlines()] == ["Hi!", "Hi!"]
+
+
+def test_a_shared_system_prompt_is_evaluated_once(hermes_exe, models, tmp_path: Path) -> None:
+    (tmp_path / "in.txt").write_text("\n".join(f"question {i}" for i in range(6)) + "\n")
+    out = tmp_path / "out.jsonl"
+    proc = hermes(hermes_exe, "batch", str(tmp_path / "in.txt"), "-o", str(out), "-m",
+                  str(models["hi"]), "-s", "You are a careful assistant. " * 20)
+    assert proc.returncode == 0, proc.stderr
+    recs = records(out)
+    assert recs[0]["prompt_evaluated"] == recs[0]["prompt_tokens"] > 400
+    for r in recs[1:]:  # only the line's own tokens: its question and the turn markers
+        assert r["prompt_evaluated"] <= 20
+
+
+def test_seed_makes_a_run_reproducible(hermes_exe, models, tmp_path: Path) -> None:
+    (tmp_path / "in.txt").write_text("a\nb\nc\n")
+    args = ["batch", str(tmp_path / "in.txt"), "-m", str(models["random"]), "--seed", "9",
+            "--max-tokens", "12", "-q"]
+    first, second = hermes(hermes_exe, *args), hermes(hermes_exe, *args)
+
+    def outputs(proc):
+        return [(r["id"], r["output"]) for r in map(json.loads, proc.stdout.splitlines())]
+
+    assert outputs(first) == outputs(second) and len(outputs(first)) == 3
+    assert len({o for _, o in outputs(first)}) == 3  # SEED+i: the lines differ
+
+
+def test_tools_need_yes(hermes_exe, models, tmp_path: Path) -> None:
+    (tmp_path / "t.py").write_text("def add(a: int, b: int) -> int:\n    return a + b\n")
+    (tmp_path / "in.txt").write_text("x\n")
+    proc = hermes(hermes_exe, "batch", str(tmp_path / "in.txt"), "-m", str(models["random"]),
+                  "--tools", str(tmp_path / "t.py"))
+    assert proc.returncode == 2 and "--yes" in proc.stderr
+    proc = hermes(hermes_exe, "batch", str(tmp_path / "in.txt"), "-m", str(models["random"]),
+                  "--tools", str(tmp_path / "t.py"), "--yes", "--tool-choice", "add",
+                  "--max-tokens", "60", "--seed", "1", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["id"] == 1
+
+
+@pytest.mark.parametrize("cut", [0.0, 0.3, 0.5, 0.77, 0.999])
+def test_resume_after_a_torn_output_gives_one_record_per_id(hermes_exe, models, tmp_path: Path,
+                                                             cut: float) -> None:
+    (tmp_path / "in.txt").write_text("\n".join(f"q{i}" for i in range(10)) + "\n")
+    args = ["batch", str(tmp_path / "in.txt"), "-m", str(models["hi"]), "-q"]
+    full = tmp_path / "full.jsonl"
+    assert hermes(hermes_exe, *args, "-o", str(full)).returncode == 0
+    data = full.read_bytes()
+    torn = tmp_path / "torn.jsonl"
+    torn.write_bytes(data[: int(len(data) * cut)])  # what a kill leaves, mid-line or not
+    proc = hermes(hermes_exe, *args, "-o", str(torn))
+    assert proc.returncode == 0, proc.stderr
+    recs = records(torn)
+    assert sorted(r["id"] for r in recs) == list(range(1, 11))
+
+
+def test_sigkill_mid_run_then_resume(hermes_exe, models, tmp_path: Path) -> None:
+    n = 150
+    (tmp_path / "in.txt").write_text("\n".join(f"q{i}" for i in range(n)) + "\n")
+    out = tmp_path / "out.jsonl"
+    cmd = [*hermes_exe, "batch", str(tmp_path / "in.txt"), "-o", str(out), "-m",
+           str(models["endless"]), "--max-tokens", "24", "-q"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while (not out.exists() or out.read_bytes().count(b"\n") < 5) and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.002)  # polling the condition, not waiting for it to happen
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = out.read_bytes().count(b"\n")
+    assert 5 <= before < n, "killed too late to test anything"
+    resumed = subprocess.run(cmd[:-1], capture_output=True, text=True, timeout=300,
+                             stdin=subprocess.DEVNULL)
+    assert resumed.returncode == 0, resumed.stderr
+    recs = records(out)
+    assert sorted(r["id"] for r in recs) == list(range(1, n + 1))
+    assert {r["output"] for r in recs} == {"ab" * 12}
+    assert f"skipped {before}" in resumed.stderr
+
+
+def test_read_items_rejects_non_object_lines() -> None:
+    import io
+
+    items = batch.read_items(io.StringIO('{"id": 1, "prompt": "a"}\n[1, 2]\n'))
+    assert items[1].error == "a JSONL line must be an object"
