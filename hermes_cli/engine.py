@@ -218,6 +218,7 @@ class Engine:
         self._eog_cache: dict[int, bool] = {}
         self._eog_ids: list[int] | None = None
         self._utf8_guard: Any | None = None
+        self.info_verbose = False
 
     # -- loading ----------------------------------------------------------------------
 
@@ -280,7 +281,9 @@ class Engine:
             path=path, n_ctx=n_ctx, n_ctx_train=trained, n_gpu_layers=n_gpu_layers,
             n_threads=n_threads, gpu_offload_supported=offload, metadata=meta,
         )
-        return cls(llm, info)
+        engine = cls(llm, info)
+        engine.info_verbose = verbose
+        return engine
 
     def close(self) -> None:
         self._llm.close()
@@ -388,6 +391,42 @@ class Engine:
 
             compiled = cache[gbnf] = LlamaGrammar.from_string(gbnf, verbose=False)
         return compiled
+
+    def save_state(self, path: Path) -> int:
+        """Write the KV cache and its token ids to `path` (atomically); return the count.
+
+        llama.cpp's own state file: the KV cells of the tokens held, not the whole
+        context, so it grows with the conversation, not with --ctx.
+        """
+        llm = self._llm
+        n = llm.n_tokens
+        tokens = (self._lib.llama_token * max(n, 1))(*llm.input_ids[:n])
+        tmp = path.with_name(path.name + ".tmp")
+        with contextlib.nullcontext() if self.info_verbose else _silenced_fds():
+            ok = self._lib.llama_state_save_file(llm._ctx.ctx, str(tmp).encode(), tokens, n)
+        if not ok:
+            tmp.unlink(missing_ok=True)
+            raise OSError(f"llama.cpp could not write {tmp}")
+        os.replace(tmp, path)
+        return n
+
+    def load_state(self, path: Path) -> int:
+        """Restore a state written by `save_state`; return how many tokens it holds
+        (0 when the file does not fit this model and context: nothing is changed)."""
+        llm = self._llm
+        capacity = self.n_ctx
+        tokens = (self._lib.llama_token * capacity)()
+        count = ctypes.c_size_t(0)
+        with contextlib.nullcontext() if self.info_verbose else _silenced_fds():
+            ok = self._lib.llama_state_load_file(llm._ctx.ctx, str(path).encode(), tokens,
+                                                 capacity, ctypes.byref(count))
+        if not ok:
+            llm.n_tokens = 0
+            return 0
+        n = int(count.value)
+        llm.input_ids[:n] = tokens[:n]
+        llm.n_tokens = n
+        return n
 
     def cached_tokens(self) -> list[int]:
         """The token ids the KV cache holds now (for tests, benchmarks and saving)."""

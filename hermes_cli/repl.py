@@ -50,8 +50,10 @@ class Repl:
         self.say(f"hermes chat · {info.path.name} · context {info.n_ctx} · "
                  f"/help for commands · Ctrl-D to quit", style="dim")
         if self.conversation.messages:
+            restored = sessions.restore_state(self.engine, self.conversation.id) if self.autosave else 0
             self.say(f"resumed conversation {self.conversation.id} "
-                     f"({len(self.conversation.messages)} messages)", style="dim")
+                     f"({len(self.conversation.messages)} messages"
+                     + (f", {restored} tokens of saved state" if restored else "") + ")", style="dim")
         while True:
             try:
                 line = self.session.prompt("> ")
@@ -70,7 +72,18 @@ class Repl:
                 continue
             self.send(line)
         self.save()
+        self.save_state()
         return 0
+
+    def save_state(self) -> None:
+        """Keep the KV cache for an instant `--continue` (only for recent sessions)."""
+        if not self.autosave or not self.conversation.messages:
+            return
+        try:
+            sessions.save_state(self.engine, self.conversation.id)
+        except OSError as e:
+            self.error(f"could not save the model state (resuming will re-read the "
+                       f"conversation): {e.strerror or e}")
 
     def send(self, text: str) -> None:
         self.conversation.add("user", text)

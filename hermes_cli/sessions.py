@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hermes_cli import config
 from hermes_cli.conversation import Conversation
@@ -53,6 +54,56 @@ def load(conversation_id: str | None) -> Conversation:
     if not path.exists():
         raise UsageError(f"no saved conversation {conversation_id!r} (see `hermes history`)")
     return Conversation.load(path)
+
+
+# Only the most recent conversations keep a llama.cpp state (a KV cache snapshot; for an
+# 8B model about 0.13 MB per token, so ~400 MB for 3,000 tokens): this bounds disk use.
+STATES_KEPT = 3
+STATE_FORMAT = 1
+
+
+def _state_paths(conversation_id: str) -> tuple[Path, Path]:
+    base = sessions_dir() / conversation_id
+    return base.with_suffix(".kv"), base.with_suffix(".kvmeta")
+
+
+def _signature(engine: Any) -> dict[str, Any]:
+    """What a state depends on: the model file, the context size, the chat tokens."""
+    from hermes_cli.chatml import ChatML
+
+    path = Path(engine.info.path).resolve()
+    st = path.stat()
+    chat = ChatML(engine)
+    return {"format": STATE_FORMAT, "model": str(path), "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns, "n_ctx": engine.n_ctx,
+            "chatml": [chat.im_start, chat.im_end]}
+
+
+def save_state(engine: Any, conversation_id: str) -> None:
+    """Snapshot the KV cache beside the conversation; keep only the newest few."""
+    kv, meta = _state_paths(conversation_id)
+    kv.parent.mkdir(parents=True, exist_ok=True)
+    engine.save_state(kv)
+    meta.write_text(json.dumps(_signature(engine)))
+    states = sorted(sessions_dir().glob("*.kv"), key=lambda p: p.stat().st_mtime)
+    for old in states[:-STATES_KEPT]:
+        old.unlink(missing_ok=True)
+        old.with_suffix(".kvmeta").unlink(missing_ok=True)
+
+
+def restore_state(engine: Any, conversation_id: str) -> int:
+    """Load the conversation's KV state if it was made by this model, context size and
+    template; return the tokens restored (0: none, or a mismatch, which is discarded)."""
+    kv, meta = _state_paths(conversation_id)
+    try:
+        saved = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return 0
+    if saved != _signature(engine):
+        kv.unlink(missing_ok=True)
+        meta.unlink(missing_ok=True)
+        return 0
+    return engine.load_state(kv)
 
 
 def save(conversation: Conversation) -> Path:

@@ -103,7 +103,7 @@ def test_markdown_reply_on_a_terminal_and_continue(hermes_exe, models, tmp_path:
                              timeout=60)
     assert "first question" in history.stdout and "2 messages" in history.stdout
     term = Terminal([*hermes_exe, "chat", "--continue", "-m", str(models["hi"])], env)
-    term.expect(r"resumed conversation .* \(2 messages\)")
+    term.expect(r"resumed conversation .* \(2 messages, \d+ tokens of saved state\)")
     term.send("/prompt\r")
     term.expect(r"user\s*first question")
     term.send("/exit\r")

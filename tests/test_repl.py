@@ -212,3 +212,35 @@ def test_a_full_disk_does_not_end_the_chat(hi, monkeypatch) -> None:
     out = Driven(hi).run("hello", "again")
     assert "could not save the conversation: No space left on device" in out
     assert out.count("Hi!") == 2
+
+
+def test_resume_restores_the_kv_state_so_history_is_not_re_evaluated(load) -> None:
+    first = Driven(load("hi"))
+    first.run(*[f"turn {i} " + "with some words " * 10 for i in range(5)])
+    context = first.repl.chat.render(first.conversation.messages[:-1]) + first.conversation.messages[-1].token_ids
+
+    fresh = load("hi")  # a new process would load the model anew: empty KV cache
+    assert fresh.cached_tokens() == []
+    second = Driven(fresh, sessions.load(None))
+    out = second.run("one more")
+    assert f"{len(context)} tokens of saved state" in out
+    result = second.repl.last_result
+    assert result.prompt_reused == len(context)
+    assert result.prompt_evaluated == result.prompt_tokens - len(context)
+
+
+def test_a_state_from_another_context_size_is_discarded(load) -> None:
+    Driven(load("hi")).run("hello " * 20)
+    resumed = Driven(load("hi", n_ctx=1024), sessions.load(None))
+    out = resumed.run("again")
+    assert "tokens of saved state" not in out
+    assert resumed.repl.last_result.prompt_reused == 0  # evaluated in full, correctly
+    assert "Hi!" in out
+
+
+def test_only_the_most_recent_sessions_keep_a_state(hi) -> None:
+    for i in range(sessions.STATES_KEPT + 2):
+        Driven(hi).run(f"conversation {i}")
+    assert len(list(sessions.sessions_dir().glob("*.kv"))) == sessions.STATES_KEPT
+    assert len(list(sessions.sessions_dir().glob("*.kvmeta"))) == sessions.STATES_KEPT
+    assert len(sessions.list_sessions()) == sessions.STATES_KEPT + 2  # conversations all stay
