@@ -182,6 +182,7 @@ class BatchOptions:
     params: SamplingParams = field(default_factory=SamplingParams)
     json_mode: Any | None = None  # jsonmode.JsonMode for every line
     tools: Any | None = None  # ask.ToolOptions (needs yes=True)
+    parallel: int = 1  # prompts decoded together (continuous batching)
 
 
 @dataclass
@@ -208,8 +209,8 @@ def run_batch(engine: Engine, items: list[Item], writer: ResultWriter, done: set
     todo = [it for it in items if json.dumps(it.id) not in done]
     summary.skipped = len(items) - len(todo)
     started = time.perf_counter()
-    for index, item in enumerate(todo):
-        record = _answer(engine, chat, item, opts, index)
+
+    def record_done(item: Item, record: dict[str, Any]) -> None:
         writer.write(record)
         if "error" in record:
             summary.failed += 1
@@ -219,8 +220,80 @@ def run_batch(engine: Engine, items: list[Item], writer: ResultWriter, done: set
             summary.tokens += record["completion_tokens"]
         summary.seconds = time.perf_counter() - started
         if progress:
-            progress(index + 1, len(todo), summary.tokens)
+            progress(summary.done + summary.failed, len(todo), summary.tokens)
+
+    if opts.parallel > 1:
+        _run_parallel(engine, chat, todo, opts, record_done)
+        return summary
+    for index, item in enumerate(todo):
+        record_done(item, _answer(engine, chat, item, opts, index))
     return summary
+
+
+def _item_params(item: Item, opts: BatchOptions, index: int) -> SamplingParams:
+    params = opts.params
+    if params.seed is not None and "seed" not in item.overrides:
+        params = dataclasses.replace(params, seed=params.seed + index)
+    if item.overrides:
+        params = dataclasses.replace(params, **item.overrides)
+    return params
+
+
+def _record(item: Item, results: list[Any], output: Any, seconds: float) -> dict[str, Any]:
+    last = results[-1]
+    completion = sum(r.completion_tokens for r in results)
+    return {
+        "id": item.id, "output": output, "finish_reason": last.finish_reason,
+        "prompt_tokens": last.prompt_tokens, "prompt_evaluated": sum(r.prompt_evaluated for r in results),
+        "completion_tokens": completion, "seconds": round(seconds, 4),
+        "tokens_per_second": round(completion / seconds, 2) if seconds > 0 else 0.0,
+    }
+
+
+def _run_parallel(engine: Engine, chat: ChatML, todo: list[Item], opts: BatchOptions,
+                  record_done: Callable[[Item, dict[str, Any]], None]) -> None:
+    """Text prompts through `ParallelDecoder`; records are written as prompts finish."""
+    from hermes_cli.engine import ParallelDecoder, ParallelJob
+
+    if opts.json_mode is not None or opts.tools is not None or any(it.schema for it in todo):
+        raise UsageError("--parallel works with plain text answers; drop --json/--schema/--tools "
+                         "or use --parallel 1")
+    jobs: list[tuple[Item, ParallelJob]] = []
+    for index, item in enumerate(todo):
+        if item.error is not None:
+            record_done(item, {"id": item.id, "line": item.line, "error": item.error})
+            continue
+        system = item.system if item.system is not None else opts.system
+        messages = ([Message("system", system)] if system else []) + item.messages
+        jobs.append((item, ParallelJob(item, chat.render(messages), _item_params(item, opts, index))))
+    if not jobs:
+        return
+    prefix = jobs[0][1].prompt
+    for _, job in jobs[1:]:  # the longest prefix every prompt shares (the system prompt)
+        n = 0
+        for a, b in zip(prefix, job.prompt):
+            if a != b:
+                break
+            n += 1
+        prefix = prefix[:n]
+    prefix = prefix[: min(len(j.prompt) for _, j in jobs) - 1]
+    budget = (engine.n_ctx - len(prefix)) // opts.parallel
+    ok = []
+    for item, job in jobs:
+        if len(job.prompt) - len(prefix) + 1 > budget:
+            record_done(item, {"id": item.id, "line": item.line, "error":
+                               f"the prompt is {len(job.prompt)} tokens; with --parallel "
+                               f"{opts.parallel} each prompt has {budget + len(prefix)} of the "
+                               f"{engine.n_ctx}-token context (raise --ctx or lower --parallel)"})
+        else:
+            ok.append(job)
+    decoder = ParallelDecoder(engine, opts.parallel)
+    try:
+        for item, result in decoder.run(ok, prefix):
+            record_done(item, _record(item, [result], result.text, result.prompt_seconds
+                                      + result.generation_seconds))
+    finally:
+        decoder.close()
 
 
 def _answer(engine: Engine, chat: ChatML, item: Item, opts: BatchOptions, index: int) -> dict[str, Any]:
@@ -228,12 +301,7 @@ def _answer(engine: Engine, chat: ChatML, item: Item, opts: BatchOptions, index:
 
     if item.error is not None:
         return {"id": item.id, "line": item.line, "error": item.error}
-    params = opts.params
-    if params.seed is not None and "seed" not in item.overrides:
-        params = dataclasses.replace(params, seed=params.seed + index)
-    overrides = {k: v for k, v in item.overrides.items()}
-    if overrides:
-        params = dataclasses.replace(params, **overrides)
+    params = _item_params(item, opts, index)
     system = item.system if item.system is not None else opts.system
     started = time.perf_counter()
     try:
@@ -260,15 +328,7 @@ def _answer(engine: Engine, chat: ChatML, item: Item, opts: BatchOptions, index:
             output = results[-1].text
     except (ContextOverflowError, OutputContractError, UsageError) as e:
         return {"id": item.id, "line": item.line, "error": str(e)}
-    last = results[-1]
-    seconds = time.perf_counter() - started
-    completion = sum(r.completion_tokens for r in results)
-    return {
-        "id": item.id, "output": output, "finish_reason": last.finish_reason,
-        "prompt_tokens": last.prompt_tokens, "prompt_evaluated": sum(r.prompt_evaluated for r in results),
-        "completion_tokens": completion, "seconds": round(seconds, 4),
-        "tokens_per_second": round(completion / seconds, 2) if seconds > 0 else 0.0,
-    }
+    return _record(item, results, output, time.perf_counter() - started)
 
 
 def iter_progress_bar(total_items: int, err: TextIO) -> tuple[Callable[[int, int, int], None], Callable[[], None]]:

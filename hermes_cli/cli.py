@@ -373,6 +373,9 @@ def batch(
     max_rounds: Annotated[int, typer.Option(help="Most tool rounds per line.", min=0)] = 5,
     tool_timeout: Annotated[float, typer.Option(help="Seconds a tool may run.", min=0.1)] = 30.0,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Let tools run (a batch cannot ask).")] = False,
+    parallel: Annotated[int, typer.Option(
+        help="Decode N prompts together (continuous batching; text answers). Each prompt "
+        "gets 1/N of the context.", min=1)] = 1,
 ) -> None:
     """Answer many prompts with one loaded model; one JSON result per line, resumable.
 
@@ -390,7 +393,7 @@ def batch(
             raise batch_mod.UsageError(f"{input_} is not UTF-8 text") from None
     opts = batch_mod.BatchOptions(system=system, params=SamplingParams(
         temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
-        repeat_penalty=repeat_penalty, max_tokens=max_tokens, seed=seed))
+        repeat_penalty=repeat_penalty, max_tokens=max_tokens, seed=seed), parallel=parallel)
     if schema is not None or json_:
         from hermes_cli.jsonmode import JsonMode, load_schema
 

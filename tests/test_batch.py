@@ -182,3 +182,58 @@ def test_read_items_rejects_non_object_lines() -> None:
 
     items = batch.read_items(io.StringIO('{"id": 1, "prompt": "a"}\n[1, 2]\n'))
     assert items[1].error == "a JSONL line must be an object"
+
+
+def outputs_by_id(text: str) -> dict:
+    return {r["id"]: r["output"] for r in map(json.loads, text.splitlines())}
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_parallel_gives_the_same_answers_as_one_at_a_time(hermes_exe, models, tmp_path: Path, n: int) -> None:
+    # Different lengths, so slots finish at different times and are refilled mid-run.
+    lines = [json.dumps({"id": i, "prompt": f"question {i}", "max_tokens": 3 + (i * 5) % 17})
+             for i in range(11)]
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    args = ["batch", str(tmp_path / "in.jsonl"), "-m", str(models["endless"]), "-q",
+            "-s", "shared system prompt " * 5]
+    one = hermes(hermes_exe, *args)
+    many = hermes(hermes_exe, *args, "--parallel", str(n))
+    assert one.returncode == many.returncode == 0, many.stderr
+    assert outputs_by_id(many.stdout) == outputs_by_id(one.stdout)
+    assert outputs_by_id(many.stdout)[4] == ("ab" * 20)[:3 + 20 % 17]
+    recs = [json.loads(x) for x in many.stdout.splitlines()]
+    assert all(r["prompt_evaluated"] < 20 for r in recs)  # the shared prefix once, not per line
+
+
+def test_parallel_sampling_uses_each_lines_seed(hermes_exe, models, tmp_path: Path) -> None:
+    """Random weights: batched arithmetic may round differently, so a near-tie can flip
+    a token mid-reply; per-line seeds must still make most answers identical."""
+    (tmp_path / "in.txt").write_text("\n".join(f"question {i}" for i in range(9)) + "\n")
+    args = ["batch", str(tmp_path / "in.txt"), "-m", str(models["random"]), "--seed", "11",
+            "--max-tokens", "16", "-q"]
+    one, many = outputs_by_id(hermes(hermes_exe, *args).stdout), outputs_by_id(
+        hermes(hermes_exe, *args, "--parallel", "3").stdout)
+    assert set(many) == set(one) == set(range(1, 10))
+    assert sum(one[i] == many[i] for i in one) >= 6
+    assert len(set(many.values())) == 9
+
+
+def test_parallel_resumes_and_reports_what_does_not_fit(hermes_exe, models, tmp_path: Path) -> None:
+    lines = ["short"] * 3 + ["long " * 300]
+    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out.jsonl"
+    out.write_text(json.dumps({"id": 1, "output": "earlier"}) + "\n" + '{"id": 2, "outp')
+    proc = hermes(hermes_exe, "batch", str(tmp_path / "in.txt"), "-o", str(out), "-m",
+                  str(models["hi"]), "--parallel", "3", "--ctx", "1024")
+    assert proc.returncode == 1
+    got = {r["id"]: r for r in records(out)}
+    assert got[1]["output"] == "earlier" and got[2]["output"] == got[3]["output"] == "Hi!"
+    assert "with --parallel 3 each prompt has" in got[4]["error"]
+    assert "skipped 1" in proc.stderr
+
+
+def test_parallel_with_json_is_refused(hermes_exe, models, tmp_path: Path) -> None:
+    (tmp_path / "in.txt").write_text("x\n")
+    proc = hermes(hermes_exe, "batch", str(tmp_path / "in.txt"), "-m", str(models["hi"]),
+                  "--parallel", "2", "--json")
+    assert proc.returncode == 2 and "--parallel works with plain text" in proc.stderr
