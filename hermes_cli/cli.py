@@ -59,6 +59,14 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show llama.cp
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No download messages or progress bar.")]
 
 
+def _sampling(temperature: float, top_p: float, top_k: int, min_p: float,
+              repeat_penalty: float, max_tokens: int | None, seed: int | None) -> Any:
+    from hermes_cli.engine import SamplingParams
+
+    return SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
+                          repeat_penalty=repeat_penalty, max_tokens=max_tokens, seed=seed)
+
+
 def _version_callback(value: bool) -> None:
     if value:
         print(f"hermes-cli {__version__}")
@@ -161,7 +169,6 @@ def ask(
     than the context, 5 download failed, 6 JSON reply invalid or cut, 130 interrupted.
     """
     from hermes_cli.ask import LoadOptions, run_ask
-    from hermes_cli.engine import SamplingParams
 
     if tokens and not show_prompt:
         raise typer.BadParameter("--tokens goes with --show-prompt", param_hint="--tokens")
@@ -173,19 +180,13 @@ def ask(
     tool_opts = None
     if tools or tools_json:
         from hermes_cli.ask import ToolOptions
-        from hermes_cli.tools import check_unique, load_tools_file, load_tools_json
+        from hermes_cli.tools import load_all
 
-        loaded = [t for path in tools or [] for t in load_tools_file(path)]
-        if tools_json:
-            loaded += load_tools_json(tools_json)
-        tool_opts = ToolOptions(check_unique(loaded), choice=tool_choice, max_rounds=max_rounds,
-                                timeout=tool_timeout, yes=yes)
+        tool_opts = ToolOptions(load_all(tools, tools_json), choice=tool_choice,
+                                max_rounds=max_rounds, timeout=tool_timeout, yes=yes)
     elif tool_choice != "auto":
         raise typer.BadParameter("--tool-choice needs --tools", param_hint="--tool-choice")
-    params = SamplingParams(
-        temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
-        repeat_penalty=repeat_penalty, max_tokens=max_tokens, seed=seed,
-    )
+    params = _sampling(temperature, top_p, top_k, min_p, repeat_penalty, max_tokens, seed)
     load = LoadOptions(model=model or config.default_model_ref(), n_ctx=ctx,
                        n_gpu_layers=gpu_layers, n_threads=threads, verbose=verbose, quiet=quiet)
     code = run_ask(prompt, stdin_text=_read_stdin(), system=system, load=load, params=params,
@@ -311,7 +312,6 @@ def chat(
 
     from hermes_cli.ask import LoadOptions, load_engine
     from hermes_cli.conversation import Conversation
-    from hermes_cli.engine import SamplingParams
     from hermes_cli.repl import Repl, make_session
     from hermes_cli import sessions
 
@@ -323,9 +323,8 @@ def chat(
             conversation.system = system
         model = model or conversation.model or None
     else:
-        conversation = Conversation(system=system, params=SamplingParams(
-            temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
-            repeat_penalty=repeat_penalty, max_tokens=max_tokens, seed=seed))
+        conversation = Conversation(system=system, params=_sampling(
+            temperature, top_p, top_k, min_p, repeat_penalty, max_tokens, seed))
     ref = model or config.default_model_ref()
     conversation.model = ref
     plain = plain or config.no_color()
@@ -384,16 +383,14 @@ def batch(
     """
     from hermes_cli import batch as batch_mod
     from hermes_cli.ask import LoadOptions, ToolOptions, load_engine
-    from hermes_cli.engine import SamplingParams
 
     for stream in batch_mod.open_input(input_):
         try:
             items = batch_mod.read_items(stream)
         except UnicodeDecodeError:
             raise batch_mod.UsageError(f"{input_} is not UTF-8 text") from None
-    opts = batch_mod.BatchOptions(system=system, params=SamplingParams(
-        temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
-        repeat_penalty=repeat_penalty, max_tokens=max_tokens, seed=seed), parallel=parallel)
+    opts = batch_mod.BatchOptions(system=system, parallel=parallel, params=_sampling(
+        temperature, top_p, top_k, min_p, repeat_penalty, max_tokens, seed))
     if schema is not None or json_:
         from hermes_cli.jsonmode import JsonMode, load_schema
 
@@ -403,11 +400,10 @@ def batch(
         if not yes:
             raise batch_mod.UsageError("a batch cannot ask before running tools",
                                        hint="pass --yes to let them run")
-        from hermes_cli.tools import check_unique, load_tools_file
+        from hermes_cli.tools import load_all
 
-        opts.tools = ToolOptions(check_unique([t for p in tools for t in load_tools_file(p)]),
-                                 choice=tool_choice, max_rounds=max_rounds, timeout=tool_timeout,
-                                 yes=True)
+        opts.tools = ToolOptions(load_all(tools), choice=tool_choice, max_rounds=max_rounds,
+                                 timeout=tool_timeout, yes=True)
     done = batch_mod.repair_and_read_done(output) if output else set()
     engine = load_engine(LoadOptions(model=model or config.default_model_ref(), n_ctx=ctx,
                                      n_gpu_layers=gpu_layers, n_threads=threads, verbose=verbose,

@@ -551,7 +551,12 @@ class ParallelDecoder:
     def _sampler(self, p: SamplingParams) -> Any:
         s = self._internals.LlamaSampler()
         n_vocab = self._lib.llama_vocab_n_tokens(self.engine._vocab)
-        s.add_penalties(n_vocab, 64, p.repeat_penalty, 0.0, 0.0)
+        if p.ignore_eos:
+            if self.engine._eog_ids is None:
+                self.engine._eog_ids = self.engine.eog_tokens()
+            s.add_logit_bias(n_vocab, {t: float("-inf") for t in self.engine._eog_ids})
+        if p.repeat_penalty != 1.0:  # 1.0 is a no-op: skip its pass over the vocabulary
+            s.add_penalties(n_vocab, 64, p.repeat_penalty, 0.0, 0.0)
         if p.temperature == 0:
             s.add_greedy()
         else:

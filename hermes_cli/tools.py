@@ -239,6 +239,14 @@ def load_tools_json(path: str | Path) -> list[Tool]:
     return tools
 
 
+def load_all(files: list[str] | None, json_file: str | None = None) -> dict[str, Tool]:
+    """Every tool from `--tools` files and a `--tools-json` file, by name (unique)."""
+    loaded = [t for path in files or [] for t in load_tools_file(path)]
+    if json_file:
+        loaded += load_tools_json(json_file)
+    return check_unique(loaded)
+
+
 def check_unique(tools: list[Tool]) -> dict[str, Tool]:
     by_name: dict[str, Tool] = {}
     for t in tools:

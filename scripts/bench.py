@@ -19,6 +19,9 @@ Sections:
   batch      100 prompts sharing a 1,000-token system prompt (32-token questions, 32
              output tokens): hermes batch vs a loop of `hermes ask` processes vs the
              same loop in one process without prefix reuse.
+  parallel   `hermes batch --parallel B` decoding (B prompts of 128 tokens, 64 generated
+             each) vs llama.cpp's own llama-batched-bench at the same sizes, when
+             scripts/build-llama-tools has built it.
   resume     time to first token after resuming a 3,000-token conversation, with the
              saved KV state vs evaluating the history again.
 
@@ -121,28 +124,42 @@ def decode_section(model: Path, label: str, counts: list[int], repeat: int,
         """Tokens/s of create_chat_completion, stopped at the time budget if it runs over."""
         llm.set_seed(SEED)
         llm.n_tokens = 0
+        t_start = time.perf_counter()
+
+        sampled, over = [0], [False]
+
+        def out_of_time(_ids, logits):
+            # Called once per sampled token, inside generation: it counts the tokens, and
+            # ends a run past its budget by forcing an end token (on invalid UTF-8 the
+            # stream yields no chunk for minutes, so a check in the loop below would come
+            # too late; an exception cannot cross llama.cpp's sampler callback).
+            if time.perf_counter() - t_start > chat_budget_s:
+                over[0] = True
+                logits[:] = float("-inf")
+                logits[eog[0]] = 0.0
+                return logits
+            sampled[0] += 1
+            logits[eog] = float("-inf")  # as the other two variants do
+            return logits
+
+        from llama_cpp import LogitsProcessorList
+
         kwargs = dict(max_tokens=n, stream=True, seed=SEED, temperature=PARAMS["temp"],
                       top_k=PARAMS["top_k"], top_p=PARAMS["top_p"], min_p=PARAMS["min_p"],
-                      repeat_penalty=PARAMS["repeat_penalty"], logit_bias={t: -1e30 for t in eog})
+                      repeat_penalty=PARAMS["repeat_penalty"],
+                      # not logit_bias too: llama-cpp-python 0.3.36 then drops both
+                      # (`logits_processor = logits_processor.extend(...)` is None)
+                      logits_processor=LogitsProcessorList([out_of_time]))
         if messages is not None:
             stream = llm.create_chat_completion(messages=messages, **kwargs)
         else:
             stream = llm.create_completion(prompt=prompt, **kwargs)
-        chunks, t_first, finished = 0, 0.0, True
-        t_start = time.perf_counter()
         for _chunk in stream:
-            chunks += 1
-            if chunks == 1:
-                t_first = time.perf_counter()
-            if time.perf_counter() - t_start > chat_budget_s:
-                finished = False
-                break
-        elapsed = time.perf_counter() - t_first
+            pass
+        elapsed = time.perf_counter() - t_start
         stream.close()
-        # Chunks are text pieces, not tokens: count tokens from the KV cache, which holds
-        # all but the last sampled token.
-        produced = n if finished else llm.n_tokens - len(prompt)
-        return (max(produced - 1, 1) / elapsed if elapsed > 0 else 0.0), produced
+        produced = sampled[0] if over[0] else n  # chunks are text pieces, not tokens
+        return (produced / elapsed if elapsed > 0 else 0.0), produced
 
     print(f"## decode tokens/s, {label} ({model.name}, {engine.info.n_threads} threads)")
     print("| tokens | raw Llama.generate | hermes engine | ratio | create_chat_completion | hermes / chat |")
@@ -407,10 +424,68 @@ def resume_section(models_dir: Path, repeat: int) -> None:
     del sessions
 
 
+def batched_bench(model: Path, sizes: list[int], threads: int) -> dict[int, float]:
+    """llama-batched-bench's total tokens/s (S t/s) per batch size, if it was built."""
+    import re
+    import shutil
+
+    exe = ROOT / ".llama-tools" / "bin" / "llama-batched-bench"
+    exe_path = str(exe) if exe.exists() else shutil.which("llama-batched-bench")
+    if not exe_path:
+        return {}
+    proc = subprocess.run([exe_path, "-m", str(model), "-c", "4096", "-b", "2048", "-ub", "512",
+                           "-npp", "128", "-ntg", "64", "-npl", ",".join(map(str, sizes)),
+                           "-t", str(threads)], capture_output=True, text=True, timeout=1200)
+    out = {}
+    for line in proc.stdout.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 10 and re.fullmatch(r"\d+", cells[0]) and cells[0] == "128":
+            out[int(cells[2])] = float(cells[9])
+    return out
+
+
+def parallel_section(models_dir: Path, real: Path | None, sizes: list[int]) -> None:
+    from hermes_cli.engine import ParallelDecoder, ParallelJob
+
+    targets = [(tm.write_model(models_dir / "par-random.gguf", kind="random", embedding=256,
+                               blocks=2, context_length=4096), "random tiny model")]
+    if real is not None:
+        targets.append((real, "gemma-3 270M Q4_K_M"))
+    for path, label in targets:
+        engine = Engine.load(path, n_ctx=4096)
+        base = engine.tokenize(" ".join(f"w{i}" for i in range(400)))
+        prompts = [engine.bos_prefix() + base[i:i + 127] for i in range(max(sizes))]
+        # llama-batched-bench does not sample: greedy without penalties is the closest
+        params = SamplingParams(temperature=0, repeat_penalty=1.0, max_tokens=64, ignore_eos=True)
+        ours = {}
+        for b in sizes:
+            dec = ParallelDecoder(engine, b)
+            jobs = [ParallelJob(i, prompts[i], params) for i in range(b)]
+            t0 = time.perf_counter()
+            results = list(dec.run(jobs))
+            elapsed = time.perf_counter() - t0
+            dec.close()
+            assert all(r.completion_tokens == 64 for _, r in results)
+            ours[b] = b * (128 + 64) / elapsed
+        theirs = batched_bench(path, sizes, engine.info.n_threads)
+        engine.close()
+        print(f"## --parallel: B prompts × (128 prompt + 64 generated tokens), {label}")
+        print("| B | hermes total tok/s | vs B=1 | llama-batched-bench S t/s | hermes / llama.cpp |")
+        print("|---|---|---|---|---|")
+        for b in sizes:
+            ref = theirs.get(b)
+            print(f"| {b} | {ours[b]:.1f} | {ours[b] / ours[sizes[0]]:.2f}× | "
+                  f"{f'{ref:.1f}' if ref else 'not built'} | "
+                  f"{f'{ours[b] / ref:.2f}×' if ref else '–'} |")
+        print()
+    if not batched_bench(targets[0][0], [1], 1):
+        print("(llama-batched-bench not built: scripts/build-llama-tools builds it)\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer tokens and runs")
-    ap.add_argument("--sections", default="decode,reuse,startup,render,json,batch,resume")
+    ap.add_argument("--sections", default="decode,reuse,startup,render,json,batch,parallel,resume")
     ap.add_argument("--chat-budget", type=float, default=60.0,
                     help="seconds create_chat_completion may take per run before it is stopped")
     args = ap.parse_args()
@@ -440,6 +515,8 @@ def main() -> None:
             json_section(tmpdir, real_model(), 256 if args.quick else 512, repeat)
         if "batch" in sections:
             batch_section(tmpdir, 20 if args.quick else 100)
+        if "parallel" in sections:
+            parallel_section(tmpdir, real_model(), [1, 2, 4] if args.quick else [1, 2, 4, 8])
         if "resume" in sections:
             resume_section(tmpdir, repeat)
 
