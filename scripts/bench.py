@@ -407,7 +407,7 @@ def resume_section(models_dir: Path, repeat: int) -> None:
         t0 = time.perf_counter()
         if with_state:
             fresh.load_state(state)
-        r = fresh.generate(ChatML(fresh).render(question), params).consume()
+        fresh.generate(ChatML(fresh).render(question), params).consume()
         elapsed = time.perf_counter() - t0
         fresh.close()
         return elapsed
