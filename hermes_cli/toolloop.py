@@ -69,6 +69,8 @@ def run_tool_loop(
         forced = engine.grammar(forced_call_grammar([tools[tool_choice]]))
 
     def default_generate(messages: list[Message], grammar: Any) -> GenerationResult:
+        if grammar is None and tool_choice != "none":
+            return generate_guarded(engine, chat.render(messages), params, list(tools.values()))
         return engine.generate(chat.render(messages), params, grammar=grammar,
                                strict_utf8=grammar is not None).consume()
 
@@ -102,6 +104,74 @@ def run_tool_loop(
         tool_turn = Message("tool", "\n".join(blocks))
         added += [reply, tool_turn]
         messages += [reply, tool_turn]
+
+
+MARK = "<tool_call>"
+MAX_CALLS_PER_REPLY = 8
+
+
+def generate_guarded(engine: Engine, prompt: list[int], params: SamplingParams,
+                     tools: list[Tool]) -> GenerationResult:
+    """Free text, but once the model writes `<tool_call>` the call that follows is
+    constrained to the tools' schemas, so an `auto` call is never malformed.
+
+    Without lazy grammars in llama-cpp-python, the reply is made in phases over the same
+    KV cache (each phase evaluates only its new tokens): free text until the marker
+    appears; the token that completed it is dropped and the call grammar writes the rest
+    of the tag, the JSON and `</tool_call>`; then free text again (another call, or the
+    end of the reply).
+    """
+    import dataclasses
+
+    from hermes_cli.engine import GenerationResult
+    from hermes_cli.tools import forced_call_grammar
+
+    ids: list[int] = []
+    texts: list[str] = []
+    results: list[GenerationResult] = []
+
+    def budget() -> SamplingParams:
+        if params.max_tokens is None:
+            return params
+        return dataclasses.replace(params, max_tokens=max(1, params.max_tokens - len(ids)))
+
+    for _ in range(MAX_CALLS_PER_REPLY + 1):
+        gen = engine.generate(prompt + ids, budget())
+        window, hit = "", False
+        for chunk in gen:
+            window = (window + chunk)[-(len(MARK) + 32):]
+            if MARK in window:
+                hit = True
+                gen.close()
+                break
+        free = gen.result
+        assert free is not None
+        results.append(free)
+        if not hit:
+            ids += free.token_ids
+            texts.append(free.text)
+            break
+        # Keep everything but the token that completed the marker; the grammar writes
+        # whatever part of the tag is missing after that.
+        kept = free.token_ids[:-1]
+        kept_text = engine.detokenize(kept, special=False)
+        ids += kept
+        texts.append(kept_text)
+        written = "".join(texts)
+        have = next(k for k in range(len(MARK), -1, -1) if written.endswith(MARK[:k]))
+        grammar = engine.grammar(forced_call_grammar(tools, opening=MARK[have:] + "\n"))
+        call = engine.generate(prompt + ids, budget(), grammar=grammar, strict_utf8=True).consume()
+        results.append(call)
+        ids += call.token_ids
+        texts.append(call.text)
+        if call.finish_reason != "stop" or (params.max_tokens and len(ids) >= params.max_tokens):
+            break
+    last = results[-1]
+    return GenerationResult(
+        text="".join(texts), token_ids=ids, finish_reason=last.finish_reason,
+        prompt_tokens=len(prompt), prompt_evaluated=sum(r.prompt_evaluated for r in results),
+        prompt_reused=results[0].prompt_reused, prompt_seconds=results[0].prompt_seconds,
+        generation_seconds=sum(r.generation_seconds for r in results[1:]) + results[0].generation_seconds)
 
 
 def _run_one(call: ToolCall, tools: dict[str, Tool], timeout: float,

@@ -377,8 +377,12 @@ def response_block(name: str, content: Any) -> str:
 # -- grammar for forced calls -------------------------------------------------------------
 
 
-def forced_call_grammar(tools: list[Tool]) -> str:
-    """GBNF for exactly one `<tool_call>` to one of `tools`, with schema-valid arguments."""
+def forced_call_grammar(tools: list[Tool], opening: str = "<tool_call>\n") -> str:
+    """GBNF for exactly one `<tool_call>` to one of `tools`, with schema-valid arguments.
+
+    `opening` is what the grammar writes before the JSON: the whole tag for a forced
+    call, or the rest of it when the model has already begun the tag itself.
+    """
     from hermes_cli.engine import json_schema_to_gbnf
 
     schema = {"anyOf": [{"type": "object", "properties": {
@@ -388,4 +392,5 @@ def forced_call_grammar(tools: list[Tool]) -> str:
         schema = schema["anyOf"][0]
     gbnf = json_schema_to_gbnf(schema)
     gbnf = re.sub(r"^root ::=", "call ::=", gbnf, flags=re.MULTILINE)
-    return 'root ::= "<tool_call>\\n" call "\\n</tool_call>"\n' + gbnf
+    literal = json.dumps(opening)  # a GBNF string literal is JSON-escaped text
+    return f'root ::= {literal} call "\\n</tool_call>"\n' + gbnf

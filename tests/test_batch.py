@@ -206,16 +206,19 @@ def test_parallel_gives_the_same_answers_as_one_at_a_time(hermes_exe, models, tm
 
 
 def test_parallel_sampling_uses_each_lines_seed(hermes_exe, models, tmp_path: Path) -> None:
-    """Random weights: batched arithmetic may round differently, so a near-tie can flip
-    a token mid-reply; per-line seeds must still make most answers identical."""
+    """Random weights: equality with one-at-a-time is shown exactly on the deterministic
+    model above (here batched arithmetic may round differently and flip a near-tie).
+    What must hold: the same seed reproduces a --parallel run, another seed changes it."""
     (tmp_path / "in.txt").write_text("\n".join(f"question {i}" for i in range(9)) + "\n")
-    args = ["batch", str(tmp_path / "in.txt"), "-m", str(models["random"]), "--seed", "11",
-            "--max-tokens", "16", "-q"]
-    one, many = outputs_by_id(hermes(hermes_exe, *args).stdout), outputs_by_id(
-        hermes(hermes_exe, *args, "--parallel", "3").stdout)
-    assert set(many) == set(one) == set(range(1, 10))
-    assert sum(one[i] == many[i] for i in one) >= 6
-    assert len(set(many.values())) == 9
+    args = ["batch", str(tmp_path / "in.txt"), "-m", str(models["random"]), "--max-tokens", "16",
+            "-q", "--parallel", "3"]
+    first = outputs_by_id(hermes(hermes_exe, *args, "--seed", "11").stdout)
+    again = outputs_by_id(hermes(hermes_exe, *args, "--seed", "11").stdout)
+    other = outputs_by_id(hermes(hermes_exe, *args, "--seed", "12").stdout)
+    assert set(first) == set(range(1, 10))
+    assert first == again
+    assert sum(first[i] != other[i] for i in first) >= 8
+    assert len(set(first.values())) == 9
 
 
 def test_parallel_resumes_and_reports_what_does_not_fit(hermes_exe, models, tmp_path: Path) -> None:

@@ -63,8 +63,8 @@ SCHEMAS: dict[str, dict] = {
                       "required": ["ok", "none"]},
     "tuple": {"type": "object", "properties": {"pair": {"type": "array", "prefixItems": [
         {"type": "integer"}, {"type": "boolean"}], "items": False}}, "required": ["pair"]},
-    "nullable": {"type": "object", "properties": {"v": {"type": ["string", "null"], "maxLength": 8}},
-                 "required": ["v"]},
+    "nullable": {"type": "object", "properties": {"v": {"anyOf": [
+        {"type": "string", "maxLength": 8}, {"type": "null"}]}}, "required": ["v"]},
     "array_of_enums": {"type": "object", "properties": {"days": {"type": "array", "items": {
         "enum": ["mon", "tue", "wed"]}, "minItems": 1, "maxItems": 3}}, "required": ["days"]},
     "all_of": {"allOf": [{"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]},
@@ -118,9 +118,11 @@ def test_strings_never_hold_raw_control_characters(random_engine) -> None:
 
 
 def test_checked_only_keywords_are_validated_and_retried(random_engine) -> None:
-    """minimum/maximum are not in the grammar: every answer returned still validates,
-    some needed a retry, and a run that never validates is an error, not output."""
-    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}},
+    """multipleOf is not in the grammar (nor minimum/maximum): every answer returned
+    still validates, some needed a retry, and a run that never validates is an error,
+    not output. A random integer breaks multipleOf 7 six times in seven, whatever the
+    weights, so both outcomes show up."""
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 7}},
               "required": ["n"], "additionalProperties": False}
     attempts, failures = [], 0
     for seed in range(30):
@@ -128,10 +130,10 @@ def test_checked_only_keywords_are_validated_and_retried(random_engine) -> None:
             answer = run_json(random_engine, jsonmode.JsonMode(schema, "range"), seed,
                               temperature=1.0)
         except OutputContractError as e:
-            assert "after 3 attempts" in str(e) and "minimum" in str(e)
+            assert "after 3 attempts" in str(e) and "multiple of 7" in str(e)
             failures += 1
             continue
-        assert answer.value["n"] >= 0
+        assert answer.value["n"] % 7 == 0
         attempts.append(answer.attempts)
     assert attempts, "no seed produced a valid answer"
     assert max(attempts) > 1 or failures, "the range was never violated: the test proves nothing"
@@ -216,9 +218,11 @@ def test_cli_schema_errors_come_before_the_model_loads(hermes_exe, tmp_path: Pat
 
 
 def test_cli_truncated_json_exits_6_with_nothing_on_stdout(hermes_exe, models) -> None:
-    proc = subprocess.run([*hermes_exe, "ask", "x", "--model", str(models["random"]), "--json",
-                           "--max-tokens", "4"], capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
+    # a required property: no valid answer fits in 4 byte-level tokens
+    proc = subprocess.run([*hermes_exe, "ask", "x", "--model", str(models["random"]), "--schema",
+                           '{"type": "object", "properties": {"name": {"type": "string"}}, '
+                           '"required": ["name"]}', "--max-tokens", "4"],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert proc.returncode == 6
     assert proc.stdout == ""
     assert "incomplete" in proc.stderr

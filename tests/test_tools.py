@@ -254,6 +254,27 @@ def test_declined_calls_are_reported_to_the_model(loop_setup) -> None:
     assert tool_content(loop)["content"] == {"error": "the user declined to run this tool"}
 
 
+def test_auto_calls_are_constrained_once_the_model_opens_a_tool_call(load, tool_file) -> None:
+    """The model writes <tool_call> unprompted (auto mode, no forced choice): what
+    follows is held to the tools' schemas, so the call parses, validates and runs."""
+    engine = load("caller")
+    tools = {"add": T.check_unique(T.load_tools_file(tool_file))["add"]}
+    chat = ChatML(engine)
+    history = [Message("system", T.system_prompt(list(tools.values()))), Message("user", "go")]
+    for seed in range(3):
+        loop = run_tool_loop(engine, chat, history, tools, SamplingParams(seed=seed, max_tokens=200),
+                             tool_choice="auto", max_rounds=1, approve=lambda call: True)
+        first = loop.messages[0]
+        assert first.content.startswith("<tool_call>\n{")
+        assert first.content.endswith("}\n</tool_call>")
+        calls = T.parse_tool_calls(first.content).calls
+        assert [c.name for c in calls] == ["add"]
+        assert tool_content(loop) == {"name": "add", "content": calls[0].arguments["a"] + calls[0].arguments["b"]}
+        assert loop.stopped == "round_limit"  # it calls again in round 2; the limit is reported
+        # the reply's token ids are what the model generated, in order
+        assert engine.detokenize(first.token_ids, special=False) == first.content
+
+
 def test_unknown_forced_tool_is_a_usage_error(loop_setup) -> None:
     with pytest.raises(UsageError, match="no such tool"):
         run(loop_setup, "nope")

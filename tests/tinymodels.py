@@ -38,7 +38,11 @@ CHATML_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
-TOKEN_NORMAL, TOKEN_CONTROL = 1, 3
+# Hermes-2-Pro made <tool_call> one added (user-defined) token; a bigram model can then
+# start a call on its own, which tests `auto` tool choice.
+USER_TOKENS = ("<tool_call>",)
+
+TOKEN_NORMAL, TOKEN_CONTROL, TOKEN_USER = 1, 3, 4
 
 
 def byte_to_unicode() -> dict[int, str]:
@@ -63,6 +67,7 @@ def vocabulary() -> list[str]:
     tokens = [b2u[b] for b in range(256)]
     tokens += [a + b for a, b in MERGES]
     tokens += list(SPECIAL_TOKENS)
+    tokens += list(USER_TOKENS)
     return tokens
 
 
@@ -140,9 +145,8 @@ def write_model(
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("llama-bpe")
     writer.add_token_list(tokens)
-    writer.add_token_types(
-        [TOKEN_CONTROL if t in SPECIAL_TOKENS else TOKEN_NORMAL for t in tokens]
-    )
+    writer.add_token_types([TOKEN_CONTROL if t in SPECIAL_TOKENS else
+                            TOKEN_USER if t in USER_TOKENS else TOKEN_NORMAL for t in tokens])
     writer.add_token_merges([f"{a} {b}" for a, b in MERGES])
     writer.add_bos_token_id(tokens.index("<|begin_of_text|>"))
     writer.add_eos_token_id(tokens.index("<|im_end|>"))
