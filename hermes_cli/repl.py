@@ -274,7 +274,7 @@ def make_session(history_file: Any) -> Any:
     from prompt_toolkit.history import FileHistory
     from prompt_toolkit.key_binding import KeyBindings
 
-    from hermes_cli.commands import SlashCompleter
+    from hermes_cli.commands import slash_completer
 
     bindings = KeyBindings()
 
@@ -283,5 +283,5 @@ def make_session(history_file: Any) -> Any:
         event.current_buffer.insert_text("\n")
 
     history_file.parent.mkdir(parents=True, exist_ok=True)
-    return PromptSession(history=FileHistory(str(history_file)), completer=SlashCompleter(),
+    return PromptSession(history=FileHistory(str(history_file)), completer=slash_completer(),
                          key_bindings=bindings, complete_while_typing=True)

@@ -244,3 +244,20 @@ def test_only_the_most_recent_sessions_keep_a_state(hi) -> None:
     assert len(list(sessions.sessions_dir().glob("*.kv"))) == sessions.STATES_KEPT
     assert len(list(sessions.sessions_dir().glob("*.kvmeta"))) == sessions.STATES_KEPT
     assert len(sessions.list_sessions()) == sessions.STATES_KEPT + 2  # conversations all stay
+
+
+def test_completion_of_commands_and_their_arguments(tmp_path: Path) -> None:
+    from prompt_toolkit.completion import CompleteEvent
+    from prompt_toolkit.document import Document
+
+    completer = commands.slash_completer()
+
+    def complete(text: str) -> list[str]:
+        return [c.text for c in completer.get_completions(Document(text, len(text)), CompleteEvent())]
+
+    assert "/schema" in complete("/sch") and "/system" in complete("/s")
+    assert complete("/json o") == ["on", "off"]
+    assert complete("/set temp") == ["temperature"]
+    (tmp_path / "schema_file.json").write_text("{}")
+    assert complete(f"/schema {tmp_path}/sch") == ["ema_file.json"]  # the rest of the name
+    assert complete("hello /") == []
