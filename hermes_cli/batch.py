@@ -253,7 +253,7 @@ def _record(item: Item, results: list[Any], output: Any, seconds: float) -> dict
 def _run_parallel(engine: Engine, chat: ChatML, todo: list[Item], opts: BatchOptions,
                   record_done: Callable[[Item, dict[str, Any]], None]) -> None:
     """Text prompts through `ParallelDecoder`; records are written as prompts finish."""
-    from hermes_cli.engine import ParallelDecoder, ParallelJob
+    from hermes_cli.engine import ParallelDecoder, ParallelJob, common_prefix_length
 
     if opts.json_mode is not None or opts.tools is not None or any(it.schema for it in todo):
         raise UsageError("--parallel works with plain text answers; drop --json/--schema/--tools "
@@ -270,14 +270,9 @@ def _run_parallel(engine: Engine, chat: ChatML, todo: list[Item], opts: BatchOpt
         return
     prefix = jobs[0][1].prompt
     for _, job in jobs[1:]:  # the longest prefix every prompt shares (the system prompt)
-        n = 0
-        for a, b in zip(prefix, job.prompt):
-            if a != b:
-                break
-            n += 1
-        prefix = prefix[:n]
+        prefix = prefix[:common_prefix_length(prefix, job.prompt)]
     prefix = prefix[: min(len(j.prompt) for _, j in jobs) - 1]
-    budget = (engine.n_ctx - len(prefix)) // opts.parallel
+    budget = ParallelDecoder.slot_room(engine.n_ctx, len(prefix), opts.parallel)
     ok = []
     for item, job in jobs:
         if len(job.prompt) - len(prefix) + 1 > budget:

@@ -61,6 +61,23 @@ class SamplingParams:
     ignore_eos: bool = False
 
 
+def _reply_limit(params: SamplingParams, room: int) -> tuple[int, str]:
+    """How many tokens a reply may have when `room` are left in the context, and the
+    stop reason once it has them ("length": --max-tokens; "context": the room)."""
+    if params.max_tokens is not None and params.max_tokens <= room:
+        return params.max_tokens, "length"
+    return room, "context"
+
+
+def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 @dataclass
 class GenerationResult:
     """What one generation produced and cost."""
@@ -99,6 +116,7 @@ class EngineInfo:
     n_threads: int
     gpu_offload_supported: bool
     metadata: dict[str, Any] = field(default_factory=dict)
+    verbose: bool = False  # llama.cpp's own output shown (else silenced at fd level)
 
 
 class Generation:
@@ -140,9 +158,7 @@ class Generation:
         n_ctx = engine.n_ctx
         if len(prompt) >= n_ctx:  # at least one slot must stay free for the reply
             raise ContextOverflowError(len(prompt), n_ctx)
-        budget = n_ctx - len(prompt)
-        limit = budget if params.max_tokens is None else min(params.max_tokens, budget)
-        limit_reason = "length" if params.max_tokens is not None and params.max_tokens <= budget else "context"
+        limit, limit_reason = _reply_limit(params, n_ctx - len(prompt))
 
         reused = engine._reusable_prefix(prompt)
         llm.n_tokens = reused  # generate(reset=False) evaluates from here, dropping the rest
@@ -218,7 +234,6 @@ class Engine:
         self._eog_cache: dict[int, bool] = {}
         self._eog_ids: list[int] | None = None
         self._utf8_guard: Any | None = None
-        self.info_verbose = False
 
     # -- loading ----------------------------------------------------------------------
 
@@ -265,7 +280,7 @@ class Engine:
         if n_gpu_layers is None:
             n_gpu_layers = -1 if offload else 0
         try:
-            with contextlib.nullcontext() if verbose else _silenced_fds():
+            with _quiet(verbose):
                 llm = llama_cpp.Llama(
                     model_path=str(path), n_ctx=n_ctx, n_gpu_layers=n_gpu_layers,
                     n_threads=n_threads, n_threads_batch=n_threads, use_mmap=True,
@@ -279,11 +294,9 @@ class Engine:
             ) from None
         info = EngineInfo(
             path=path, n_ctx=n_ctx, n_ctx_train=trained, n_gpu_layers=n_gpu_layers,
-            n_threads=n_threads, gpu_offload_supported=offload, metadata=meta,
+            n_threads=n_threads, gpu_offload_supported=offload, metadata=meta, verbose=verbose,
         )
-        engine = cls(llm, info)
-        engine.info_verbose = verbose
-        return engine
+        return cls(llm, info)
 
     def close(self) -> None:
         """Free the model. Using the engine afterwards raises (llama-cpp-python would
@@ -319,9 +332,12 @@ class Engine:
         )
 
     def eog_tokens(self) -> list[int]:
-        """Every end-of-generation token of the vocabulary (scans it: not for hot paths)."""
-        n_vocab = self._lib.llama_vocab_n_tokens(self._vocab)
-        return [t for t in range(n_vocab) if self._lib.llama_vocab_is_eog(self._vocab, t)]
+        """Every end-of-generation token of the vocabulary (scanned once, then cached)."""
+        if self._eog_ids is None:
+            n_vocab = self._lib.llama_vocab_n_tokens(self._vocab)
+            self._eog_ids = [t for t in range(n_vocab)
+                             if self._lib.llama_vocab_is_eog(self._vocab, t)]
+        return self._eog_ids
 
     def _processors(self, params: SamplingParams, strict_utf8: bool) -> list[Any] | None:
         processors = []
@@ -338,9 +354,7 @@ class Engine:
 
     def _ban_eog(self, _ids: Any, logits: Any) -> Any:
         """Logits processor: every end-of-generation token gets -inf."""
-        if self._eog_ids is None:
-            self._eog_ids = self.eog_tokens()
-        logits[self._eog_ids] = float("-inf")
+        logits[self.eog_tokens()] = float("-inf")
         return logits
 
     def _token_piece(self, token: int, *, special: bool = False) -> bytes:
@@ -367,13 +381,7 @@ class Engine:
         At least one token is always evaluated, so the sampler has fresh logits.
         """
         llm = self._llm
-        cached = llm.input_ids[: llm.n_tokens]
-        n = 0
-        for a, b in zip(cached, prompt):
-            if a != b:
-                break
-            n += 1
-        return min(n, len(prompt) - 1)
+        return min(common_prefix_length(llm.input_ids[: llm.n_tokens], prompt), len(prompt) - 1)
 
     def generate(self, prompt: Sequence[int], params: SamplingParams | None = None,
                  *, grammar: Any | None = None, strict_utf8: bool = False) -> Generation:
@@ -406,7 +414,7 @@ class Engine:
         n = llm.n_tokens
         tokens = (self._lib.llama_token * max(n, 1))(*llm.input_ids[:n])
         tmp = path.with_name(path.name + ".tmp")
-        with contextlib.nullcontext() if self.info_verbose else _silenced_fds():
+        with _quiet(self.info.verbose):
             ok = self._lib.llama_state_save_file(llm._ctx.ctx, str(tmp).encode(), tokens, n)
         if not ok:
             tmp.unlink(missing_ok=True)
@@ -421,7 +429,7 @@ class Engine:
         capacity = self.n_ctx
         tokens = (self._lib.llama_token * capacity)()
         count = ctypes.c_size_t(0)
-        with contextlib.nullcontext() if self.info_verbose else _silenced_fds():
+        with _quiet(self.info.verbose):
             ok = self._lib.llama_state_load_file(llm._ctx.ctx, str(path).encode(), tokens,
                                                  capacity, ctypes.byref(count))
         if not ok:
@@ -480,6 +488,10 @@ def any_json_object_gbnf() -> str:
     return JSON_GBNF
 
 
+def _quiet(verbose: bool) -> contextlib.AbstractContextManager[None]:
+    return contextlib.nullcontext() if verbose else _silenced_fds()
+
+
 def system_info() -> str:
     """llama.cpp's own description of the compiled backends and CPU features."""
     import llama_cpp
@@ -536,7 +548,7 @@ class ParallelDecoder:
         params.n_seq_max = n_parallel + 1  # one more: the shared prefix lives in its own
         params.kv_unified = True
         params.n_threads = params.n_threads_batch = engine.info.n_threads
-        with contextlib.nullcontext() if engine.info_verbose else _silenced_fds():
+        with _quiet(engine.info.verbose):
             self._ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
         self._mem = self._ctx.memory
         self._batch = _internals.LlamaBatch(n_tokens=params.n_batch, embd=0, n_seq_max=1,
@@ -548,13 +560,16 @@ class ParallelDecoder:
         self._batch.close()
         self._ctx.close()
 
+    @staticmethod
+    def slot_room(n_ctx: int, prefix_len: int, n_parallel: int) -> int:
+        """Each slot's share of the context after the shared prefix."""
+        return (n_ctx - prefix_len) // n_parallel
+
     def _sampler(self, p: SamplingParams) -> Any:
         s = self._internals.LlamaSampler()
         n_vocab = self._lib.llama_vocab_n_tokens(self.engine._vocab)
         if p.ignore_eos:
-            if self.engine._eog_ids is None:
-                self.engine._eog_ids = self.engine.eog_tokens()
-            s.add_logit_bias(n_vocab, {t: float("-inf") for t in self.engine._eog_ids})
+            s.add_logit_bias(n_vocab, {t: float("-inf") for t in self.engine.eog_tokens()})
         if p.repeat_penalty != 1.0:  # 1.0 is a no-op: skip its pass over the vocabulary
             s.add_penalties(n_vocab, 64, p.repeat_penalty, 0.0, 0.0)
         if p.temperature == 0:
@@ -593,7 +608,7 @@ class ParallelDecoder:
         if prefix:
             self._decode([(t, i, self._prefix_seq, False) for i, t in enumerate(prefix)])
         plen = len(prefix)
-        budget = (engine.n_ctx - plen) // self.n_parallel  # each slot's share of the cache
+        budget = self.slot_room(engine.n_ctx, plen, self.n_parallel)
         slots: list[dict[str, Any] | None] = [None] * self.n_parallel
         pieces, is_eog = engine._piece_cache, engine._eog_cache
         exhausted = False
@@ -612,14 +627,11 @@ class ParallelDecoder:
                     lib.llama_memory_seq_rm(self._mem, s, -1, -1)
                     if plen:
                         lib.llama_memory_seq_cp(self._mem, self._prefix_seq, s, 0, plen)
-                    p = job.params
-                    limit = budget - len(own)
-                    if p.max_tokens is not None:
-                        limit = min(limit, p.max_tokens)
+                    limit, reason = _reply_limit(job.params, budget - len(own))
                     slots[s] = {"job": job, "pending": own, "pos": plen, "ids": [], "chunks": [],
-                                "limit": limit, "sampler": self._sampler(p), "t0": time.perf_counter(),
+                                "limit": limit, "sampler": self._sampler(job.params), "t0": time.perf_counter(),
                                 "t_first": None, "decoder": codecs.getincrementaldecoder("utf-8")("replace"),
-                                "reason": "length" if p.max_tokens is not None and p.max_tokens <= budget - len(own) else "context"}
+                                "reason": reason}
             active = [s for s in range(self.n_parallel) if slots[s] is not None]
             if not active:
                 return

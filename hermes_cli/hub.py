@@ -420,12 +420,12 @@ def resolve_model(ref: str, *, quiet: bool = False, err: TextIO | None = None) -
     cached = find_cached(parsed)
     if cached is not None:
         progress = err if err.isatty() and not quiet else None
-        if all(verify(p, None, progress=progress) for p in cached):
+        corrupt = [p for p in cached if not verify(p, None, progress=progress)]  # one hash each
+        if not corrupt:
             return cached[0]
-        for p in cached:
-            if not verify(p, None):
-                err.write(f"warning: the cached {p.name} is corrupt; fetching it again\n")
-                _drop(p)
+        for p in corrupt:
+            err.write(f"warning: the cached {p.name} is corrupt; fetching it again\n")
+            _drop(p)
     if _offline():
         raise DownloadError(f"{parsed} is not cached and HF_HUB_OFFLINE is set",
                             hint="unset HF_HUB_OFFLINE to download it, or pass a local .gguf path")

@@ -382,8 +382,6 @@ def batch_section(models_dir: Path, n_prompts: int) -> None:
 
 
 def resume_section(models_dir: Path, repeat: int) -> None:
-    from hermes_cli import sessions
-
     model = tm.write_model(models_dir / "resume-random.gguf", kind="random", embedding=512,
                            blocks=4, context_length=8192)
     engine = Engine.load(model)
@@ -421,7 +419,6 @@ def resume_section(models_dir: Path, repeat: int) -> None:
     print(f"| with the saved KV state ({size_mb:.0f} MB file) | {with_state:.3f} s | "
           f"{without / with_state:.1f}× faster |")
     print()
-    del sessions
 
 
 def batched_bench(model: Path, sizes: list[int], threads: int) -> dict[int, float]:
