@@ -1,3 +1,3 @@
-from hermes_cli.cli import main
+from hermes_cli.cli.main import main
 
 main()

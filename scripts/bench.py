@@ -45,8 +45,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hermes_cli.chatml import ChatML, Message  # noqa: E402
-from hermes_cli.engine import Engine, SamplingParams  # noqa: E402
+from hermes_cli.engine.model import Engine
+from hermes_cli.engine.params import SamplingParams  # noqa: E402
+from hermes_cli.prompt.chatml import ChatML
+from hermes_cli.prompt.messages import Message  # noqa: E402
 from tests import tinymodels as tm  # noqa: E402
 
 SEED = 1234
@@ -235,7 +237,7 @@ def render_section() -> None:
     from rich.console import Console
     from rich.markdown import Markdown
 
-    from hermes_cli.render import MarkdownRenderer
+    from hermes_cli.chat.render import MarkdownRenderer
 
     block = ("Some words in a paragraph, with *emphasis*, `code` and a [link](http://x).\n" * 3
              + "\n- item one\n- item two\n\n```python\nx = [i * i for i in range(10)]\n"
@@ -271,7 +273,7 @@ def render_section() -> None:
 
 
 def json_section(models_dir: Path, real: Path | None, n: int, repeat: int) -> None:
-    from hermes_cli.engine import json_schema_to_gbnf
+    from hermes_cli.engine.gbnf import json_schema_to_gbnf
 
     schema = {"type": "object", "properties": {"items": {"type": "array", "items": {
         "type": "string", "maxLength": 12}, "minItems": 5000}}, "required": ["items"]}
@@ -293,7 +295,7 @@ def json_section(models_dir: Path, real: Path | None, n: int, repeat: int) -> No
         prompt = engine.bos_prefix() + engine.tokenize("Write a JSON list of words.")
         grammar = engine.grammar(json_schema_to_gbnf(schema))
 
-        def speed(g, strict) -> float:
+        def speed(g, strict, engine=engine, prompt=prompt) -> float:
             # End tokens banned in all three runs (same per-token processor cost); the
             # schema's minItems keeps the grammar from completing before n tokens.
             engine._llm.n_tokens = 0
@@ -309,11 +311,11 @@ def json_section(models_dir: Path, real: Path | None, n: int, repeat: int) -> No
         if label.startswith("random"):
             # llama.cpp parses a grammar when a generation's sampler is built: time one
             # token with the 50-property grammar against one token without.
-            def first_token(g) -> float:
+            def first_token(g, engine=engine, prompt=prompt) -> float:
                 engine._llm.n_tokens = 0
                 return engine.generate(prompt, SamplingParams(seed=SEED, max_tokens=1),
                                        grammar=g).consume().prompt_seconds
-            compile_s = (best(lambda: first_token(engine.grammar(gbnf_big)), repeat)
+            compile_s = (best(lambda engine=engine: first_token(engine.grammar(gbnf_big)), repeat)
                          - best(lambda: first_token(None), repeat))
         engine.close()
     print()
@@ -325,7 +327,7 @@ def json_section(models_dir: Path, real: Path | None, n: int, repeat: int) -> No
 def batch_section(models_dir: Path, n_prompts: int) -> None:
     import io
 
-    from hermes_cli import batch as batch_mod
+    from hermes_cli.core import batch as batch_mod
 
     model = tm.write_model(models_dir / "batch-random.gguf", kind="random", embedding=256,
                            blocks=2, context_length=4096)
@@ -442,7 +444,7 @@ def batched_bench(model: Path, sizes: list[int], threads: int) -> dict[int, floa
 
 
 def parallel_section(models_dir: Path, real: Path | None, sizes: list[int]) -> None:
-    from hermes_cli.engine import ParallelDecoder, ParallelJob
+    from hermes_cli.engine.parallel import ParallelDecoder, ParallelJob
 
     targets = [(tm.write_model(models_dir / "par-random.gguf", kind="random", embedding=256,
                                blocks=2, context_length=4096), "random tiny model")]

@@ -49,7 +49,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture
 def load(models: dict[str, Path]):
     """Load a tiny model by name through the real engine; closed after the test."""
-    from hermes_cli.engine import Engine
+    from hermes_cli.engine.model import Engine
 
     loaded: list[Engine] = []
 

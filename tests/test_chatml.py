@@ -5,8 +5,9 @@ from __future__ import annotations
 import jinja2
 import pytest
 
-from hermes_cli.chatml import ChatML, Message
 from hermes_cli.errors import ModelError, UsageError
+from hermes_cli.prompt.chatml import ChatML
+from hermes_cli.prompt.messages import Message
 from tests import tinymodels as tm
 
 CONVERSATION = [

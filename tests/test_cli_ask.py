@@ -30,7 +30,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, needle: 
 
 def test_help_and_version_do_not_import_llama_cpp() -> None:
     code = (
-        "import sys; from hermes_cli.cli import run; rc = run(['--help']); "
+        "import sys; from hermes_cli.cli.main import run; rc = run(['--help']); "
         "rc2 = run(['--version']); "
         "heavy = [m for m in ('llama_cpp', 'huggingface_hub', 'prompt_toolkit', 'rich.markdown') "
         "if m in sys.modules]; print('HEAVY', heavy, rc, rc2)"

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from hermes_cli.chatml import ChatML, Message
-from hermes_cli.engine import Engine, SamplingParams
+from hermes_cli.engine.model import Engine
+from hermes_cli.engine.params import SamplingParams
 from hermes_cli.errors import ContextOverflowError, ModelError
+from hermes_cli.prompt.chatml import ChatML
+from hermes_cli.prompt.messages import Message
 from tests import tinymodels as tm
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from hermes_cli import hub
 from hermes_cli.errors import DownloadError
+from hermes_cli.hub import download as hub_download
+from hermes_cli.hub.refs import HubRef, human_size, parse_ref, quant_of
 from tests import tinymodels as tm
 from tests.hubserver import HubServer, HubState, Repo
 
@@ -64,16 +65,16 @@ def closed_port_url() -> str:
     ("m-Q8_0-00002-of-00003.gguf", "Q8_0"), ("model-f16.gguf", "F16"), ("model.gguf", None),
 ])
 def test_quant_of(name: str, quant: str | None) -> None:
-    assert hub.quant_of(name) == quant
+    assert quant_of(name) == quant
 
 
 @pytest.mark.parametrize("ref, expected", [
     ("x.gguf", Path("x.gguf")), ("./m", Path("m")),
-    ("o/r", hub.HubRef("o/r")), ("o/r:q6_k", hub.HubRef("o/r", quant="q6_k")),
-    ("o/r/sub/f.gguf", hub.HubRef("o/r", filename="sub/f.gguf")),
+    ("o/r", HubRef("o/r")), ("o/r:q6_k", HubRef("o/r", quant="q6_k")),
+    ("o/r/sub/f.gguf", HubRef("o/r", filename="sub/f.gguf")),
 ])
 def test_parse_ref(ref: str, expected) -> None:
-    assert hub.parse_ref(ref) == expected
+    assert parse_ref(ref) == expected
 
 
 def test_download_picks_the_quant_by_suffix_case_insensitively(hub_server, hermes_exe, models) -> None:
@@ -121,7 +122,7 @@ def test_unknown_quant_lists_what_exists_with_sizes(hub_server, hermes_exe, mode
     assert proc.returncode == 5
     line = proc.stderr.splitlines()[0]
     assert "no Q9_K GGUF" in line and "Q4_K_M (" in line and "Q6_K (" in line
-    assert hub.human_size(models["hi"].stat().st_size) in line
+    assert human_size(models["hi"].stat().st_size) in line
 
 
 def test_a_repository_without_ggufs(hub_server, hermes_exe) -> None:
@@ -205,9 +206,9 @@ def test_not_enough_disk_space_is_refused_before_downloading(hub_server, monkeyp
     class Usage:
         free = 1000
 
-    monkeypatch.setattr(hub.shutil, "disk_usage", lambda _p: Usage)
+    monkeypatch.setattr(hub_download.shutil, "disk_usage", lambda _p: Usage)
     with pytest.raises(DownloadError, match="not enough disk space"):
-        hub.download(hub.HubRef(THETA))
+        hub_download.download(HubRef(THETA))
     assert not [p for _m, p, _r in hub_server.log if "/resolve/" in p]
 
 

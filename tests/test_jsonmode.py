@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from hermes_cli import jsonmode
-from hermes_cli.chatml import ChatML, Message
-from hermes_cli.engine import SamplingParams, json_schema_to_gbnf
+from hermes_cli.engine.gbnf import json_schema_to_gbnf
+from hermes_cli.engine.params import SamplingParams
 from hermes_cli.errors import OutputContractError, UsageError
+from hermes_cli.modes import json_mode as jsonmode
+from hermes_cli.prompt.chatml import ChatML
+from hermes_cli.prompt.messages import Message
 
 NAME = {"type": "string", "maxLength": 12}
 SCHEMAS: dict[str, dict] = {
@@ -74,7 +76,7 @@ SCHEMAS: dict[str, dict] = {
 
 @pytest.fixture(scope="module")
 def random_engine(models):
-    from hermes_cli.engine import Engine
+    from hermes_cli.engine.model import Engine
 
     engine = Engine.load(models["random"], n_threads=2)
     yield engine

@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 from rich.markdown import Markdown
 
-from hermes_cli.render import MarkdownRenderer, PlainRenderer
+from hermes_cli.chat.render import MarkdownRenderer, PlainRenderer
 
 REPLY = """# Plan
 

@@ -13,10 +13,11 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 from rich.console import Console
 
-from hermes_cli import commands, sessions
-from hermes_cli.conversation import Conversation
-from hermes_cli.engine import SamplingParams
-from hermes_cli.repl import Repl
+from hermes_cli.chat import commands, completion
+from hermes_cli.chat.repl import Repl
+from hermes_cli.core import sessions
+from hermes_cli.core.conversation import Conversation
+from hermes_cli.engine.params import SamplingParams
 
 ENTER = "\r"
 
@@ -160,7 +161,8 @@ def test_stats_model_and_exit(hi) -> None:
 
 def test_json_and_schema_modes(load) -> None:
     d = Driven(load("random"), Conversation(params=SamplingParams(seed=3)))
-    schema = '{"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"], "additionalProperties": false}'
+    schema = ('{"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"], '
+              '"additionalProperties": false}')
     out = d.run("/json on", "give json", f"/schema {schema}", "again", "/schema off", "/json")
     assert isinstance(json.loads(d.conversation.messages[1].content), dict)
     assert isinstance(json.loads(d.conversation.messages[3].content)["ok"], bool)
@@ -250,7 +252,7 @@ def test_completion_of_commands_and_their_arguments(tmp_path: Path) -> None:
     from prompt_toolkit.completion import CompleteEvent
     from prompt_toolkit.document import Document
 
-    completer = commands.slash_completer()
+    completer = completion.slash_completer()
 
     def complete(text: str) -> list[str]:
         return [c.text for c in completer.get_completions(Document(text, len(text)), CompleteEvent())]

@@ -10,11 +10,15 @@ from typing import Annotated, Literal, Optional
 
 import pytest
 
-from hermes_cli import tools as T
-from hermes_cli.chatml import ChatML, Message
-from hermes_cli.engine import GenerationResult, SamplingParams
+from hermes_cli.engine.params import GenerationResult, SamplingParams
 from hermes_cli.errors import UsageError
-from hermes_cli.toolloop import run_tool_loop
+from hermes_cli.modes.tools.loading import check_unique, load_tools_file
+from hermes_cli.modes.tools.loop import run_tool_loop
+from hermes_cli.modes.tools.protocol import parse_tool_calls, system_prompt, validate_arguments
+from hermes_cli.modes.tools.signature import tool_from_function
+from hermes_cli.modes.tools.tool import Tool
+from hermes_cli.prompt.chatml import ChatML
+from hermes_cli.prompt.messages import Message
 
 # -- the parser ---------------------------------------------------------------------------
 
@@ -37,7 +41,7 @@ PARSER_CASES = [
 
 @pytest.mark.parametrize("text, calls, errors", PARSER_CASES)
 def test_parser(text: str, calls, errors: int) -> None:
-    parsed = T.parse_tool_calls(text)
+    parsed = parse_tool_calls(text)
     assert [(c.name, c.arguments) for c in parsed.calls] == calls
     assert len(parsed.errors) == errors
 
@@ -65,7 +69,7 @@ def sample(name: str, count: int, ratio: float, flag: bool, tags: list[str],
 
 
 def test_schema_from_type_hints_and_docstring() -> None:
-    tool = T.tool_from_function(sample)
+    tool = tool_from_function(sample)
     assert tool.description == "Do a sample thing."
     p = tool.parameters
     assert p["required"] == ["name", "count", "ratio", "flag", "tags", "meta", "mode", "color"]
@@ -91,7 +95,7 @@ def test_numpy_docstring() -> None:
         """
         return x * x
 
-    assert T.tool_from_function(f).parameters["properties"]["x"]["description"] == "The number."
+    assert tool_from_function(f).parameters["properties"]["x"]["description"] == "The number."
 
 
 from pydantic import BaseModel  # noqa: E402
@@ -106,7 +110,7 @@ def test_pydantic_parameter() -> None:
     def move(p: Point) -> str:
         return ""
 
-    assert T.tool_from_function(move).parameters["properties"]["p"]["required"] == ["x", "y"]
+    assert tool_from_function(move).parameters["properties"]["p"]["required"] == ["x", "y"]
 
 
 @pytest.mark.parametrize("source, message", [
@@ -120,19 +124,19 @@ def test_bad_tool_files_are_named_errors(tmp_path: Path, source: str, message: s
     path = tmp_path / "t.py"
     path.write_text(source + "\n")
     with pytest.raises(UsageError, match=message):
-        T.load_tools_file(path)
+        load_tools_file(path)
 
 
 def test_only_public_functions_defined_in_the_file(tmp_path: Path) -> None:
     path = tmp_path / "t.py"
     path.write_text("from os.path import join\n\ndef _hidden(x: int): pass\n\n"
                     "def shown(x: int) -> int:\n    return x\n")
-    assert [t.name for t in T.load_tools_file(path)] == ["shown"]
+    assert [t.name for t in load_tools_file(path)] == ["shown"]
 
 
 def test_the_exact_system_prompt() -> None:
-    tool = T.Tool("f", "d", {"type": "object", "properties": {}})
-    text = T.system_prompt([tool, tool], "Be brief.")
+    tool = Tool("f", "d", {"type": "object", "properties": {}})
+    text = system_prompt([tool, tool], "Be brief.")
     assert text.startswith("You are a function calling AI model. You are provided with function "
                            "signatures within <tools></tools> XML tags.")
     assert ('Here are the available tools: <tools> {"type": "function", "function": {"name": "f", '
@@ -180,9 +184,9 @@ def tool_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def loop_setup(load, tool_file):
     engine = load("random")
-    tools = T.check_unique(T.load_tools_file(tool_file))
+    tools = check_unique(load_tools_file(tool_file))
     chat = ChatML(engine)
-    history = [Message("system", T.system_prompt(list(tools.values()))), Message("user", "go")]
+    history = [Message("system", system_prompt(list(tools.values()))), Message("user", "go")]
     return engine, chat, tools, history
 
 
@@ -201,7 +205,7 @@ def tool_content(loop) -> dict:
 
 def test_forced_call_runs_and_the_result_goes_back(loop_setup) -> None:
     loop = run(loop_setup, "add")
-    call = T.parse_tool_calls(loop.messages[0].content).calls[0]
+    call = parse_tool_calls(loop.messages[0].content).calls[0]
     assert call.name == "add" and set(call.arguments) == {"a", "b"}
     assert tool_content(loop) == {"name": "add", "content": call.arguments["a"] + call.arguments["b"]}
     assert [m.role for m in loop.messages] == ["assistant", "tool", "assistant"]
@@ -213,9 +217,9 @@ def test_required_picks_an_existing_tool_with_valid_arguments(loop_setup) -> Non
     for seed in range(4):  # declined: this is about the call, not running it
         loop = run_tool_loop(engine, chat, history, tools, SamplingParams(seed=seed, max_tokens=120),
                              tool_choice="required", approve=lambda call: False)
-        calls = T.parse_tool_calls(loop.messages[0].content).calls
+        calls = parse_tool_calls(loop.messages[0].content).calls
         assert len(calls) == 1 and calls[0].name in tools
-        assert T.validate_arguments(tools[calls[0].name], calls[0].arguments) == []
+        assert validate_arguments(tools[calls[0].name], calls[0].arguments) == []
 
 
 def test_the_tool_turn_token_layout(loop_setup) -> None:
@@ -258,16 +262,16 @@ def test_auto_calls_are_constrained_once_the_model_opens_a_tool_call(load, tool_
     """The model writes <tool_call> unprompted (auto mode, no forced choice): what
     follows is held to the tools' schemas, so the call parses, validates and runs."""
     engine = load("caller")
-    tools = {"add": T.check_unique(T.load_tools_file(tool_file))["add"]}
+    tools = {"add": check_unique(load_tools_file(tool_file))["add"]}
     chat = ChatML(engine)
-    history = [Message("system", T.system_prompt(list(tools.values()))), Message("user", "go")]
+    history = [Message("system", system_prompt(list(tools.values()))), Message("user", "go")]
     for seed in range(3):
         loop = run_tool_loop(engine, chat, history, tools, SamplingParams(seed=seed, max_tokens=200),
                              tool_choice="auto", max_rounds=1, approve=lambda call: True)
         first = loop.messages[0]
         assert first.content.startswith("<tool_call>\n{")
         assert first.content.endswith("}\n</tool_call>")
-        calls = T.parse_tool_calls(first.content).calls
+        calls = parse_tool_calls(first.content).calls
         assert [c.name for c in calls] == ["add"]
         assert tool_content(loop) == {"name": "add", "content": calls[0].arguments["a"] + calls[0].arguments["b"]}
         assert loop.stopped == "round_limit"  # it calls again in round 2; the limit is reported

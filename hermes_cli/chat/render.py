@@ -1,0 +1,196 @@
+"""Streaming a reply to the terminal: Markdown without flicker, or plain text.
+
+Peers re-render the whole reply on every token inside one rich `Live` (O(n^2), and it
+corrupts scrollback once the reply is taller than the screen). Here a reply is a
+sequence of Markdown blocks (paragraphs, lists, fenced code...). A block that is
+finished is rendered once and printed above the live area, into scrollback, for good;
+only the unfinished block is live, cropped to the screen's height, and redrawn at most
+`refresh_per_second` times. Per token: one list append (and a line split when the token
+holds a newline); the redraw cost is bounded per second, not per token.
+
+A block is finished at a blank line outside a code fence once the next line shows that
+a new block starts (a list item after a list, or an indented line, continues it), or
+when its code fence closes.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+_FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
+_LIST_ITEM = re.compile(r"^\s{0,3}([-*+]|\d{1,9}[.)])\s")
+
+
+class PlainRenderer:
+    """Text as it comes (NO_COLOR, --plain, not a terminal)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self._ends_with_newline = True
+
+    def feed(self, text: str) -> None:
+        if text:
+            self.out.write(text)
+            self.out.flush()
+            self._ends_with_newline = text.endswith("\n")
+
+    def finish(self) -> None:
+        if not self._ends_with_newline:
+            self.out.write("\n")
+            self.out.flush()
+        self._ends_with_newline = True
+
+
+class MarkdownRenderer:
+    """Rich Markdown, committed block by block."""
+
+    def __init__(self, console: Any, *, live: bool = True, refresh_per_second: float = 12.0,
+                 code_theme: str = "monokai", clock: Callable[[], float] = time.monotonic) -> None:
+        self.console = console
+        self.code_theme = code_theme
+        self._use_live = live
+        self._interval = 1.0 / refresh_per_second
+        self._clock = clock
+        self._live: Any | None = None
+        self._last_draw = 0.0
+        self._block: list[str] = []  # complete lines of the unfinished block
+        self._partial: list[str] = []  # pieces of the current, unfinished line
+        self._fence: str | None = None  # the open fence marker, if inside code
+        self._blank_pending = False  # a blank line ended a block candidate
+        self._prev_text: str | None = None  # the last committed block's source...
+        self._prev_lines: list[Any] = []  # ...and its rendered lines
+
+    # -- feeding ----------------------------------------------------------------------
+
+    def feed(self, text: str) -> None:
+        if not text:
+            return
+        if "\n" not in text:
+            self._partial.append(text)
+        else:
+            first, *middle, last = text.split("\n")
+            self._partial.append(first)
+            self._line("".join(self._partial))
+            for line in middle:
+                self._line(line)
+            self._partial = [last] if last else []
+        self._maybe_draw()
+
+    def finish(self) -> None:
+        """Print what is left; stop the live area."""
+        if self._partial:
+            self._block.append("".join(self._partial))
+            self._partial = []
+        while self._block and not self._block[-1].strip():
+            self._block.pop()
+        if self._block:
+            self._commit(self._block)
+            self._block = []
+        self._stop_live()
+
+    # -- blocks -----------------------------------------------------------------------
+
+    def _line(self, line: str) -> None:
+        fence = _FENCE.match(line)
+        if self._fence is not None:  # inside code: only the closing fence matters
+            self._block.append(line)
+            if fence and fence.group(1)[0] == self._fence[0] and len(fence.group(1)) >= len(self._fence):
+                self._fence = None
+                self._commit(self._block)
+                self._block = []
+            return
+        if not line.strip():
+            if self._block:
+                self._blank_pending = True
+                self._block.append(line)
+            return
+        if self._blank_pending and self._starts_new_block(line):
+            while self._block and not self._block[-1].strip():
+                self._block.pop()
+            self._commit(self._block)
+            self._block = []
+        self._blank_pending = False
+        if fence:
+            if self._block:  # a fence right under text still opens a new block
+                self._commit(self._block)
+                self._block = []
+            self._fence = fence.group(1)
+        self._block.append(line)
+
+    def _starts_new_block(self, line: str) -> bool:
+        if line.startswith(("  ", "\t")):
+            return False  # indented: continues a list item or code
+        in_list = any(_LIST_ITEM.match(b) for b in self._block if b.strip())
+        return not (in_list and _LIST_ITEM.match(line))
+
+    def _markdown(self, text: str) -> Any:
+        from rich.markdown import Markdown
+
+        return Markdown(text, code_theme=self.code_theme)
+
+    def _render_lines(self, text: str) -> list[Any]:
+        return self.console.render_lines(self._markdown(text), self.console.options, pad=True)
+
+    def _commit(self, lines: list[str]) -> None:
+        """Print a finished block exactly as a one-shot render of the whole reply would.
+
+        The spacing between two blocks depends on both (rich puts a blank line after
+        some elements, and lists or quotes bring their own), so the previous block is
+        rendered together with this one and only the new lines are printed: each block
+        is rendered about three times in all, linear in the reply's length.
+        """
+        if not lines:
+            return
+        from rich.segment import Segment, Segments
+
+        text = "\n".join(lines)
+        if self._prev_text is None:
+            rendered = self._render_lines(text)
+            new = rendered
+        else:
+            rendered = self._render_lines(self._prev_text + "\n\n" + text)
+            head = len(self._prev_lines)
+            if rendered[:head] == self._prev_lines:
+                new = rendered[head:]
+            else:  # not a clean prefix (should not happen): keep the content right
+                new = [[]] + self._render_lines(text)
+            rendered = self._render_lines(text)
+        self._prev_text, self._prev_lines = text, rendered
+        segments = [seg for line in new for seg in (*line, Segment.line())]
+        target = self._live.console if self._live is not None else self.console
+        target.print(Segments(segments), end="")
+        if self._live is not None:
+            self._live.update("", refresh=True)
+
+    # -- the live area ----------------------------------------------------------------
+
+    def _maybe_draw(self) -> None:
+        if not self._use_live:
+            return
+        now = self._clock()
+        if now - self._last_draw < self._interval:
+            return
+        self._last_draw = now
+        lines = self._block + (["".join(self._partial)] if self._partial else [])
+        if not lines:
+            return
+        height = max(3, self.console.size.height - 3)
+        tail = lines[-height:]
+        if self._fence is not None and len(lines) > height:
+            tail = [self._block[0]] + tail[1:]  # keep the fence opener: still code
+        if self._live is None:
+            from rich.live import Live
+
+            self._live = Live(console=self.console, auto_refresh=False, transient=True,
+                              vertical_overflow="crop")
+            self._live.start()
+        self._live.update(self._markdown("\n".join(tail)), refresh=True)
+
+    def _stop_live(self) -> None:
+        if self._live is not None:
+            self._live.update("", refresh=True)
+            self._live.stop()
+            self._live = None

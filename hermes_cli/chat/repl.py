@@ -1,0 +1,273 @@
+"""`hermes chat`: the interactive loop over one loaded model.
+
+The model stays loaded; every turn re-renders the conversation and the engine evaluates
+only the tokens its KV cache does not already hold (replies keep their token ids). Ctrl-C
+while the model writes stops the reply and keeps the part already written in the
+conversation (`/undo` or `/retry` drop it); Ctrl-C at the prompt clears the line; Ctrl-D
+or `/exit` quits. The conversation is saved after every change.
+
+The chat itself (conversation, mode, tools, edits) is a core.session.ChatSession; this
+class owns the keyboard and the screen, and is the ChatUI the slash-commands print through.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from hermes_cli.chat import commands
+from hermes_cli.core.conversation import Conversation
+from hermes_cli.core.session import ChatSession
+from hermes_cli.engine.model import Engine
+from hermes_cli.engine.params import GenerationResult
+from hermes_cli.errors import ContextOverflowError, HermesError
+from hermes_cli.prompt.chatml import ChatML
+
+CONTEXT_WARNING = 0.8  # warn once the conversation fills this share of the context
+
+
+class Repl:
+    """The chat loop. `session` reads a line (prompt_toolkit's PromptSession, or a test
+    double with the same `prompt()`); `console` is a rich Console."""
+
+    def __init__(self, engine: Engine, conversation: Conversation, *, console: Any,
+                 session: Any, plain: bool = False, autosave: bool = True) -> None:
+        self.chat_session = ChatSession(engine, conversation, autosave=autosave, warn=self.error)
+        self.console = console
+        self.session = session
+        self.plain = plain
+
+    # The session's state, for callers that hold the REPL.
+    @property
+    def engine(self) -> Engine:
+        return self.chat_session.engine
+
+    @property
+    def conversation(self) -> Conversation:
+        return self.chat_session.conversation
+
+    @property
+    def chat(self) -> ChatML:
+        return self.chat_session.chat
+
+    @property
+    def last_result(self) -> GenerationResult | None:
+        return self.chat_session.last_result
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def run(self) -> int:
+        if not self.plain and self.console.is_terminal:
+            import rich.markdown  # noqa: F401  (load it now, not inside the first reply)
+        info = self.engine.info
+        self.say(f"hermes chat · {info.path.name} · context {info.n_ctx} · "
+                 f"/help for commands · Ctrl-D to quit", style="dim")
+        if self.conversation.messages:
+            restored = self.chat_session.restore_state()
+            self.say(f"resumed conversation {self.conversation.id} "
+                     f"({len(self.conversation.messages)} messages"
+                     + (f", {restored} tokens of saved state" if restored else "") + ")", style="dim")
+        while True:
+            try:
+                line = self.session.prompt("> ")
+            except KeyboardInterrupt:
+                continue  # Ctrl-C at the prompt: the line is cleared
+            except EOFError:
+                break
+            if not line.strip():
+                continue
+            if line.lstrip().startswith("/"):
+                try:
+                    if commands.dispatch(self.chat_session, self, line.strip()):
+                        break
+                except HermesError as e:
+                    self.error(str(e))
+                continue
+            self.send(line)
+        self.chat_session.save()
+        self.chat_session.save_state()
+        return 0
+
+    def send(self, text: str) -> None:
+        self.conversation.add("user", text)
+        self.chat_session.save()
+        self.respond()
+
+    def respond(self) -> None:
+        """Generate the reply to the conversation as it stands (it ends with a user turn)."""
+        s = self.chat_session
+        conv = s.conversation
+        system = s.effective_system()
+        reserve = min(conv.params.max_tokens or 1024, self.engine.n_ctx // 4)
+        try:
+            ids, dropped = conv.fit(self.chat, system, self.engine.n_ctx, reserve)
+        except ContextOverflowError as e:
+            conv.undo()
+            self.error(f"{e}; the message was not sent")
+            return
+        if dropped:
+            self.say(f"context full: dropped the {dropped} oldest messages "
+                     "(the system prompt is kept)", style="yellow")
+        if conv.json_mode:
+            self._respond_json(system)
+            return
+        if s.tools:
+            self._respond_with_tools(system)
+            return
+        renderer = self._renderer()
+        gen = self.engine.generate(ids, conv.params)
+        try:
+            for text in gen:
+                renderer.feed(text)
+        except KeyboardInterrupt:
+            gen.close()
+        finally:
+            renderer.finish()
+        result = gen.result
+        assert result is not None
+        s.record(result, result.completion_tokens)
+        conv.add("assistant", result.text, token_ids=result.token_ids)
+        s.save()
+        if result.finish_reason == "interrupted":
+            self.say("(stopped; the partial reply is kept: /retry regenerates it, /undo drops "
+                     "the exchange)", style="yellow")
+        elif result.finish_reason == "context":
+            self.say("(the reply filled the context and was cut)", style="yellow")
+        self.footer(result)
+
+    def _respond_json(self, system: str | None) -> None:
+        from hermes_cli.errors import OutputContractError
+        from hermes_cli.modes import json_mode
+
+        s = self.chat_session
+        conv = s.conversation
+        mode = json_mode.JsonMode(conv.json_schema, "/schema")
+        try:
+            answer = json_mode.answer(self.engine, self.chat, conv.with_system(system), mode,
+                                      conv.params)
+        except KeyboardInterrupt:
+            self.say("(stopped)", style="yellow")
+            return
+        except OutputContractError as e:
+            self.error(str(e))
+            return
+        result = answer.results[-1]
+        s.record(result, sum(r.completion_tokens for r in answer.results))
+        conv.add("assistant", result.text, token_ids=result.token_ids)
+        s.save()
+        self.show_json(answer.value)
+        self.footer(result)
+
+    def _respond_with_tools(self, system: str | None) -> None:
+        from hermes_cli.modes.tools.loop import ToolEvent, run_tool_loop, short
+        from hermes_cli.modes.tools.protocol import ToolCall
+
+        s = self.chat_session
+        conv = s.conversation
+
+        def approve(call: ToolCall) -> bool:
+            if s.auto_approve or call.name in s.always_allowed:
+                return True
+            args = json.dumps(call.arguments, ensure_ascii=False)
+            answer = self.ask(f"run {call.name}({args})? [y]es/[n]o/[a]lways: ")
+            if answer is None:
+                return False
+            answer = answer.strip().lower()
+            if answer in ("a", "always"):
+                s.always_allowed.add(call.name)
+                return True
+            return answer in ("y", "yes")
+
+        def report(event: ToolEvent) -> None:
+            arrow = {"call": "→", "result": "←", "error": "✗", "declined": "✗ declined"}[event.kind]
+            self.say(f"{arrow} {event.name} {short(event.detail)}", style="cyan")
+
+        try:
+            loop = run_tool_loop(self.engine, self.chat, conv.with_system(system), s.tools,
+                                 conv.params, approve=approve, report=report)
+        except KeyboardInterrupt:
+            self.say("(stopped)", style="yellow")
+            return
+        except ContextOverflowError as e:
+            self.error(f"{e}; the tool results did not fit")
+            return
+        conv.messages.extend(loop.messages)
+        s.save()
+        result = loop.results[-1]
+        s.record(result, sum(r.completion_tokens for r in loop.results))
+        renderer = self._renderer()
+        renderer.feed(loop.text)
+        renderer.finish()
+        if loop.stopped == "round_limit":
+            self.say(f"(stopped after {loop.rounds} tool rounds; the model still wanted tools)",
+                     style="yellow")
+        self.footer(result)
+
+    # -- output (the ChatUI protocol) -------------------------------------------------
+
+    def _renderer(self) -> Any:
+        from hermes_cli.chat.render import MarkdownRenderer, PlainRenderer
+
+        if self.plain or not self.console.is_terminal:
+            return PlainRenderer(self.console.file)
+        return MarkdownRenderer(self.console)
+
+    def show_json(self, value: Any) -> None:
+        if self.plain or not self.console.is_terminal:
+            self.console.file.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
+            return
+        from rich.json import JSON
+
+        self.console.print(JSON.from_data(value, ensure_ascii=False))
+
+    def say(self, text: str, *, style: str | None = None) -> None:
+        if self.plain:
+            self.console.file.write(text + "\n")
+            self.console.file.flush()
+        else:
+            self.console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
+
+    def error(self, text: str) -> None:
+        self.say(f"error: {text}", style="bold red")
+
+    def write_raw(self, text: str) -> None:
+        self.console.file.write(text)
+        self.console.file.flush()
+
+    def ask(self, prompt: str, default: str = "") -> str | None:
+        try:
+            return str(self.session.prompt(prompt, default=default))
+        except (KeyboardInterrupt, EOFError):
+            return None
+
+    def footer(self, result: GenerationResult) -> None:
+        used = result.prompt_tokens + result.completion_tokens
+        n_ctx = self.engine.n_ctx
+        self.say(f"{result.completion_tokens} tokens · {result.tokens_per_second:.1f} tok/s · "
+                 f"context {used}/{n_ctx}", style="dim")
+        if used > CONTEXT_WARNING * n_ctx:
+            self.say(f"warning: the context is {100 * used // n_ctx}% full; the oldest turns "
+                     "will be dropped to make room (/reset starts afresh)", style="yellow")
+
+
+def make_session(history_file: Path) -> Any:
+    """A prompt_toolkit session: persistent history, slash-command completion, Emacs
+    keys; Enter sends, Esc Enter (Alt-Enter) inserts a newline; pasted text keeps its
+    newlines. Not Ctrl-J: a line typed ahead while a reply streams passes through the
+    terminal's cooked mode, where Enter arrives as Ctrl-J, and must still be sent."""
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory
+    from prompt_toolkit.key_binding import KeyBindings
+
+    from hermes_cli.chat.completion import slash_completer
+
+    bindings = KeyBindings()
+
+    @bindings.add("escape", "enter")
+    def _newline(event: Any) -> None:
+        event.current_buffer.insert_text("\n")
+
+    history_file.parent.mkdir(parents=True, exist_ok=True)
+    return PromptSession(history=FileHistory(str(history_file)), completer=slash_completer(),
+                         key_bindings=bindings, complete_while_typing=True)

@@ -1,0 +1,29 @@
+"""The small output protocol the slash-commands print through. The REPL implements it;
+a test or another front end can implement it without a terminal."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class ChatUI(Protocol):
+    def say(self, text: str, *, style: str | None = None) -> None:
+        """A line of status or information."""
+
+    def error(self, text: str) -> None:
+        """A one-line error; the chat goes on."""
+
+    def write_raw(self, text: str) -> None:
+        """Text exactly as given (the rendered prompt, escape sequences for the clipboard)."""
+
+    def ask(self, prompt: str, default: str = "") -> str | None:
+        """A line from the user; None when they cancel (Ctrl-C, Ctrl-D)."""
+
+    def respond(self) -> None:
+        """Generate the reply to the conversation as it stands, and show it."""
+
+    def send(self, text: str) -> None:
+        """Add a user message and show the reply."""
+
+    def show_json(self, value: Any) -> None:
+        """A JSON value, highlighted on a terminal."""

@@ -1,0 +1,137 @@
+"""`hermes batch`: many prompts through one loaded model, one JSON record per line."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, Optional, TextIO
+
+import typer
+
+from hermes_cli.cli.main import guard_stdout
+from hermes_cli.cli.options import (
+    LOADING,
+    SAMPLING,
+    LoadFlags,
+    load_options,
+    sampling_params,
+    with_options,
+)
+from hermes_cli.errors import UsageError
+
+
+@guard_stdout
+@with_options(SAMPLING.with_help(seed="Base seed: line i uses SEED+i, so a run (and a resumed "
+                                      "run) is reproducible."),
+              LOADING.with_help(quiet="No progress bar or summary."))
+def batch(
+    input_: Annotated[str, typer.Argument(
+        metavar="INPUT", help="A text file (one prompt per line), a JSONL file ({\"id\", "
+        "\"prompt\"|\"messages\", \"system\", \"schema\", sampling overrides}), or - for stdin.")],
+    *,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Results JSONL, appended and resumable. Default: stdout.",
+        show_default=False)] = None,
+    system: Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt.")] = None,
+    sampling: dict[str, Any],
+    load: LoadFlags,
+    json_: Annotated[bool, typer.Option("--json", help="Every answer is one JSON object.")] = False,
+    schema: Annotated[Optional[str], typer.Option(
+        "--schema", help="Every answer matches this schema (FILE, inline JSON or module:Model).",
+        show_default=False)] = None,
+    tools: Annotated[Optional[list[str]], typer.Option(
+        "--tools", help="Python tools file (repeatable); needs --yes.", show_default=False)] = None,
+    tool_choice: Annotated[str, typer.Option(help="auto, none, required or a tool's name.")] = "auto",
+    max_rounds: Annotated[int, typer.Option(help="Most tool rounds per line.", min=0)] = 5,
+    tool_timeout: Annotated[float, typer.Option(help="Seconds a tool may run.", min=0.1)] = 30.0,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Let tools run (a batch cannot ask).")] = False,
+    parallel: Annotated[int, typer.Option(
+        help="Decode N prompts together (continuous batching; text answers). Each prompt "
+        "gets 1/N of the context.", min=1)] = 1,
+) -> None:
+    """Answer many prompts with one loaded model; one JSON result per line, resumable.
+
+    Exit codes: 0 every line answered, 1 some lines failed (see their "error"), 2 bad
+    usage or input, 3 model unloadable, 130 interrupted (results so far are kept).
+    """
+    from hermes_cli.core import batch as batch_mod
+    from hermes_cli.core.loading import load_engine
+    from hermes_cli.modes.tools.loop import ToolOptions
+
+    for stream in open_input(input_):
+        try:
+            items = batch_mod.read_items(stream)
+        except UnicodeDecodeError:
+            raise UsageError(f"{input_} is not UTF-8 text") from None
+    opts = batch_mod.BatchOptions(system=system, parallel=parallel,
+                                  params=sampling_params(sampling))
+    if schema is not None or json_:
+        from hermes_cli.modes.json_mode import JsonMode, load_schema
+
+        opts.json_mode = load_schema(schema) if schema is not None else JsonMode()
+        opts.json_mode.grammar_text()
+    if tools:
+        if not yes:
+            raise UsageError("a batch cannot ask before running tools",
+                             hint="pass --yes to let them run")
+        from hermes_cli.modes.tools.loading import load_all
+
+        opts.tools = ToolOptions(load_all(tools), choice=tool_choice, max_rounds=max_rounds,
+                                 timeout=tool_timeout, yes=True)
+    done = batch_mod.repair_and_read_done(output) if output else set()
+    engine = load_engine(load_options(load), err=sys.stderr)
+    writer = batch_mod.ResultWriter(output, sys.stdout)
+    progress: Callable[[int, int, int], None] | None = None
+    stop: Callable[[], None] = _nothing
+    if not load.quiet and sys.stderr.isatty():
+        progress, stop = progress_bar(len(items), sys.stderr)
+    try:
+        summary = batch_mod.run_batch(engine, items, writer, done, opts, progress=progress)
+    finally:
+        stop()
+        writer.close()
+    if not load.quiet:
+        print(summary.line(), file=sys.stderr)
+    if summary.failed:
+        raise typer.Exit(batch_mod.SomeLinesFailed.exit_code)
+
+
+def progress_bar(total_items: int, err: TextIO) -> tuple[Callable[[int, int, int], None], Callable[[], None]]:
+    """A rich progress bar on stderr: done/total, tokens/s, ETA."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("batch"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                        console=Console(file=err), transient=True)
+    task = progress.add_task("batch", total=total_items, rate="")
+    progress.start()
+    started = time.perf_counter()
+
+    def update(done: int, total: int, tokens: int) -> None:
+        elapsed = time.perf_counter() - started
+        progress.update(task, completed=done, total=total,
+                        rate=f"{tokens / elapsed:.1f} tok/s" if elapsed > 0 else "")
+
+    return update, progress.stop
+
+
+def _nothing() -> None:
+    pass
+
+
+def open_input(spec: str) -> Iterator[TextIO]:
+    """The input stream (stdin for `-`); a missing or unreadable file is a usage error."""
+    if spec == "-":
+        yield sys.stdin
+        return
+    try:
+        fh = open(spec, encoding="utf-8")  # noqa: SIM115 - closed below, after the errors are mapped
+    except FileNotFoundError:
+        raise UsageError(f"no such input file: {spec}") from None
+    except OSError as e:
+        raise UsageError(f"cannot read {spec}: {e.strerror}") from None
+    with fh:
+        yield fh

@@ -1,0 +1,157 @@
+"""The options `ask`, `chat` and `batch` share, defined once.
+
+A command declares one parameter per group (`sampling: dict[str, Any]`, `load:
+LoadFlags`) and `@with_options(SAMPLING, LOADING)` puts the group's options into the
+signature Typer reads, then hands the command the values the user gave. Sampling options
+default to None in Typer: a command then knows what the user typed, and the defaults come
+from the core (`SamplingParams`), which the help text quotes, so they live in one place.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
+
+import typer
+
+from hermes_cli import env
+from hermes_cli.engine.params import SamplingParams
+
+if TYPE_CHECKING:
+    from hermes_cli.core.loading import LoadOptions
+
+F = TypeVar("F", bound=Callable[..., Any])
+_DEFAULTS = SamplingParams()
+
+
+@dataclass(frozen=True)
+class Group:
+    """Options that reach a command as one value built by `build` from the values given."""
+
+    param: str
+    options: tuple[inspect.Parameter, ...]
+    build: Callable[..., Any]
+
+    def with_help(self, **helps: str) -> Group:
+        """The same group with other help texts for some options (batch's --seed)."""
+        changed = []
+        for opt in self.options:
+            if opt.name in helps:
+                base, info = opt.annotation.__origin__, copy.copy(opt.annotation.__metadata__[0])
+                info.help = helps[opt.name]
+                opt = opt.replace(annotation=Annotated[base, info])
+            changed.append(opt)
+        return Group(self.param, tuple(changed), self.build)
+
+
+def _opt(name: str, annotation: Any, default: Any = None) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=annotation)
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    """The sampling values the user typed (None: not given)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+SAMPLING = Group("sampling", (
+    _opt("temperature", Annotated[Optional[float], typer.Option(
+        help=f"Sampling temperature; 0 = greedy. Default: {_DEFAULTS.temperature} (model card).",
+        min=0.0, show_default=False)]),
+    _opt("top_p", Annotated[Optional[float], typer.Option(
+        help=f"Nucleus sampling. Default: {_DEFAULTS.top_p}.", min=0.0, max=1.0,
+        show_default=False)]),
+    _opt("top_k", Annotated[Optional[int], typer.Option(
+        help=f"Top-k sampling; 0 = off. Default: {_DEFAULTS.top_k}.", min=0, show_default=False)]),
+    _opt("min_p", Annotated[Optional[float], typer.Option(
+        help=f"Min-p sampling. Default: {_DEFAULTS.min_p}.", min=0.0, max=1.0,
+        show_default=False)]),
+    _opt("repeat_penalty", Annotated[Optional[float], typer.Option(
+        help=f"Repetition penalty; 1 = off. Default: {_DEFAULTS.repeat_penalty} (model card).",
+        min=0.0, show_default=False)]),
+    _opt("max_tokens", Annotated[Optional[int], typer.Option(
+        help="Stop after this many tokens. Default: until the model ends or the context is full.",
+        min=1, show_default=False)]),
+    _opt("seed", Annotated[Optional[int], typer.Option(
+        help="Seed, for reproducible output. Default: random.", show_default=False)]),
+), _given)
+
+
+@dataclass(frozen=True)
+class LoadFlags:
+    """How to load the model, as given on the command line (None: not given)."""
+
+    model: str | None
+    ctx: int | None
+    gpu_layers: int | None
+    threads: int | None
+    verbose: bool
+    quiet: bool
+
+
+LOADING = Group("load", (
+    _opt("model", Annotated[Optional[str], typer.Option(
+        "--model", "-m", help="PATH.gguf, owner/repo or owner/repo:QUANT. "
+        "Default: $HERMES_MODEL or " + env.DEFAULT_MODEL_REF, show_default=False)]),
+    _opt("ctx", Annotated[Optional[int], typer.Option(
+        "--ctx", help="Context size in tokens. Default: the model's trained length (capped at "
+        "16384); 0 = the full trained length.", min=0, show_default=False)]),
+    _opt("gpu_layers", Annotated[Optional[int], typer.Option(
+        help="Layers to offload to the GPU. Default: all, when llama.cpp has a GPU; -1 = all.",
+        show_default=False)]),
+    _opt("threads", Annotated[Optional[int], typer.Option(
+        help="CPU threads. Default: the CPUs this process may use (affinity, cgroup quota).",
+        min=1, show_default=False)]),
+    _opt("verbose", Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Show llama.cpp's own log on stderr.")], False),
+    _opt("quiet", Annotated[bool, typer.Option(
+        "--quiet", "-q", help="No download messages or progress bar.")], False),
+), LoadFlags)
+
+
+def with_options(*groups: Group) -> Callable[[F], F]:
+    """Expand each group's parameter of the decorated command into the group's options."""
+
+    def decorate(fn: F) -> F:
+        sig = inspect.signature(fn, eval_str=True)
+        by_param = {g.param: g for g in groups}
+        params: list[inspect.Parameter] = []
+        for p in sig.parameters.values():
+            group = by_param.get(p.name)
+            params.extend(group.options if group else [p])
+        # Typer passes every value by keyword: keyword-only keeps any order of defaults valid.
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for group in groups:
+                values = {o.name: kwargs.pop(o.name) for o in group.options}
+                kwargs[group.param] = group.build(**values)
+            return fn(*args, **kwargs)
+
+        wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def sampling_params(given: dict[str, Any], *layers: dict[str, Any]) -> SamplingParams:
+    """SamplingParams from the values typed on the command line over lower layers
+    (earlier layers win over later ones; the built-in defaults come last)."""
+    merged: dict[str, Any] = {}
+    for layer in reversed((given, *layers)):
+        merged.update(layer)
+    return SamplingParams(**merged)
+
+
+def load_options(flags: LoadFlags) -> LoadOptions:
+    from hermes_cli.core.loading import LoadOptions
+
+    return LoadOptions(model=flags.model or env.default_model_ref(), n_ctx=flags.ctx,
+                       n_gpu_layers=flags.gpu_layers, n_threads=flags.threads,
+                       verbose=flags.verbose, quiet=flags.quiet)

@@ -1,0 +1,112 @@
+"""Where conversations live on disk: `<data dir>/sessions/<id>.json`, newest last."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hermes_cli import env
+from hermes_cli.core.conversation import Conversation
+from hermes_cli.errors import UsageError
+
+
+def sessions_dir() -> Path:
+    return env.data_dir() / "sessions"
+
+
+def path_for(conversation_id: str) -> Path:
+    return sessions_dir() / f"{conversation_id}.json"
+
+
+@dataclass
+class SessionSummary:
+    id: str
+    messages: int
+    first_line: str
+    path: Path
+
+
+def list_sessions() -> list[SessionSummary]:
+    """Every saved conversation, oldest first (ids sort by time)."""
+    out = []
+    for path in sorted(sessions_dir().glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            msgs = data.get("messages", [])
+        except (OSError, ValueError, AttributeError):
+            continue
+        first = next((m.get("content", "") for m in msgs if m.get("role") == "user"), "")
+        out.append(SessionSummary(path.stem, len(msgs), first.strip().splitlines()[0][:60]
+                                  if first.strip() else "", path))
+    return out
+
+
+def load(conversation_id: str | None) -> Conversation:
+    """A saved conversation by id, or the most recent one when `conversation_id` is None."""
+    if conversation_id is None:
+        found = list_sessions()
+        if not found:
+            raise UsageError("no saved conversation to continue")
+        return Conversation.load(found[-1].path)
+    path = path_for(conversation_id)
+    if not path.exists():
+        raise UsageError(f"no saved conversation {conversation_id!r} (see `hermes history`)")
+    return Conversation.load(path)
+
+
+# Only the most recent conversations keep a llama.cpp state (a KV cache snapshot; for an
+# 8B model about 0.13 MB per token, so ~400 MB for 3,000 tokens): this bounds disk use.
+STATES_KEPT = 3
+STATE_FORMAT = 1
+
+
+def _state_paths(conversation_id: str) -> tuple[Path, Path]:
+    base = sessions_dir() / conversation_id
+    return base.with_suffix(".kv"), base.with_suffix(".kvmeta")
+
+
+def _signature(engine: Any) -> dict[str, Any]:
+    """What a state depends on: the model file, the context size, the chat tokens."""
+    from hermes_cli.prompt.chatml import ChatML
+
+    path = Path(engine.info.path).resolve()
+    st = path.stat()
+    chat = ChatML(engine)
+    return {"format": STATE_FORMAT, "model": str(path), "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns, "n_ctx": engine.n_ctx,
+            "chatml": [chat.im_start, chat.im_end]}
+
+
+def save_state(engine: Any, conversation_id: str) -> None:
+    """Snapshot the KV cache beside the conversation; keep only the newest few."""
+    kv, meta = _state_paths(conversation_id)
+    kv.parent.mkdir(parents=True, exist_ok=True)
+    engine.save_state(kv)
+    meta.write_text(json.dumps(_signature(engine)))
+    states = sorted(sessions_dir().glob("*.kv"), key=lambda p: p.stat().st_mtime)
+    for old in states[:-STATES_KEPT]:
+        old.unlink(missing_ok=True)
+        old.with_suffix(".kvmeta").unlink(missing_ok=True)
+
+
+def restore_state(engine: Any, conversation_id: str) -> int:
+    """Load the conversation's KV state if it was made by this model, context size and
+    template; return the tokens restored (0: none, or a mismatch, which is discarded)."""
+    kv, meta = _state_paths(conversation_id)
+    try:
+        saved = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return 0
+    if saved != _signature(engine):
+        kv.unlink(missing_ok=True)
+        meta.unlink(missing_ok=True)
+        return 0
+    return engine.load_state(kv)
+
+
+def save(conversation: Conversation) -> Path:
+    path = path_for(conversation.id)
+    conversation.save(path)
+    return path

@@ -1,0 +1,17 @@
+"""One line of figures about a reply, shared by `--stats`, `/stats` and the batch records."""
+
+from __future__ import annotations
+
+from hermes_cli.engine.model import Engine
+from hermes_cli.engine.params import GenerationResult
+
+
+def format_stats(result: GenerationResult, engine: Engine) -> str:
+    return (
+        f"prompt {result.prompt_tokens} tokens ({result.prompt_evaluated} evaluated, "
+        f"{result.prompt_reused} reused) in {result.prompt_seconds:.2f} s "
+        f"[{result.prompt_tokens_per_second:.1f} tok/s] · reply {result.completion_tokens} "
+        f"tokens in {result.generation_seconds:.2f} s [{result.tokens_per_second:.1f} tok/s] · "
+        f"stop: {result.finish_reason} · context {result.prompt_tokens + result.completion_tokens}"
+        f"/{engine.n_ctx} · threads {engine.info.n_threads} · gpu layers {engine.info.n_gpu_layers}"
+    )

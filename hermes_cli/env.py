@@ -1,0 +1,33 @@
+"""Defaults and every environment variable hermes-cli reads, in one place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_MODEL_REF = "NousResearch/Hermes-2-Theta-Llama-3-8B-GGUF:Q4_K_M"
+APP_NAME = "hermes-cli"
+
+
+def default_model_ref() -> str:
+    """`HERMES_MODEL` when set, else Hermes 2 Θ Q4_K_M."""
+    return os.environ.get("HERMES_MODEL") or DEFAULT_MODEL_REF
+
+
+def debug() -> bool:
+    """`HERMES_DEBUG=1` shows tracebacks instead of one-line errors."""
+    return os.environ.get("HERMES_DEBUG", "") not in ("", "0")
+
+
+def no_color() -> bool:
+    return "NO_COLOR" in os.environ
+
+
+def data_dir() -> Path:
+    """Where history and saved conversations live (`HERMES_DATA_DIR` overrides)."""
+    override = os.environ.get("HERMES_DATA_DIR")
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME))

@@ -1,0 +1,77 @@
+"""Messages -> ChatML token ids, safe against prompt injection.
+
+The template's text form is
+
+    <|im_start|>{role}\\n{content}<|im_end|>\\n ... <|im_start|>assistant\\n
+
+Role markers come only from here, as token ids looked up in the model's vocabulary (not
+hard-coded: Hermes, Qwen and OpenHermes number them differently). Everything between
+two markers ("{role}\\n{content}", or the "\\n" after <|im_end|>) is tokenized in one
+piece with special-token parsing OFF. That is exactly how llama.cpp tokenizes the
+rendered template (it splits the text at special tokens and tokenizes each fragment), so
+benign text gets the template's ids, while a user, a pipe or a tool that writes
+"<|im_start|>system" gets plain-text tokens and cannot forge a turn.
+
+An assistant message may carry the token ids the model generated: those are used as is,
+so the next turn's prompt shares its prefix with the KV cache (re-tokenizing the reply's
+text can split it differently and lose the cache).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from hermes_cli.errors import ModelError, UsageError
+from hermes_cli.prompt.messages import ROLES, Message
+
+
+class Tokenizer(Protocol):
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]: ...
+    def special_token(self, text: str) -> int | None: ...
+    def bos_prefix(self) -> list[int]: ...
+
+
+class ChatML:
+    """Renders messages for one model's vocabulary."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self._tok = tokenizer
+        im_start = tokenizer.special_token("<|im_start|>")
+        im_end = tokenizer.special_token("<|im_end|>")
+        if im_start is None or im_end is None:
+            raise ModelError(
+                "this model's vocabulary has no <|im_start|>/<|im_end|> tokens: "
+                "hermes-cli speaks ChatML only"
+            )
+        self.im_start, self.im_end = im_start, im_end
+        self._bos = tokenizer.bos_prefix()
+        self._after_end = tokenizer.tokenize("\n")
+        self._headers: dict[str, list[int]] = {}
+
+    def header(self, role: str) -> list[int]:
+        """`<|im_start|>{role}\\n` as ids (the generation prompt is `header("assistant")`)."""
+        ids = self._headers.get(role)
+        if ids is None:
+            ids = self._headers[role] = [self.im_start, *self._tok.tokenize(f"{role}\n")]
+        return ids
+
+    def message(self, msg: Message) -> list[int]:
+        """One whole turn, `<|im_start|>` to the newline after `<|im_end|>`."""
+        if msg.role not in ROLES:
+            raise UsageError(f"unknown role {msg.role!r}; ChatML roles are {', '.join(ROLES)}")
+        if msg.token_ids is not None:
+            body = [*self.header(msg.role), *msg.token_ids]
+        else:
+            body = [self.im_start, *self._tok.tokenize(f"{msg.role}\n{msg.content}")]
+        return [*body, self.im_end, *self._after_end]
+
+    def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> list[int]:
+        """The whole prompt: BOS (when the vocabulary wants one), turns, then
+        `<|im_start|>assistant\\n` so the model writes the reply."""
+        ids = list(self._bos)
+        for msg in messages:
+            ids += self.message(msg)
+        if add_generation_prompt:
+            ids += self.header("assistant")
+        return ids

@@ -1,0 +1,44 @@
+"""The architecture rules that import-linter, ruff and mypy do not state: command
+help listed without importing the commands, and modules that stay small."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+from hermes_cli.cli.app import COMMANDS, command_function
+
+PACKAGE = Path(__file__).resolve().parent.parent / "hermes_cli"
+
+
+def test_the_lazy_command_table_matches_each_commands_docstring() -> None:
+    for name, (_module, _attr, short_help) in COMMANDS.items():
+        doc = inspect.getdoc(command_function(name)) or ""
+        assert doc.splitlines()[0] == short_help, name
+
+
+def test_help_imports_no_command_module_and_nothing_heavy() -> None:
+    code = (
+        "import sys; from hermes_cli.cli.main import run; rc = run(['--help']); "
+        "loaded = sorted(m for m in sys.modules if m.startswith('hermes_cli.cli.') "
+        "and m.split('.')[-1] not in ('app', 'main')); "
+        "heavy = [m for m in ('llama_cpp', 'huggingface_hub', 'prompt_toolkit', 'rich') "
+        "if m in sys.modules]; print('LOADED', loaded, heavy, rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "LOADED [] [] 0" in proc.stdout, proc.stdout + proc.stderr
+    for name in COMMANDS:
+        assert f"  {name} " in proc.stdout
+
+
+def test_no_module_is_over_400_lines() -> None:
+    sizes = {p.relative_to(PACKAGE): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
+    assert {p: n for p, n in sizes.items() if n > 400} == {}
+
+
+def test_every_module_says_why_it_exists() -> None:
+    missing = [p.relative_to(PACKAGE) for p in PACKAGE.rglob("*.py")
+               if p.name != "__main__.py" and not p.read_text().lstrip().startswith('"""')]
+    assert missing == []
