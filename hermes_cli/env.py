@@ -31,3 +31,13 @@ def data_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def cache_dir() -> Path:
+    """Where derived data that can be rebuilt lives (`HERMES_CACHE_DIR` overrides)."""
+    override = os.environ.get("HERMES_CACHE_DIR")
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir(APP_NAME))

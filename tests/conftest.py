@@ -15,6 +15,7 @@ from tests import tinymodels as tm
 def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every user directory in tmp_path, no colour, a fixed width, no real Hub."""
     monkeypatch.setenv("HERMES_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("HERMES_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.setenv("NO_COLOR", "1")

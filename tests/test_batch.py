@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from hermes_cli.core import batch
+from hermes_cli.modes.json_schema import validation_errors
+from hermes_cli.modes.tools.protocol import parse_tool_calls
 
 
 def hermes(exe, *args: str, stdin: str = "", cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -129,11 +131,13 @@ def test_tools_need_yes(hermes_exe, models, tmp_path: Path) -> None:
     proc = hermes(hermes_exe, "batch", str(tmp_path / "in.txt"), "-m", str(models["random"]),
                   "--tools", str(tmp_path / "t.py"))
     assert proc.returncode == 2 and "--yes" in proc.stderr
-    proc = hermes(hermes_exe, "batch", str(tmp_path / "in.txt"), "-m", str(models["random"]),
+    # "hi" answers "Hi!" once the forced call has run: the record is that answer.
+    proc = hermes(hermes_exe, "batch", str(tmp_path / "in.txt"), "-m", str(models["hi"]),
                   "--tools", str(tmp_path / "t.py"), "--yes", "--tool-choice", "add",
-                  "--max-tokens", "60", "--seed", "1", "-q")
+                  "--max-tokens", "200", "--seed", "1", "-q")
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["id"] == 1
+    record = json.loads(proc.stdout)
+    assert record["id"] == 1 and record["output"] == "Hi!" and record["rounds"] == 1
 
 
 @pytest.mark.parametrize("cut", [0.0, 0.3, 0.5, 0.77, 0.999])
@@ -235,8 +239,35 @@ def test_parallel_resumes_and_reports_what_does_not_fit(hermes_exe, models, tmp_
     assert "skipped 1" in proc.stderr
 
 
-def test_parallel_with_json_is_refused(hermes_exe, models, tmp_path: Path) -> None:
-    (tmp_path / "in.txt").write_text("x\n")
-    proc = hermes(hermes_exe, "batch", str(tmp_path / "in.txt"), "-m", str(models["hi"]),
-                  "--parallel", "2", "--json")
-    assert proc.returncode == 2 and "--parallel works with plain text" in proc.stderr
+def test_parallel_runs_text_schema_json_and_tool_lines_together(hermes_exe, models,
+                                                              tmp_path: Path) -> None:
+    """Every mode in one --parallel batch, each slot with its own grammar state: the
+    "caller" model opens a tool call after every assistant header, so text lines show
+    the raw tag, tool lines get a grammar-held call that runs, schema and JSON lines a
+    valid object."""
+    (tmp_path / "t.py").write_text("def add(a: int, b: int) -> int:\n    return a + b\n")
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1, "maximum": 9},
+                                               "d": {"type": "string", "format": "date"}},
+              "required": ["n", "d"]}
+    lines = []
+    for i in range(3):
+        lines += [{"id": f"text{i}", "prompt": "x", "tools": False},
+                  {"id": f"schema{i}", "prompt": "y", "schema": schema},
+                  {"id": f"json{i}", "prompt": "z", "json": True},
+                  {"id": f"tool{i}", "prompt": "w"}]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    proc = hermes(hermes_exe, "batch", str(tmp_path / "in.jsonl"), "-m", str(models["caller"]),
+                  "--tools", str(tmp_path / "t.py"), "--yes", "--max-rounds", "1",
+                  "--parallel", "3", "--ctx", "8192", "--seed", "4", "-q", "-o", str(tmp_path / "out.jsonl"))
+    assert proc.returncode == 0, proc.stderr
+    records = {r["id"]: r for r in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())}
+    assert set(records) == {line["id"] for line in lines}
+    for i in range(3):
+        assert records[f"text{i}"]["output"] == "<tool_call>"
+        value = records[f"schema{i}"]["output"]
+        assert validation_errors(value, schema) == []
+        assert isinstance(records[f"json{i}"]["output"], dict)
+        tool = records[f"tool{i}"]
+        assert tool["rounds"] == 1 and tool["stopped"] == "round_limit"
+        call = parse_tool_calls(tool["output"]).calls[0]
+        assert call.name == "add" and set(call.arguments) == {"a", "b"}

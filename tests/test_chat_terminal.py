@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
 import re
@@ -119,3 +120,62 @@ def test_ctrl_c_at_the_prompt_clears_the_line(hermes_exe, models, tmp_path: Path
     term.expect(r"no reply yet")
     term.send("/exit\r")
     assert term.wait() == 0
+
+
+def test_json_reply_streams_and_ctrl_c_keeps_the_partial_json(hermes_exe, models, tmp_path: Path) -> None:
+    """"endless" writes "abab…" forever; a string of "ab"s is what the schema allows, so
+    the reply streams (in the transient area) until Ctrl-C, which keeps the partial JSON."""
+    term = Terminal([*hermes_exe, "chat", "-m", str(models["endless"]), "--ctx", "0"],
+                    env_for(tmp_path))
+    term.expect(r"(^|\n)>")
+    term.send('/schema {"type": "object", "properties": {"s": {"type": "string", "pattern": "^(ab)+$"}}, '
+              '"required": ["s"]}\r')
+    term.expect(r"JSON mode on")
+    term.send("go\r")
+    term.expect(r'\{\s*"s"\s*:\s*"[^"\n]*(ab){15}')  # the JSON text, as it is written
+    term.send("\x03")
+    term.expect(r"stopped; the partial reply is kept")
+    term.expect(r"tokens · [0-9.]+ tok/s[^\n]*\n[\s\S]*>")
+    term.send("/exit\r")
+    assert term.wait() == 0
+    saved = sorted((tmp_path / "data" / "sessions").glob("*.json"))
+    messages = json.loads(saved[0].read_text())["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert messages[1]["content"].startswith('{') and "abab" in messages[1]["content"]
+
+
+def test_tool_calls_show_as_made_with_approval_and_results(hermes_exe, models, tmp_path: Path) -> None:
+    """"caller" opens a call after every assistant header: each is shown, asked about,
+    run, and its result shown, until the round limit."""
+    (tmp_path / "t.py").write_text("def add(a: int, b: int) -> int:\n    \"\"\"Add.\"\"\"\n    return a + b\n")
+    term = Terminal([*hermes_exe, "chat", "-m", str(models["caller"]), "--ctx", "8192"],
+                    env_for(tmp_path))
+    term.expect(r"(^|\n)>")
+    term.send(f"/tools {tmp_path / 't.py'}\r")
+    term.expect(r"tools: add")
+    term.send("go\r")
+    term.expect(r"→ add \{\"a\": -?\d+")
+    term.expect(r"run add\(\{[^\n]*\}\)\? \[y\]es/\[n\]o/\[a\]lways:")
+    term.send("a\r")
+    term.expect(r"← add -?\d+")
+    term.expect(r"stopped after 5 tool rounds")
+    term.send("/exit\r")
+    assert term.wait() == 0
+
+
+def test_ctrl_c_in_tool_mode_keeps_the_streamed_text(hermes_exe, models, tmp_path: Path) -> None:
+    (tmp_path / "t.py").write_text("def add(a: int, b: int) -> int:\n    \"\"\"Add.\"\"\"\n    return a + b\n")
+    term = Terminal([*hermes_exe, "chat", "-m", str(models["endless"]), "--ctx", "0"],
+                    env_for(tmp_path))
+    term.expect(r"(^|\n)>")
+    term.send(f"/tools {tmp_path / 't.py'}\r")
+    term.expect(r"tools: add")
+    term.send("go\r")
+    term.expect(r"(ab){20}")
+    term.send("\x03")
+    term.expect(r"stopped; the partial reply is kept")
+    term.send("/exit\r")
+    assert term.wait() == 0
+    saved = sorted((tmp_path / "data" / "sessions").glob("*.json"))
+    messages = json.loads(saved[0].read_text())["messages"]
+    assert messages[-1]["role"] == "assistant" and messages[-1]["content"].startswith("abab")

@@ -158,5 +158,5 @@ def test_a_closed_engine_raises_instead_of_crashing(models) -> None:
     engine = Engine.load(models["hi"])
     engine.close()
     engine.close()  # twice is fine
-    with pytest.raises(AttributeError):
+    with pytest.raises(RuntimeError, match="closed"):
         engine.tokenize("x")

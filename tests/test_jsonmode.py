@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from hermes_cli.engine.gbnf import json_schema_to_gbnf
+from hermes_cli.core.reply import LocalBackend, run
 from hermes_cli.engine.params import SamplingParams
 from hermes_cli.errors import OutputContractError, UsageError
 from hermes_cli.modes import json_mode as jsonmode
+from hermes_cli.modes.events import Reply
+from hermes_cli.modes.json_schema import check_schema, validation_errors
 from hermes_cli.prompt.chatml import ChatML
 from hermes_cli.prompt.messages import Message
 
@@ -83,19 +85,19 @@ def random_engine(models):
     engine.close()
 
 
-def run_json(engine, mode: jsonmode.JsonMode, seed: int, **params) -> jsonmode.JsonAnswer:
+def run_json(engine, mode: jsonmode.JsonMode, seed: int, **params) -> Reply:
     chat = ChatML(engine)
     messages = [Message("system", mode.system_prompt()), Message("user", "Fill it in.")]
-    return jsonmode.answer(engine, chat, messages, mode, SamplingParams(seed=seed, **params))
+    return run(LocalBackend(engine, chat), jsonmode.json_reply(messages, mode, SamplingParams(seed=seed, **params)))
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMAS))
 def test_every_output_parses_and_validates(random_engine, name: str) -> None:
     schema = SCHEMAS[name]
-    jsonmode.check_schema(schema, name)
+    check_schema(schema, name)
     for seed in range(3):
         answer = run_json(random_engine, jsonmode.JsonMode(schema, name), seed, temperature=1.0)
-        assert jsonmode.validation_errors(answer.value, schema) == []
+        assert validation_errors(answer.value, schema) == []
 
 
 def test_any_object_mode(random_engine) -> None:
@@ -104,41 +106,76 @@ def test_any_object_mode(random_engine) -> None:
         assert isinstance(answer.value, dict)
 
 
-def test_strings_never_hold_raw_control_characters(random_engine) -> None:
-    """The defect in llama-cpp-python's converter (`[^"\\\\]`) is fixed in our grammar."""
-    assert '[^"\\\\\\x7F\\x00-\\x1F]' in json_schema_to_gbnf(SCHEMAS["flat"])
+def test_strings_are_valid_utf8_without_raw_control_characters(random_engine) -> None:
+    """A byte-level vocabulary offers lone bytes and control characters; the grammar
+    lets neither into a JSON string (no U+FFFD, no raw 0x00-0x1F), on any seed."""
     mode = jsonmode.JsonMode({"type": "object", "properties": {"s": {"type": "string"}},
                               "required": ["s"]}, "strings")
     chat = ChatML(random_engine)
-    grammar = random_engine.grammar(mode.grammar_text())
     messages = [Message("system", mode.system_prompt()), Message("user", "x")]
     for seed in range(10):
         result = random_engine.generate(chat.render(messages), SamplingParams(seed=seed, temperature=1.5),
-                                        grammar=grammar, strict_utf8=True).consume()
-        json.loads(result.text)  # "Invalid control character" before the fix
+                                        grammar=mode.grammar()).consume()
+        value = json.loads(result.text)  # "Invalid control character" would raise here
+        raw = b"".join(random_engine.vocab.piece(t) for t in result.token_ids)
+        raw.decode("utf-8")  # strict: every byte the model wrote is valid UTF-8
+        assert "\ufffd" not in value["s"]
         assert not any(ord(c) < 0x20 for c in result.text.split('"s"', 1)[1])
 
 
+def test_numeric_bounds_and_multiple_of_are_enforced_while_sampling(random_engine) -> None:
+    """minimum/maximum/multipleOf are in the grammar: every answer validates on its first
+    attempt. (A random integer breaks multipleOf 7 six times in seven.)"""
+    schema = {"type": "object", "properties": {
+        "n": {"type": "integer", "multipleOf": 7, "minimum": 14, "maximum": 700},
+        "x": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}},
+        "required": ["n", "x"], "additionalProperties": False}
+    assert jsonmode.JsonMode(schema).unenforced() == []
+    for seed in range(12):
+        answer = run_json(random_engine, jsonmode.JsonMode(schema, "bounds"), seed, temperature=1.0)
+        assert len(answer.results) == 1
+        assert answer.value["n"] % 7 == 0 and 14 <= answer.value["n"] <= 700
+        assert 0 < answer.value["x"] <= 1
+
+
+def test_calendar_dates_are_always_real_dates(random_engine) -> None:
+    """date, date-time and time answers are valid on the first attempt: no April 31st,
+    February 29th only in leap years, hours below 24."""
+    import datetime
+
+    schema = {"type": "object", "properties": {
+        "d": {"type": "string", "format": "date"}, "t": {"type": "string", "format": "date-time"},
+        "h": {"type": "string", "format": "time"}}, "required": ["d", "t", "h"]}
+    for seed in range(40):
+        answer = run_json(random_engine, jsonmode.JsonMode(schema, "dates"), seed, temperature=1.5)
+        assert len(answer.results) == 1, answer.results[0].text
+        datetime.date.fromisoformat(answer.value["d"])
+        datetime.datetime.fromisoformat(answer.value["t"].replace("Z", "+00:00"))
+        assert validation_errors(answer.value, schema) == []
+
+
 def test_checked_only_keywords_are_validated_and_retried(random_engine) -> None:
-    """multipleOf is not in the grammar (nor minimum/maximum): every answer returned
-    still validates, some needed a retry, and a run that never validates is an error,
-    not output. A random integer breaks multipleOf 7 six times in seven, whatever the
-    weights, so both outcomes show up."""
-    schema = {"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 7}},
-              "required": ["n"], "additionalProperties": False}
+    """uniqueItems is not in the grammar: every answer returned still validates, some
+    needed a retry, and a run that never validates is an error, not output. Three picks
+    from {1, 2, 3} are all different only 2 times in 9, whatever the weights, so both
+    outcomes show up."""
+    schema = {"type": "object", "properties": {"v": {"type": "array", "items": {"enum": [1, 2, 3]},
+                                                     "minItems": 3, "maxItems": 3, "uniqueItems": True}},
+              "required": ["v"], "additionalProperties": False}
+    assert jsonmode.JsonMode(schema).unenforced() != []
     attempts, failures = [], 0
     for seed in range(30):
         try:
-            answer = run_json(random_engine, jsonmode.JsonMode(schema, "range"), seed,
+            answer = run_json(random_engine, jsonmode.JsonMode(schema, "unique"), seed,
                               temperature=1.0)
         except OutputContractError as e:
-            assert "after 3 attempts" in str(e) and "multiple of 7" in str(e)
+            assert "after 3 attempts" in str(e) and "non-unique" in str(e)
             failures += 1
             continue
-        assert answer.value["n"] % 7 == 0
-        attempts.append(answer.attempts)
+        assert sorted(answer.value["v"]) == [1, 2, 3]
+        attempts.append(len(answer.results))
     assert attempts, "no seed produced a valid answer"
-    assert max(attempts) > 1 or failures, "the range was never violated: the test proves nothing"
+    assert max(attempts) > 1 or failures, "uniqueness was never violated: the test proves nothing"
 
 
 def test_a_cut_reply_is_incomplete_not_valid(random_engine) -> None:
@@ -238,3 +275,24 @@ def test_cli_show_prompt_has_the_schema_then_the_user_system_prompt(hermes_exe, 
         "<|begin_of_text|><|im_start|>system\nYou are a helpful assistant that answers in JSON. "
         "Here's the json schema you must adhere to:\n<schema>\n{\"type\": \"object\"}\n"
         "</schema>\n\nBe terse.<|im_end|>\n")
+
+
+def test_the_chosen_token_check_and_the_full_mask_path_both_run(random_engine, load) -> None:
+    """Random weights propose tokens the grammar mostly rejects: the full-mask path runs
+    often. "endless" proposes "abab…", which a string of "ab"s accepts: after the few
+    structural tokens, the chosen-token check alone carries the reply."""
+    mode = jsonmode.JsonMode({"type": "object", "properties": {"s": {"type": "string", "pattern": "^(ab)+$"}},
+                              "required": ["s"]}, "ab")
+    messages = [Message("system", mode.system_prompt()), Message("user", "x")]
+    result = random_engine.generate(ChatML(random_engine).render(messages), SamplingParams(seed=3, max_tokens=40),
+                                    grammar=mode.grammar()).consume()
+    assert result.resampled > result.completion_tokens // 2
+    endless = load("endless")
+    result = endless.generate(ChatML(endless).render(messages), SamplingParams(seed=3, max_tokens=40),
+                              grammar=mode.grammar()).consume()
+    assert result.completion_tokens == 40 and "abababab" in result.text
+    first_a = result.token_ids.index(ord("a"))
+    assert result.completion_tokens - first_a >= 20
+    # the structure (`{"s": "`, any whitespace, the first "a") was drawn from the mask;
+    # every later "a" and "b" passed the check on its own
+    assert 1 <= result.resampled <= first_a + 1

@@ -10,10 +10,12 @@ from typing import Annotated, Literal, Optional
 
 import pytest
 
+from hermes_cli.core.reply import LocalBackend
+from hermes_cli.core.reply import run as drive
 from hermes_cli.engine.params import GenerationResult, SamplingParams
 from hermes_cli.errors import UsageError
 from hermes_cli.modes.tools.loading import check_unique, load_tools_file
-from hermes_cli.modes.tools.loop import run_tool_loop
+from hermes_cli.modes.tools.loop import ToolOptions, tools_reply
 from hermes_cli.modes.tools.protocol import parse_tool_calls, system_prompt, validate_arguments
 from hermes_cli.modes.tools.signature import tool_from_function
 from hermes_cli.modes.tools.tool import Tool
@@ -151,6 +153,37 @@ def test_the_exact_system_prompt() -> None:
 
 # -- the loop through the real engine -----------------------------------------------------
 
+
+class ScriptedBackend:
+    """Replies from a script instead of a model: for fast tests of the loop's logic."""
+
+    def __init__(self, texts) -> None:
+        self.replies = list(texts)
+
+    def start(self, messages, params, grammar):
+        text = self.replies.pop(0) if self.replies else "final answer"
+        result = GenerationResult(text, [], "stop", 0, 0, 0, 0.0, 0.0)
+
+        class Done:
+            def __init__(self) -> None:
+                self.result = result
+
+            def __iter__(self):
+                yield text
+
+            def close(self) -> None:
+                pass
+
+        return Done()
+
+
+def run_tool_loop(engine, chat, history, tools, params, *, tool_choice="auto", approve,
+                  max_rounds=5, timeout=30.0, generate=None):
+    """The tool logic driven to its Reply, on the real engine or a scripted backend."""
+    backend = ScriptedBackend(generate) if generate is not None else LocalBackend(engine, chat)
+    opts = ToolOptions(tools, choice=tool_choice, max_rounds=max_rounds, timeout=timeout)
+    return drive(backend, tools_reply(history, opts, params, approve=approve))
+
 TOOLS_SOURCE = '''
 import time
 from typing import Literal
@@ -286,14 +319,8 @@ def test_unknown_forced_tool_is_a_usage_error(loop_setup) -> None:
 
 # -- loop logic with scripted replies (fast; the engine paths are covered above) ----------
 
-def scripted(*texts: str):
-    replies = list(texts)
-
-    def generate(messages, grammar):
-        text = replies.pop(0) if replies else "final answer"
-        return GenerationResult(text, [], "stop", 0, 0, 0, 0.0, 0.0)
-
-    return generate
+def scripted(*texts: str) -> list[str]:
+    return list(texts)
 
 
 def test_invalid_arguments_and_unknown_tools_go_back_to_the_model(loop_setup) -> None:

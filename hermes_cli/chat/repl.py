@@ -95,13 +95,19 @@ class Repl:
         self.respond()
 
     def respond(self) -> None:
-        """Generate the reply to the conversation as it stands (it ends with a user turn)."""
+        """Generate the reply to the conversation as it stands (it ends with a user turn),
+        in whatever mode the chat is in. A turn that fails says so in one line; the chat,
+        and what was saved, go on."""
+        from hermes_cli.chat.reply_view import ReplyView
+        from hermes_cli.core.reply import LocalBackend, stream
+
         s = self.chat_session
         conv = s.conversation
-        system = s.effective_system()
+        mode = s.reply_mode()
+        system = mode.system_prompt(conv.system)
         reserve = min(conv.params.max_tokens or 1024, self.engine.n_ctx // 4)
         try:
-            ids, dropped = conv.fit(self.chat, system, self.engine.n_ctx, reserve)
+            _ids, dropped = conv.fit(self.chat, system, self.engine.n_ctx, reserve)
         except ContextOverflowError as e:
             conv.undo()
             self.error(f"{e}; the message was not sent")
@@ -109,109 +115,44 @@ class Repl:
         if dropped:
             self.say(f"context full: dropped the {dropped} oldest messages "
                      "(the system prompt is kept)", style="yellow")
-        if conv.json_mode:
-            self._respond_json(system)
-            return
-        if s.tools:
-            self._respond_with_tools(system)
-            return
-        renderer = self._renderer()
-        gen = self.engine.generate(ids, conv.params)
+        logic = mode.logic(conv.with_system(system), conv.params, approve=self._approve)
         try:
-            for text in gen:
-                renderer.feed(text)
-        except KeyboardInterrupt:
-            gen.close()
-        finally:
-            renderer.finish()
-        result = gen.result
-        assert result is not None
-        s.record(result, result.completion_tokens)
-        conv.add("assistant", result.text, token_ids=result.token_ids)
-        s.save()
-        if result.finish_reason == "interrupted":
-            self.say("(stopped; the partial reply is kept: /retry regenerates it, /undo drops "
-                     "the exchange)", style="yellow")
-        elif result.finish_reason == "context":
-            self.say("(the reply filled the context and was cut)", style="yellow")
-        self.footer(result)
-
-    def _respond_json(self, system: str | None) -> None:
-        from hermes_cli.errors import OutputContractError
-        from hermes_cli.modes import json_mode
-
-        s = self.chat_session
-        conv = s.conversation
-        mode = json_mode.JsonMode(conv.json_schema, "/schema")
-        try:
-            answer = json_mode.answer(self.engine, self.chat, conv.with_system(system), mode,
-                                      conv.params)
+            reply = ReplyView(self.console, plain=self.plain).show(
+                stream(LocalBackend(self.engine, self.chat), logic))
         except KeyboardInterrupt:
             self.say("(stopped)", style="yellow")
             return
-        except OutputContractError as e:
+        except HermesError as e:
             self.error(str(e))
             return
-        result = answer.results[-1]
-        s.record(result, sum(r.completion_tokens for r in answer.results))
-        conv.add("assistant", result.text, token_ids=result.token_ids)
+        conv.messages.extend(reply.messages)
+        s.record(reply.last, reply.completion_tokens)
         s.save()
-        self.show_json(answer.value)
-        self.footer(result)
-
-    def _respond_with_tools(self, system: str | None) -> None:
-        from hermes_cli.modes.tools.loop import ToolEvent, run_tool_loop, short
-        from hermes_cli.modes.tools.protocol import ToolCall
-
-        s = self.chat_session
-        conv = s.conversation
-
-        def approve(call: ToolCall) -> bool:
-            if s.auto_approve or call.name in s.always_allowed:
-                return True
-            args = json.dumps(call.arguments, ensure_ascii=False)
-            answer = self.ask(f"run {call.name}({args})? [y]es/[n]o/[a]lways: ")
-            if answer is None:
-                return False
-            answer = answer.strip().lower()
-            if answer in ("a", "always"):
-                s.always_allowed.add(call.name)
-                return True
-            return answer in ("y", "yes")
-
-        def report(event: ToolEvent) -> None:
-            arrow = {"call": "→", "result": "←", "error": "✗", "declined": "✗ declined"}[event.kind]
-            self.say(f"{arrow} {event.name} {short(event.detail)}", style="cyan")
-
-        try:
-            loop = run_tool_loop(self.engine, self.chat, conv.with_system(system), s.tools,
-                                 conv.params, approve=approve, report=report)
-        except KeyboardInterrupt:
-            self.say("(stopped)", style="yellow")
-            return
-        except ContextOverflowError as e:
-            self.error(f"{e}; the tool results did not fit")
-            return
-        conv.messages.extend(loop.messages)
-        s.save()
-        result = loop.results[-1]
-        s.record(result, sum(r.completion_tokens for r in loop.results))
-        renderer = self._renderer()
-        renderer.feed(loop.text)
-        renderer.finish()
-        if loop.stopped == "round_limit":
-            self.say(f"(stopped after {loop.rounds} tool rounds; the model still wanted tools)",
+        if reply.stopped == "interrupted":
+            self.say("(stopped; the partial reply is kept: /retry regenerates it, /undo drops "
+                     "the exchange)", style="yellow")
+        elif reply.last.finish_reason == "context":
+            self.say("(the reply filled the context and was cut)", style="yellow")
+        elif reply.stopped == "round_limit":
+            self.say(f"(stopped after {reply.rounds} tool rounds; the model still wanted tools)",
                      style="yellow")
-        self.footer(result)
+        self.footer(reply.last)
+
+    def _approve(self, call: Any) -> bool:
+        s = self.chat_session
+        if s.auto_approve or call.name in s.always_allowed:
+            return True
+        args = json.dumps(call.arguments, ensure_ascii=False)
+        answer = self.ask(f"run {call.name}({args})? [y]es/[n]o/[a]lways: ")
+        if answer is None:
+            return False
+        answer = answer.strip().lower()
+        if answer in ("a", "always"):
+            s.always_allowed.add(call.name)
+            return True
+        return answer in ("y", "yes")
 
     # -- output (the ChatUI protocol) -------------------------------------------------
-
-    def _renderer(self) -> Any:
-        from hermes_cli.chat.render import MarkdownRenderer, PlainRenderer
-
-        if self.plain or not self.console.is_terminal:
-            return PlainRenderer(self.console.file)
-        return MarkdownRenderer(self.console)
 
     def show_json(self, value: Any) -> None:
         if self.plain or not self.console.is_terminal:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, Optional, TextIO
 
 import typer
@@ -30,15 +31,13 @@ if TYPE_CHECKING:
     from hermes_cli.engine.params import SamplingParams
     from hermes_cli.modes.json_mode import JsonMode
     from hermes_cli.modes.tools.loop import ToolOptions
-    from hermes_cli.prompt.chatml import ChatML
-    from hermes_cli.prompt.messages import Message
 
 SCHEMA_HELP = (
     "Answer with JSON matching this schema: a FILE, inline JSON, or module:Model (a pydantic "
     "model). Enforced while sampling: structure, types, enum, const, required, "
-    "anyOf/oneOf/allOf, local $ref, array min/maxItems, string min/maxLength and pattern, "
-    "formats date/time/date-time/uuid. Only checked after (with up to 2 retries): "
-    "minimum/maximum, multipleOf, other formats, not, if/then/else, uniqueItems."
+    "anyOf/oneOf/allOf, local $ref, lengths, patterns, minimum/maximum, multipleOf, formats "
+    "(date/time/date-time as real calendar dates, email, uri, uuid, ipv4/6, hostname, duration). "
+    "Only checked after (with up to 2 retries): not, if/then/else, uniqueItems, dependencies."
 )
 
 
@@ -137,77 +136,123 @@ def run_ask(
 ) -> int:
     """Run one question; return the exit status."""
     from hermes_cli.core.loading import load_engine
-    from hermes_cli.core.stats import format_stats
+    from hermes_cli.core.reply import LocalBackend, stream
+    from hermes_cli.modes.reply_mode import ReplyMode
     from hermes_cli.prompt.chatml import ChatML
     from hermes_cli.prompt.messages import Message
 
     out = out or sys.stdout
     err = err or sys.stderr
     user_text = build_prompt(prompt, stdin_text)
-    grammar_text = None
+    mode = ReplyMode(json_mode, tools)
     if json_mode is not None:
-        system = json_mode.system_prompt(system)
-        grammar_text = json_mode.grammar_text()  # a schema it cannot convert fails before loading
-    if tools is not None and json_mode is not None:
-        raise UsageError("--json/--schema and --tools do not go together")
-    if tools is not None and tools.choice != "none":
-        from hermes_cli.modes.tools.protocol import system_prompt
-
-        system = system_prompt(list(tools.tools.values()), system)
-    messages = [Message("system", system)] if system else []
-    messages.append(Message("user", user_text))
+        json_mode.check()  # a schema no grammar can be built from fails before loading
+    messages = mode.messages(system, [Message("user", user_text)])
 
     engine = load_engine(load, err=err, vocab_only=show_prompt)
     chat = ChatML(engine)
-    ids = chat.render(messages)
     if show_prompt:
+        ids = chat.render(messages)
         out.write(engine.detokenize(ids, special=True))
         if show_tokens:
             out.write("\n" + " ".join(map(str, ids)))
         out.write("\n")
         return 0
-
-    if tools is not None:
-        return _ask_tools(engine, chat, messages, tools, params, stats=stats,
-                          verbose=load.verbose, out=out, err=err)
-    if json_mode is not None:
-        return _ask_json(engine, chat, messages, json_mode, grammar_text, params,
-                         stats=stats, out=out, err=err)
-
-    gen = engine.generate(ids, params)
-    ended_with_newline = True
-    try:
-        for text in gen:
-            out.write(text)
-            out.flush()
-            ended_with_newline = text.endswith("\n")
-    finally:
-        # Ctrl-C included: what was printed stays printed, and ends with a newline.
-        if not ended_with_newline:
-            out.write("\n")
-            out.flush()
-        if stats and gen.result is not None:
-            err.write(format_stats(gen.result, engine) + "\n")
-    result = gen.result
-    assert result is not None
-    if result.finish_reason == "context":
-        err.write(f"warning: the reply filled the context ({engine.n_ctx} tokens) and was cut\n")
+    if mode.name != "text":
+        engine.prefetch_grammars()  # built while the prompt is evaluated
+    printer = _Printer(out, err, engine, mode.name, stats=stats, verbose=load.verbose,
+                       schema_only=tools is not None and any(t.function is None for t in tools.tools.values()))
+    logic = mode.logic(messages, params, approve=_approver(tools, err))
+    printer.show(stream(LocalBackend(engine, chat), logic))
     return 0
 
 
-def _ask_json(engine: Engine, chat: ChatML, messages: list[Message], mode: JsonMode,
-              grammar_text: str | None, params: SamplingParams, *, stats: bool,
-              out: TextIO, err: TextIO) -> int:
-    from hermes_cli.core.stats import format_stats
-    from hermes_cli.modes import json_mode
+def _approver(tools: ToolOptions | None, err: TextIO) -> Callable[[Any], bool]:
+    from hermes_cli.modes.tools.loop import ToolsRefused
 
-    grammar = engine.grammar(grammar_text) if grammar_text else None
-    answer = json_mode.answer(engine, chat, messages, mode, params, grammar=grammar)
-    if stats:
-        for i, result in enumerate(answer.results, 1):
-            err.write(f"attempt {i}: {format_stats(result, engine)}\n")
-    write_json(answer.value, out)
-    return 0
+    def approve(call: Any) -> bool:
+        if tools is not None and tools.yes:
+            return True
+        described = f"{call.name}({json.dumps(call.arguments, ensure_ascii=False)})"
+        if not (sys.stdin is not None and sys.stdin.isatty() and err.isatty()):
+            raise ToolsRefused(f"the model asked to run {described}, and nobody can approve it "
+                               "here", hint="pass --yes to let tools run without asking")
+        err.write(f"run {described}? [y/N] ")
+        err.flush()
+        return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+    return approve
+
+
+class _Printer:
+    """The answer on stdout as it is written; everything else on stderr. JSON is printed
+    once valid (never a partial or invalid object); schema-only tool calls as JSON lines."""
+
+    def __init__(self, out: TextIO, err: TextIO, engine: Engine, mode: str, *, stats: bool,
+                 verbose: bool, schema_only: bool) -> None:
+        self.out, self.err, self.engine = out, err, engine
+        self.mode, self.stats, self.verbose, self.schema_only = mode, stats, verbose, schema_only
+        self.ends_with_newline = True
+
+    def show(self, events: Iterator[Any]) -> None:
+        from hermes_cli.modes import events as ev
+
+        try:
+            for event in events:
+                if isinstance(event, ev.TextDelta) and not self.schema_only:
+                    self.write(event.text)
+                elif isinstance(event, (ev.ToolCallEvent, ev.ToolResultEvent, ev.Notice)):
+                    self.note(event)
+                elif isinstance(event, ev.Final):
+                    self.finish(event.reply)
+        finally:  # Ctrl-C included: what was printed stays printed, and ends with a newline
+            if not self.ends_with_newline:
+                self.write("\n")
+
+    def write(self, text: str) -> None:
+        if text:
+            self.out.write(text)
+            self.out.flush()
+            self.ends_with_newline = text.endswith("\n")
+
+    def note(self, event: Any) -> None:
+        from hermes_cli.modes import events as ev
+        from hermes_cli.modes.tools.loop import short
+
+        if not (self.verbose or self.stats):
+            return
+        if isinstance(event, ev.ToolCallEvent):
+            self.err.write(f"→ {event.name} {short(event.arguments)}\n")
+        elif isinstance(event, ev.ToolResultEvent):
+            mark = "←" if event.status == "ok" else f"✗ {event.status}" if event.status == "declined" else "✗"
+            self.err.write(f"{mark} {event.name} {short(event.content)}\n")
+        else:
+            self.err.write(f"note: {event.text}\n")
+
+    def finish(self, reply: Any) -> None:
+        from hermes_cli.core.stats import format_stats
+
+        if self.stats:
+            label = "attempt" if self.mode == "json" else "round"
+            for i, result in enumerate(reply.results, 1):
+                prefix = f"{label} {i}: " if len(reply.results) > 1 or self.mode != "text" else ""
+                self.err.write(prefix + format_stats(result, self.engine) + "\n")
+        if reply.stopped == "interrupted":
+            raise KeyboardInterrupt
+        if self.mode == "json":
+            write_json(reply.value, self.out)
+        elif reply.stopped == "schema_only":  # the caller runs these: hand them over as JSON lines
+            for call in reply.pending:
+                self.write(json.dumps({"name": call.name, "arguments": call.arguments},
+                                      ensure_ascii=False) + "\n")
+        elif self.schema_only:
+            self.write(reply.text)
+        if reply.stopped == "round_limit":
+            self.err.write(f"warning: stopped after {reply.rounds} tool rounds (--max-rounds); the "
+                           "model still wanted to call tools\n")
+        elif reply.last.finish_reason == "context":
+            self.err.write(f"warning: the reply filled the context ({self.engine.n_ctx} tokens) "
+                           "and was cut\n")
 
 
 def write_json(value: Any, out: TextIO) -> None:
@@ -223,45 +268,3 @@ def write_json(value: Any, out: TextIO) -> None:
     from rich.json import JSON
 
     Console(file=out).print(JSON.from_data(value, ensure_ascii=False))
-
-
-def _ask_tools(engine: Engine, chat: ChatML, messages: list[Message], opts: ToolOptions,
-               params: SamplingParams, *, stats: bool, verbose: bool, out: TextIO,
-               err: TextIO) -> int:
-    from hermes_cli.core.stats import format_stats
-    from hermes_cli.modes.tools.loop import ToolEvent, ToolsRefused, run_tool_loop, short
-    from hermes_cli.modes.tools.protocol import ToolCall
-
-    def approve(call: ToolCall) -> bool:
-        if opts.yes:
-            return True
-        described = f"{call.name}({json.dumps(call.arguments, ensure_ascii=False)})"
-        if not (sys.stdin is not None and sys.stdin.isatty() and err.isatty()):
-            raise ToolsRefused(f"the model asked to run {described}, and nobody can approve it "
-                               "here", hint="pass --yes to let tools run without asking")
-        err.write(f"run {described}? [y/N] ")
-        err.flush()
-        return sys.stdin.readline().strip().lower() in ("y", "yes")
-
-    def report(event: ToolEvent) -> None:
-        if verbose:
-            arrow = {"call": "→", "result": "←", "error": "✗", "declined": "✗"}[event.kind]
-            err.write(f"{arrow} {event.name} {short(event.detail)}\n")
-
-    loop = run_tool_loop(engine, chat, messages, opts.tools, params, tool_choice=opts.choice,
-                         max_rounds=opts.max_rounds, timeout=opts.timeout, approve=approve,
-                         report=report)
-    if stats:
-        for i, result in enumerate(loop.results, 1):
-            err.write(f"round {i}: {format_stats(result, engine)}\n")
-    if loop.stopped == "schema_only":  # the caller runs these: hand them over as JSON lines
-        for call in loop.pending:
-            out.write(json.dumps({"name": call.name, "arguments": call.arguments},
-                                 ensure_ascii=False) + "\n")
-        return 0
-    out.write(loop.text if loop.text.endswith("\n") else loop.text + "\n")
-    out.flush()
-    if loop.stopped == "round_limit":
-        err.write(f"warning: stopped after {loop.rounds} tool rounds (--max-rounds); the model "
-                  "still wanted to call tools\n")
-    return 0

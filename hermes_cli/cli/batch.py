@@ -48,7 +48,7 @@ def batch(
     tool_timeout: Annotated[float, typer.Option(help="Seconds a tool may run.", min=0.1)] = 30.0,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Let tools run (a batch cannot ask).")] = False,
     parallel: Annotated[int, typer.Option(
-        help="Decode N prompts together (continuous batching; text answers). Each prompt "
+        help="Decode N prompts together (continuous batching), in every mode. Each prompt "
         "gets 1/N of the context.", min=1)] = 1,
 ) -> None:
     """Answer many prompts with one loaded model; one JSON result per line, resumable.
@@ -57,6 +57,7 @@ def batch(
     usage or input, 3 model unloadable, 130 interrupted (results so far are kept).
     """
     from hermes_cli.core import batch as batch_mod
+    from hermes_cli.core.batch_run import run_batch
     from hermes_cli.core.loading import load_engine
     from hermes_cli.modes.tools.loop import ToolOptions
 
@@ -71,7 +72,7 @@ def batch(
         from hermes_cli.modes.json_mode import JsonMode, load_schema
 
         opts.json_mode = load_schema(schema) if schema is not None else JsonMode()
-        opts.json_mode.grammar_text()
+        opts.json_mode.check()
     if tools:
         if not yes:
             raise UsageError("a batch cannot ask before running tools",
@@ -81,14 +82,14 @@ def batch(
         opts.tools = ToolOptions(load_all(tools), choice=tool_choice, max_rounds=max_rounds,
                                  timeout=tool_timeout, yes=True)
     done = batch_mod.repair_and_read_done(output) if output else set()
-    engine = load_engine(load_options(load), err=sys.stderr)
+    engine = load_engine(load_options(load), err=sys.stderr, n_seq_max=parallel + 1 if parallel > 1 else 1)
     writer = batch_mod.ResultWriter(output, sys.stdout)
     progress: Callable[[int, int, int], None] | None = None
     stop: Callable[[], None] = _nothing
     if not load.quiet and sys.stderr.isatty():
         progress, stop = progress_bar(len(items), sys.stderr)
     try:
-        summary = batch_mod.run_batch(engine, items, writer, done, opts, progress=progress)
+        summary = run_batch(engine, items, writer, done, opts, progress=progress)
     finally:
         stop()
         writer.close()

@@ -1,4 +1,5 @@
-"""`hermes batch`: many prompts through one loaded model, results as JSONL, resumable.
+"""`hermes batch`'s data: input lines (what to ask, or why a line cannot be asked), the
+result writer, and the summary. Running the lines is core/batch_run.py.
 
 - The model loads once. Prompts sharing a system prompt share their KV prefix: each line
   evaluates only its own tokens (the engine's prefix reuse does this on its own).
@@ -12,26 +13,27 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from hermes_cli.engine.model import Engine
 from hermes_cli.engine.params import SamplingParams
 from hermes_cli.errors import HermesError, UsageError
-from hermes_cli.prompt.chatml import ChatML
 from hermes_cli.prompt.messages import ROLES, Message
 
 if TYPE_CHECKING:
     from hermes_cli.modes.json_mode import JsonMode
     from hermes_cli.modes.tools.loop import ToolOptions
 
-OVERRIDES = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "seed")
+# Per-line sampling overrides: type, lowest, highest, whether null means "the default".
+OVERRIDES: dict[str, tuple[type, float, float | None, bool]] = {
+    "temperature": (float, 0.0, 100.0, False), "top_p": (float, 0.0, 1.0, False),
+    "top_k": (int, 0, 1_000_000, False), "min_p": (float, 0.0, 1.0, False),
+    "repeat_penalty": (float, 0.0, 100.0, False), "max_tokens": (int, 1, 10_000_000, True),
+    "seed": (int, 0, 2**31 - 1, True),
+}
 
 
 class SomeLinesFailed(HermesError):
@@ -49,6 +51,9 @@ class Item:
     schema: dict[str, Any] | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    position: int = 0  # among the input's items, from 0: what --seed S adds to S
+    json: bool = False  # "json": true: any JSON object
+    tools: bool = True  # "tools": false: this line answers in text even with --tools
 
 
 def _item_from_json(obj: Any, line: int) -> Item:
@@ -84,8 +89,14 @@ def _item_from_json(obj: Any, line: int) -> Item:
             item.error = "system must be a string"
             return item
         item.system = obj["system"]
+    for key in ("json", "tools"):
+        if key in obj and not isinstance(obj[key], bool):
+            item.error = f"{key} must be true or false"
+            return item
+    item.json = obj.get("json") is True
+    item.tools = obj.get("tools") is not False
     if "schema" in obj:
-        from hermes_cli.modes.json_mode import check_schema
+        from hermes_cli.modes.json_schema import check_schema
 
         try:
             check_schema(obj["schema"], f"line {line} schema")
@@ -93,14 +104,28 @@ def _item_from_json(obj: Any, line: int) -> Item:
             item.error = str(e)
             return item
         item.schema = obj["schema"]
-    for key in OVERRIDES:
+    for key, (kind, low, high, nullable) in OVERRIDES.items():
         if key in obj:
-            value = obj[key]
-            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
-                item.error = f"{key} must be a number"
+            problem = _check_override(obj[key], kind, low, high, nullable)
+            if problem:
+                item.error = f"line {line}: {key} {problem}"
                 return item
-            item.overrides[key] = value
+            item.overrides[key] = obj[key]
     return item
+
+
+def _check_override(value: Any, kind: type, low: float, high: float | None, nullable: bool) -> str | None:
+    """Why a per-line sampling value cannot be used (None: it can)."""
+    if value is None:
+        return None if nullable else "must be a number, not null"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"must be {'an integer' if kind is int else 'a number'}, not {json.dumps(value)}"
+    if kind is int and not (isinstance(value, int) or float(value).is_integer()):
+        return f"must be an integer, not {value}"
+    if value != value or value < low or (high is not None and value > high):  # NaN too
+        bounds = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+        return f"must be {bounds}, not {value}"
+    return None
 
 
 def read_items(source: TextIO, *, jsonl: bool | None = None) -> list[Item]:
@@ -126,7 +151,8 @@ def read_items(source: TextIO, *, jsonl: bool | None = None) -> list[Item]:
             continue
         items.append(_item_from_json(obj, number))
     seen: dict[Any, int] = {}
-    for item in items:
+    for position, item in enumerate(items):
+        item.position = position
         key = json.dumps(item.id)
         if key in seen:
             raise UsageError(f"duplicate id {item.id!r} on lines {seen[key]} and {item.line}")
@@ -204,130 +230,3 @@ class Summary:
             "…)" if len(self.failed_lines) > 10 else ")") if self.failed_lines else ""
         return (f"done {self.done}, failed {self.failed}{where}, skipped {self.skipped} "
                 f"(already in the output), {self.tokens} tokens, {self.seconds:.1f} s")
-
-
-def run_batch(engine: Engine, items: list[Item], writer: ResultWriter, done: set[str],
-              opts: BatchOptions, *, progress: Callable[[int, int, int], None] | None = None) -> Summary:
-    """Answer every item not in `done`, writing one record each as it completes."""
-    chat = ChatML(engine)
-    summary = Summary()
-    todo = [it for it in items if json.dumps(it.id) not in done]
-    summary.skipped = len(items) - len(todo)
-    started = time.perf_counter()
-
-    def record_done(item: Item, record: dict[str, Any]) -> None:
-        writer.write(record)
-        if "error" in record:
-            summary.failed += 1
-            summary.failed_lines.append(item.line)
-        else:
-            summary.done += 1
-            summary.tokens += record["completion_tokens"]
-        summary.seconds = time.perf_counter() - started
-        if progress:
-            progress(summary.done + summary.failed, len(todo), summary.tokens)
-
-    if opts.parallel > 1:
-        _run_parallel(engine, chat, todo, opts, record_done)
-        return summary
-    for index, item in enumerate(todo):
-        record_done(item, _answer(engine, chat, item, opts, index))
-    return summary
-
-
-def _item_params(item: Item, opts: BatchOptions, index: int) -> SamplingParams:
-    params = opts.params
-    if params.seed is not None and "seed" not in item.overrides:
-        params = dataclasses.replace(params, seed=params.seed + index)
-    if item.overrides:
-        params = dataclasses.replace(params, **item.overrides)
-    return params
-
-
-def _record(item: Item, results: list[Any], output: Any, seconds: float) -> dict[str, Any]:
-    last = results[-1]
-    completion = sum(r.completion_tokens for r in results)
-    return {
-        "id": item.id, "output": output, "finish_reason": last.finish_reason,
-        "prompt_tokens": last.prompt_tokens, "prompt_evaluated": sum(r.prompt_evaluated for r in results),
-        "completion_tokens": completion, "seconds": round(seconds, 4),
-        "tokens_per_second": round(completion / seconds, 2) if seconds > 0 else 0.0,
-    }
-
-
-def _run_parallel(engine: Engine, chat: ChatML, todo: list[Item], opts: BatchOptions,
-                  record_done: Callable[[Item, dict[str, Any]], None]) -> None:
-    """Text prompts through `ParallelDecoder`; records are written as prompts finish."""
-    from hermes_cli.engine.parallel import ParallelDecoder, ParallelJob
-    from hermes_cli.engine.params import common_prefix_length
-
-    if opts.json_mode is not None or opts.tools is not None or any(it.schema for it in todo):
-        raise UsageError("--parallel works with plain text answers; drop --json/--schema/--tools "
-                         "or use --parallel 1")
-    jobs: list[tuple[Item, ParallelJob]] = []
-    for index, item in enumerate(todo):
-        if item.error is not None:
-            record_done(item, {"id": item.id, "line": item.line, "error": item.error})
-            continue
-        system = item.system if item.system is not None else opts.system
-        messages = ([Message("system", system)] if system else []) + item.messages
-        jobs.append((item, ParallelJob(item, chat.render(messages), _item_params(item, opts, index))))
-    if not jobs:
-        return
-    prefix = jobs[0][1].prompt
-    for _, job in jobs[1:]:  # the longest prefix every prompt shares (the system prompt)
-        prefix = prefix[:common_prefix_length(prefix, job.prompt)]
-    prefix = prefix[: min(len(j.prompt) for _, j in jobs) - 1]
-    budget = ParallelDecoder.slot_room(engine.n_ctx, len(prefix), opts.parallel)
-    ok = []
-    for item, job in jobs:
-        if len(job.prompt) - len(prefix) + 1 > budget:
-            record_done(item, {"id": item.id, "line": item.line, "error":
-                               f"the prompt is {len(job.prompt)} tokens; with --parallel "
-                               f"{opts.parallel} each prompt has {budget + len(prefix)} of the "
-                               f"{engine.n_ctx}-token context (raise --ctx or lower --parallel)"})
-        else:
-            ok.append(job)
-    decoder = ParallelDecoder(engine, opts.parallel)
-    try:
-        for item, result in decoder.run(ok, prefix):
-            record_done(item, _record(item, [result], result.text, result.prompt_seconds
-                                      + result.generation_seconds))
-    finally:
-        decoder.close()
-
-
-def _answer(engine: Engine, chat: ChatML, item: Item, opts: BatchOptions, index: int) -> dict[str, Any]:
-    from hermes_cli.errors import ContextOverflowError, OutputContractError
-
-    if item.error is not None:
-        return {"id": item.id, "line": item.line, "error": item.error}
-    params = _item_params(item, opts, index)
-    system = item.system if item.system is not None else opts.system
-    started = time.perf_counter()
-    try:
-        if item.schema is not None or opts.json_mode is not None:
-            from hermes_cli.modes import json_mode as jsonmode
-
-            mode = jsonmode.JsonMode(item.schema, f"line {item.line}") if item.schema is not None \
-                else opts.json_mode
-            assert mode is not None
-            messages = [Message("system", mode.system_prompt(system))] + item.messages
-            answer = jsonmode.answer(engine, chat, messages, mode, params)
-            results, output = answer.results, answer.value
-        elif opts.tools is not None:
-            from hermes_cli.modes.tools.loop import run_tool_loop
-            from hermes_cli.modes.tools.protocol import system_prompt
-
-            messages = [Message("system", system_prompt(list(opts.tools.tools.values()), system))]
-            loop = run_tool_loop(engine, chat, messages + item.messages, opts.tools.tools, params,
-                                 tool_choice=opts.tools.choice, max_rounds=opts.tools.max_rounds,
-                                 timeout=opts.tools.timeout, approve=lambda _call: True)
-            results, output = loop.results, loop.text
-        else:
-            messages = ([Message("system", system)] if system else []) + item.messages
-            results = [engine.generate(chat.render(messages), params).consume()]
-            output = results[-1].text
-    except (ContextOverflowError, OutputContractError, UsageError) as e:
-        return {"id": item.id, "line": item.line, "error": str(e)}
-    return _record(item, results, output, time.perf_counter() - started)

@@ -20,7 +20,8 @@ class LoadOptions:
     quiet: bool = False
 
 
-def load_engine(opts: LoadOptions, *, err: TextIO, vocab_only: bool = False) -> Engine:
+def load_engine(opts: LoadOptions, *, err: TextIO, vocab_only: bool = False,
+                n_seq_max: int = 1) -> Engine:
     """Resolve and load the model, with a transient status line on a terminal."""
     path = resolve_model(opts.model, quiet=opts.quiet, err=err)
     show = err.isatty() and not opts.verbose
@@ -29,7 +30,8 @@ def load_engine(opts: LoadOptions, *, err: TextIO, vocab_only: bool = False) -> 
         err.flush()
     try:
         return Engine.load(path, n_ctx=opts.n_ctx, n_gpu_layers=opts.n_gpu_layers,
-                           n_threads=opts.n_threads, verbose=opts.verbose, vocab_only=vocab_only)
+                           n_threads=opts.n_threads, verbose=opts.verbose, vocab_only=vocab_only,
+                           n_seq_max=n_seq_max)
     finally:
         if show:
             err.write("\r\x1b[K")

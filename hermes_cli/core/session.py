@@ -18,6 +18,9 @@ from hermes_cli.core.conversation import Conversation, new_id
 from hermes_cli.engine.model import Engine
 from hermes_cli.engine.params import GenerationResult
 from hermes_cli.errors import UsageError
+from hermes_cli.modes.json_mode import JsonMode, load_schema
+from hermes_cli.modes.reply_mode import ReplyMode
+from hermes_cli.modes.tools.loop import ToolOptions
 from hermes_cli.modes.tools.tool import Tool
 from hermes_cli.prompt.chatml import ChatML
 
@@ -41,18 +44,18 @@ class ChatSession:
 
     # -- what the model sees ------------------------------------------------------------
 
+    def reply_mode(self) -> ReplyMode:
+        """JSON when JSON mode is on (it wins over tools), else tools when loaded, else text."""
+        conv = self.conversation
+        if conv.json_mode:
+            return ReplyMode(json=JsonMode(conv.json_schema, "/schema"))
+        if self.tools:
+            return ReplyMode(tools=ToolOptions(self.tools))
+        return ReplyMode()
+
     def effective_system(self) -> str | None:
         """The system prompt as sent: the Hermes JSON or tool prompt, then the user's."""
-        conv = self.conversation
-        if self.tools and not conv.json_mode:
-            from hermes_cli.modes.tools.protocol import system_prompt
-
-            return system_prompt(list(self.tools.values()), conv.system)
-        if conv.json_mode:
-            from hermes_cli.modes.json_mode import JsonMode
-
-            return JsonMode(conv.json_schema).system_prompt(conv.system)
-        return conv.system
+        return self.reply_mode().system_prompt(self.conversation.system)
 
     def prompt_ids(self) -> list[int]:
         return self.chat.render(self.conversation.with_system(self.effective_system()))
@@ -70,6 +73,8 @@ class ChatSession:
 
     def set_json(self, on: bool) -> None:
         self.conversation.json_mode = on
+        if on:
+            self.engine.prefetch_grammars()
         self.save()
 
     def set_schema(self, spec: str | None) -> str:
@@ -79,18 +84,22 @@ class ChatSession:
             conv.json_schema, conv.json_mode = None, False
             self.save()
             return ""
-        from hermes_cli.modes.json_mode import load_schema
-
         mode = load_schema(spec)
-        mode.grammar_text()  # refuse a schema we cannot turn into a grammar, now
+        mode.check()  # refuse a schema we cannot turn into a grammar, now
         conv.json_schema, conv.json_mode = mode.schema, True
+        self.engine.prefetch_grammars()
         self.save()
         return mode.source
+
+    def set_tools(self, tools: dict[str, Tool]) -> None:
+        self.tools = tools
+        if tools:
+            self.engine.prefetch_grammars()
 
     def add_tools(self, path: str) -> list[str]:
         from hermes_cli.modes.tools.loading import check_unique, load_tools_file
 
-        self.tools = check_unique(list(self.tools.values()) + load_tools_file(path))
+        self.set_tools(check_unique(list(self.tools.values()) + load_tools_file(path)))
         return list(self.tools)
 
     def clear_tools(self) -> None:

@@ -1,22 +1,15 @@
-"""The inference engine: the only module that imports llama_cpp.
-
-One streaming interface serves `ask`, `chat` and `batch`, so the per-token loop, stop
-handling and KV-cache reuse exist once:
+"""A loaded GGUF model and its context, whose KV cache persists across generations.
 
     engine = Engine.load(path)
-    gen = engine.generate(prompt_ids, SamplingParams(...))
+    gen = engine.generate(prompt_ids, SamplingParams(...), grammar=None)
     for text in gen:          # decoded text, as soon as it is valid UTF-8
         ...
     gen.result                # stop reason, token counts, reuse, timings
 
-Design choices, each from a measured fact in shared/reference/llama-cpp-python-notes.md:
-- the low-level `Llama.generate` path plus our own incremental UTF-8 decoder, because
-  `create_chat_completion(stream=True)` re-decodes a growing tail on invalid UTF-8
-  (O(n^2): 1000 tokens took 230 s). Per token we do a dict lookup and one decoder step;
-- the KV prefix is matched here, explicitly, and `generate(reset=False)` gets only the
-  new tokens, so the evaluated/reused counts we report are facts, not guesses;
-- every end-of-generation token the vocabulary declares stops generation
-  (`llama_vocab_is_eog`), not just EOS: Hermes Θ also emits <|eot_id|>, <|end_of_text|>.
+The KV prefix is matched here, explicitly: the engine knows which ids sequence 0 of its
+context holds, keeps the longest common prefix with the next prompt and evaluates only
+the rest, so the evaluated/reused counts we report are facts. One context serves single
+generation (sequence 0) and parallel decoding (one sequence per slot, `n_seq_max`).
 """
 
 from __future__ import annotations
@@ -25,48 +18,54 @@ import ctypes
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hermes_cli.engine import gguf
+from hermes_cli.engine.constraint import Grammars
 from hermes_cli.engine.generation import Generation
 from hermes_cli.engine.hardware import usable_cpu_count
-from hermes_cli.engine.params import DEFAULT_CTX_CAP, EngineInfo, SamplingParams, common_prefix_length
+from hermes_cli.engine.llama import lib
+from hermes_cli.engine.params import (
+    DEFAULT_CTX_CAP,
+    EngineInfo,
+    Grammar,
+    SamplingParams,
+    common_prefix_length,
+)
 from hermes_cli.engine.quiet import quiet
-from hermes_cli.errors import ModelError, UsageError
+from hermes_cli.engine.vocab import Vocab
+from hermes_cli.errors import HermesError, ModelError, UsageError
 
-if TYPE_CHECKING:
-    import llama_cpp
+N_BATCH = 512  # prompt tokens per llama_decode: also how often Ctrl-C can land in a long prompt
+
+
+class DecodeError(HermesError):
+    """llama.cpp could not evaluate a batch (out of memory, or no room in the KV cache)."""
+
+    exit_code = 1
 
 
 class Engine:
     """A loaded GGUF model with one context whose KV cache persists across calls."""
 
-    def __init__(self, llm: llama_cpp.Llama, info: EngineInfo) -> None:
-        self._llm = llm
+    def __init__(self, model: Any, ctx: Any, vocab: Vocab, info: EngineInfo, n_seq_max: int) -> None:
+        self._c = lib()
+        self._model = model
+        self.ctx = ctx
+        self.vocab = vocab
         self.info = info
-        import llama_cpp
-
-        self._lib = llama_cpp
-        self._vocab = llm._model.vocab
-        self._piece_buf = ctypes.create_string_buffer(256)
-        self._piece_cache: dict[int, bytes] = {}
-        self._eog_cache: dict[int, bool] = {}
-        self._eog_ids: list[int] | None = None
-        self._utf8_guard: Any | None = None
+        self.n_seq_max = n_seq_max
+        self._held: list[int] = []  # the ids whose KV sequence 0 holds, in order
+        self.grammars = Grammars(vocab, info.path)
+        self._one = (self._c.llama_token * 1)()
+        self._one_batch = self._c.llama_batch_get_one(self._one, 1) if ctx else None
 
     # -- loading ----------------------------------------------------------------------
 
     @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        *,
-        n_ctx: int | None = None,
-        n_gpu_layers: int | None = None,
-        n_threads: int | None = None,
-        verbose: bool = False,
-        vocab_only: bool = False,
-    ) -> Engine:
+    def load(cls, path: str | Path, *, n_ctx: int | None = None, n_gpu_layers: int | None = None,
+             n_threads: int | None = None, verbose: bool = False, vocab_only: bool = False,
+             n_seq_max: int = 1) -> Engine:
         """Load a GGUF file.
 
         Args:
@@ -75,6 +74,7 @@ class Engine:
             n_gpu_layers: None offloads every layer when llama.cpp can use a GPU.
             n_threads: None uses the CPUs this process may run on.
             vocab_only: load only the tokenizer (for --show-prompt): fast, no weights.
+            n_seq_max: sequences the context can hold (parallel decoding needs N + 1).
 
         Raises:
             ModelError: missing, not a GGUF, truncated or rejected by llama.cpp.
@@ -93,36 +93,59 @@ class Engine:
         elif n_threads < 1:
             raise UsageError(f"--threads must be 1 or more, not {n_threads}")
 
-        import llama_cpp  # heavy: only here
-
-        offload = bool(llama_cpp.llama_supports_gpu_offload())
+        c = lib(verbose=verbose)
+        offload = bool(c.llama_supports_gpu_offload())
         if n_gpu_layers is None:
             n_gpu_layers = -1 if offload else 0
-        try:
-            with quiet(verbose):
-                llm = llama_cpp.Llama(
-                    model_path=str(path), n_ctx=n_ctx, n_gpu_layers=n_gpu_layers,
-                    n_threads=n_threads, n_threads_batch=n_threads, use_mmap=True,
-                    vocab_only=vocab_only, verbose=verbose,
-                )
-        except (ValueError, RuntimeError, OSError) as e:
+        mparams = c.llama_model_default_params()
+        mparams.n_gpu_layers = n_gpu_layers
+        mparams.use_mmap = True
+        mparams.vocab_only = vocab_only
+        with quiet(verbose):
+            model = c.llama_model_load_from_file(str(path).encode(), mparams)
+        if not model:
             raise ModelError(
-                f"llama.cpp could not load {path}: the file may be truncated or corrupt, "
-                f"or use an architecture this llama.cpp build does not know ({e})",
-                hint="run with --verbose to see llama.cpp's own log",
-            ) from None
-        info = EngineInfo(
-            path=path, n_ctx=n_ctx, n_ctx_train=trained, n_gpu_layers=n_gpu_layers,
-            n_threads=n_threads, gpu_offload_supported=offload, metadata=meta, verbose=verbose,
-        )
-        return cls(llm, info)
+                f"llama.cpp could not load {path}: the file may be truncated or corrupt, or use "
+                "an architecture this llama.cpp build does not know",
+                hint="run with --verbose to see llama.cpp's own log")
+        ctx = None
+        if not vocab_only:
+            cparams = c.llama_context_default_params()
+            cparams.n_ctx = n_ctx
+            cparams.n_batch = cparams.n_ubatch = min(N_BATCH, n_ctx)
+            cparams.n_seq_max = n_seq_max
+            cparams.kv_unified = True
+            cparams.n_threads = cparams.n_threads_batch = n_threads
+            with quiet(verbose):
+                ctx = c.llama_init_from_model(model, cparams)
+            if not ctx:
+                c.llama_model_free(model)
+                raise ModelError(f"llama.cpp could not create a {n_ctx}-token context for {path} "
+                                 "(not enough memory?)", hint="lower --ctx")
+        token_types = meta.get("tokenizer.ggml.token_type")
+        vocab = Vocab(c.llama_model_get_vocab(model),
+                      token_types if not isinstance(token_types, int) else None)
+        info = EngineInfo(path=path, n_ctx=n_ctx, n_ctx_train=trained, n_gpu_layers=n_gpu_layers,
+                          n_threads=n_threads, gpu_offload_supported=offload, metadata=meta,
+                          verbose=verbose)
+        return cls(model, ctx, vocab, info, n_seq_max)
 
     def close(self) -> None:
-        """Free the model. Using the engine afterwards raises (llama-cpp-python would
-        segfault on a freed context)."""
-        if self._llm is not None:
-            self._llm.close()
-            self._llm = None  # type: ignore[assignment]
+        """Free the model. Using the engine afterwards raises (llama.cpp would crash on a
+        freed context)."""
+        if self._model is not None:
+            if self.ctx:
+                self._c.llama_free(self.ctx)
+            self._c.llama_model_free(self._model)
+            self._model = self.ctx = None
+            self.vocab.close()
+
+    def _live_ctx(self) -> Any:
+        if self._model is None:
+            raise RuntimeError("the engine is closed")
+        if not self.ctx:
+            raise UsageError("this model was loaded for its vocabulary only")
+        return self.ctx
 
     # -- tokens -----------------------------------------------------------------------
 
@@ -132,96 +155,80 @@ class Engine:
 
     def tokenize(self, text: str, *, special: bool = False) -> list[int]:
         """Text to ids, no BOS. `special=False` keeps "<|im_start|>" plain text."""
-        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+        return self.vocab.tokenize(text, special=special)
 
     def bos_prefix(self) -> list[int]:
-        """What the tokenizer puts before a sequence: [BOS] for Llama-3, [] for Qwen."""
-        return self._llm.tokenize(b"", add_bos=True, special=True)
+        return self.vocab.bos_prefix()
 
     def special_token(self, text: str) -> int | None:
-        """Id of a control token by its text, or None when the vocabulary lacks it."""
-        ids = self.tokenize(text, special=True)
-        if len(ids) == 1 and self._token_piece(ids[0], special=True) == text.encode():
-            return ids[0]
-        return None
+        return self.vocab.special_token(text)
 
     def detokenize(self, ids: Sequence[int], *, special: bool = True) -> str:
-        return b"".join(self._token_piece(t, special=special) for t in ids).decode(
-            "utf-8", errors="replace"
-        )
+        return self.vocab.detokenize(ids, special=special)
 
     def eog_tokens(self) -> list[int]:
-        """Every end-of-generation token of the vocabulary (scanned once, then cached)."""
-        if self._eog_ids is None:
-            n_vocab = self._lib.llama_vocab_n_tokens(self._vocab)
-            self._eog_ids = [t for t in range(n_vocab)
-                             if self._lib.llama_vocab_is_eog(self._vocab, t)]
-        return self._eog_ids
+        """Every end-of-generation token of the vocabulary."""
+        return sorted(self.vocab.eog)
 
-    def _processors(self, params: SamplingParams, strict_utf8: bool) -> list[Any] | None:
-        processors: list[Any] = []
-        if params.ignore_eos:
-            processors.append(self._ban_eog)
-        if strict_utf8:
-            if self._utf8_guard is None:
-                from hermes_cli.engine.utf8guard import Utf8Guard
+    # -- the KV cache of sequence 0 ---------------------------------------------------
 
-                n_vocab = self._lib.llama_vocab_n_tokens(self._vocab)
-                self._utf8_guard = Utf8Guard([self._token_piece(t) for t in range(n_vocab)])
-            processors.append(self._utf8_guard.processor())
-        return processors or None
+    def cached_tokens(self) -> list[int]:
+        """The token ids the KV cache holds now (for tests, benchmarks and saving)."""
+        return list(self._held)
 
-    def _ban_eog(self, _ids: Any, logits: Any) -> Any:
-        """Logits processor: every end-of-generation token gets -inf."""
-        logits[self.eog_tokens()] = float("-inf")
-        return logits
+    def forget(self) -> None:
+        """Empty the KV cache (after parallel decoding used the other sequences)."""
+        self._c.llama_memory_clear(self._c.llama_get_memory(self._live_ctx()), True)
+        self._held = []
 
-    def _token_piece(self, token: int, *, special: bool = False) -> bytes:
-        buf = self._piece_buf
-        n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
-        if n < 0:  # a piece longer than the buffer: grow it once
-            self._piece_buf = buf = ctypes.create_string_buffer(-n)
-            n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
-        piece = buf.raw[:n]
-        if not special:
-            self._piece_cache[token] = piece
-        return piece
+    def reuse_prefix(self, prompt: Sequence[int]) -> int:
+        """Keep the longest prefix of `prompt` the cache holds (at least one token is left
+        to evaluate, so the sampler has fresh logits); drop the rest; return its length."""
+        ctx = self._live_ctx()
+        keep = min(common_prefix_length(self._held, prompt), len(prompt) - 1)
+        if keep < len(self._held):
+            mem = self._c.llama_get_memory(ctx)
+            if not self._c.llama_memory_seq_rm(mem, 0, keep, -1):  # e.g. a sliding-window cache
+                self._c.llama_memory_clear(mem, True)
+                keep = 0
+            del self._held[keep:]
+        return keep
 
-    def _token_is_eog(self, token: int) -> bool:
-        eog = bool(self._lib.llama_vocab_is_eog(self._vocab, token))
-        self._eog_cache[token] = eog
-        return eog
+    def evaluate(self, tokens: Sequence[int]) -> None:
+        """Decode `tokens` after what sequence 0 holds, in batches of N_BATCH; the logits
+        of the last one are then at index -1."""
+        ctx, c = self._live_ctx(), self._c
+        for start in range(0, len(tokens), N_BATCH):
+            chunk = tokens[start:start + N_BATCH]
+            if len(chunk) == 1:
+                self._one[0] = chunk[0]
+                batch = self._one_batch
+            else:
+                ids = (c.llama_token * len(chunk))(*chunk)  # referenced until decoded
+                batch = c.llama_batch_get_one(ids, len(chunk))
+            status = c.llama_decode(ctx, batch)
+            if status != 0:
+                raise DecodeError(f"llama.cpp could not evaluate {len(chunk)} tokens (status {status})",
+                                  hint="lower --ctx, or free memory")
+            self._held.extend(chunk)
 
     # -- generation -------------------------------------------------------------------
 
-    def _reusable_prefix(self, prompt: Sequence[int]) -> int:
-        """How many leading prompt tokens the KV cache already holds.
-
-        At least one token is always evaluated, so the sampler has fresh logits.
-        """
-        llm = self._llm
-        return min(common_prefix_length(list(llm.input_ids[: llm.n_tokens]), prompt), len(prompt) - 1)
-
     def generate(self, prompt: Sequence[int], params: SamplingParams | None = None,
-                 *, grammar: Any | None = None, strict_utf8: bool = False) -> Generation:
+                 *, grammar: Grammar | None = None) -> Generation:
         """Start generating after `prompt` (token ids). Nothing runs until iterated.
 
         Args:
-            grammar: from `grammar()`: constrains sampling.
-            strict_utf8: ban tokens that would make the output invalid UTF-8 (a grammar
-                alone lets stray bytes through; see utf8guard).
+            grammar: constrains the reply (JSON Schema or a Lark grammar, maybe lazy).
         """
-        return Generation(self, prompt, params or SamplingParams(), grammar, strict_utf8)
+        return Generation(self, list(prompt), params or SamplingParams(), grammar)
 
-    def grammar(self, gbnf: str) -> Any:
-        """A compiled GBNF grammar for `generate(grammar=...)`, cached by its text."""
-        cache = self.__dict__.setdefault("_grammars", {})
-        compiled = cache.get(gbnf)
-        if compiled is None:
-            from llama_cpp.llama_grammar import LlamaGrammar
+    def prefetch_grammars(self) -> None:
+        """Build the grammar tokenizer in the background now (a mode will need it)."""
+        if self._model is not None:
+            self.grammars.prefetch()
 
-            compiled = cache[gbnf] = LlamaGrammar.from_string(gbnf, verbose=False)
-        return compiled
+    # -- state files ------------------------------------------------------------------
 
     def save_state(self, path: Path) -> int:
         """Write the KV cache and its token ids to `path` (atomically); return the count.
@@ -229,12 +236,12 @@ class Engine:
         llama.cpp's own state file: the KV cells of the tokens held, not the whole
         context, so it grows with the conversation, not with --ctx.
         """
-        llm = self._llm
-        n = llm.n_tokens
-        tokens = (self._lib.llama_token * max(n, 1))(*llm.input_ids[:n])
+        ctx, c = self._live_ctx(), self._c
+        n = len(self._held)
+        tokens = (c.llama_token * max(n, 1))(*self._held)
         tmp = path.with_name(path.name + ".tmp")
         with quiet(self.info.verbose):
-            ok = self._lib.llama_state_save_file(llm._ctx.ctx, str(tmp).encode(), tokens, n)
+            ok = c.llama_state_save_file(ctx, str(tmp).encode(), tokens, n)
         if not ok:
             tmp.unlink(missing_ok=True)
             raise OSError(f"llama.cpp could not write {tmp}")
@@ -243,24 +250,14 @@ class Engine:
 
     def load_state(self, path: Path) -> int:
         """Restore a state written by `save_state`; return how many tokens it holds
-        (0 when the file does not fit this model and context: nothing is changed)."""
-        llm = self._llm
-        capacity = self.n_ctx
-        tokens = (self._lib.llama_token * capacity)()
+        (0 when the file does not fit this model and context: the cache is emptied)."""
+        ctx, c = self._live_ctx(), self._c
+        tokens = (c.llama_token * self.n_ctx)()
         count = ctypes.c_size_t(0)
         with quiet(self.info.verbose):
-            ok = self._lib.llama_state_load_file(llm._ctx.ctx, str(path).encode(), tokens,
-                                                 capacity, ctypes.byref(count))
+            ok = c.llama_state_load_file(ctx, str(path).encode(), tokens, self.n_ctx, ctypes.byref(count))
         if not ok:
-            llm.n_tokens = 0
+            self.forget()
             return 0
-        n = int(count.value)
-        llm.input_ids[:n] = tokens[:n]
-        llm.n_tokens = n
-        return n
-
-    def cached_tokens(self) -> list[int]:
-        """The token ids the KV cache holds now (for tests, benchmarks and saving)."""
-        return [int(t) for t in self._llm.input_ids[: self._llm.n_tokens]]
-
-
+        self._held = list(tokens[: int(count.value)])
+        return len(self._held)

@@ -47,6 +47,25 @@ def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
+@dataclass(frozen=True)
+class Grammar:
+    """What constrains a reply, in llguidance's terms (the engine compiles it).
+
+    `kind` is "json_schema" (`source`: the schema as JSON text) or "lark" (`source`: an
+    llguidance Lark grammar, which may embed JSON Schema with `%json {...}`).
+
+    With a `trigger` the grammar is lazy: the model writes freely until it has written
+    the trigger text (Hermes's `<tool_call>`), then the grammar holds what follows; when
+    the grammar is complete, the text is free again. A lazy `source` defines a rule
+    `rest` for what follows the trigger; if the token that completes the trigger ends
+    inside the trigger's text, the rest of that text is held to the grammar too.
+    """
+
+    kind: str
+    source: str
+    trigger: str | None = None
+
+
 @dataclass
 class GenerationResult:
     """What one generation produced and cost."""
@@ -59,6 +78,7 @@ class GenerationResult:
     prompt_reused: int
     prompt_seconds: float  # from the call to the first token (time to first token)
     generation_seconds: float  # from the first token to the last
+    resampled: int = 0  # tokens the grammar rejected and the sampler drew again
 
     @property
     def completion_tokens(self) -> int:

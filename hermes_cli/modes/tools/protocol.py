@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from hermes_cli.engine.params import Grammar
 from hermes_cli.modes.tools.tool import Tool
 
 SYSTEM_PROMPT = (
@@ -96,7 +97,7 @@ def parse_tool_calls(text: str) -> ParsedReply:
 
 
 def validate_arguments(tool: Tool, arguments: dict[str, Any]) -> list[str]:
-    from hermes_cli.modes.json_mode import validation_errors
+    from hermes_cli.modes.json_schema import validation_errors
 
     return validation_errors(arguments, tool.parameters)
 
@@ -106,23 +107,63 @@ def response_block(name: str, content: Any) -> str:
                                             ensure_ascii=False) + "\n</tool_response>"
 
 
-# -- grammar for forced calls -------------------------------------------------------------
+# -- grammars for calls -------------------------------------------------------------------
+
+MARK = "<tool_call>"
 
 
-def forced_call_grammar(tools: list[Tool], opening: str = "<tool_call>\n") -> str:
-    """GBNF for exactly one `<tool_call>` to one of `tools`, with schema-valid arguments.
+def call_schema(tools: list[Tool]) -> dict[str, Any]:
+    """The JSON Schema of one call to one of `tools`: a name and arguments that fit that
+    tool's parameters. Each tool's `$defs` move to the top (renamed per tool) so that
+    nested models' `$ref`s still resolve once the parameters sit inside the call."""
+    defs: dict[str, Any] = {}
+    options = []
+    for i, tool in enumerate(tools):
+        params = relocate_defs(tool.parameters, f"t{i}_", defs)
+        options.append({"type": "object", "properties": {"name": {"const": tool.name},
+                                                        "arguments": params},
+                        "required": ["name", "arguments"], "additionalProperties": False})
+    schema: dict[str, Any] = options[0] if len(options) == 1 else {"anyOf": options}
+    if defs:
+        schema = {**schema, "$defs": defs}
+    return schema
 
-    `opening` is what the grammar writes before the JSON: the whole tag for a forced
-    call, or the rest of it when the model has already begun the tag itself.
-    """
-    from hermes_cli.engine.gbnf import json_schema_to_gbnf
 
-    schema: dict[str, Any] = {"anyOf": [{"type": "object", "properties": {
-        "name": {"const": t.name}, "arguments": t.parameters}, "required": ["name", "arguments"],
-        "additionalProperties": False} for t in tools]}
-    if len(tools) == 1:
-        schema = schema["anyOf"][0]
-    gbnf = json_schema_to_gbnf(schema)
-    gbnf = re.sub(r"^root ::=", "call ::=", gbnf, flags=re.MULTILINE)
-    literal = json.dumps(opening)  # a GBNF string literal is JSON-escaped text
-    return f'root ::= {literal} call "\\n</tool_call>"\n' + gbnf
+def relocate_defs(schema: dict[str, Any], prefix: str, into: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `schema` without its `$defs`/`definitions`, which go into `into` under
+    `prefix`-ed names, with every local `$ref` to them rewritten."""
+    local = {**schema.get("definitions", {}), **schema.get("$defs", {})}
+    renames = {f"#/{kind}/{name}": f"#/$defs/{prefix}{name}"
+               for kind in ("$defs", "definitions") for name in local}
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: (renames.get(v, v) if k == "$ref" and isinstance(v, str) else rewrite(v))
+                    for k, v in node.items() if k not in ("$defs", "definitions") or node is not schema}
+        if isinstance(node, list):
+            return [rewrite(v) for v in node]
+        return node
+
+    for name, sub in local.items():
+        into[prefix + name] = rewrite(sub)
+    out = rewrite(schema)
+    assert isinstance(out, dict)
+    return out
+
+
+def _call_rules(tools: list[Tool]) -> str:
+    from hermes_cli.modes.json_grammar import grammar_schema
+
+    schema = grammar_schema(call_schema(tools))
+    return f'rest: "\\n" call "\\n</tool_call>"\ncall: %json {json.dumps(schema)}\n'
+
+
+def forced_call_grammar(tools: list[Tool]) -> Grammar:
+    """Exactly one `<tool_call>` to one of `tools`, with schema-valid arguments."""
+    return Grammar("lark", f"start: {json.dumps(MARK)} rest\n" + _call_rules(tools))
+
+
+def lazy_call_grammar(tools: list[Tool]) -> Grammar:
+    """Free text; once the model writes `<tool_call>`, the call that follows is held to
+    the tools' schemas (and the text is free again after `</tool_call>`)."""
+    return Grammar("lark", _call_rules(tools), trigger=MARK)

@@ -1,0 +1,124 @@
+"""Showing one reply's events in the chat, in every mode.
+
+Text streams as Markdown (chat/render.py). JSON streams as it is written, then is shown
+highlighted once complete (on a terminal the raw text lives in a transient area). A
+tool-mode reply streams its text and shows each call as the model makes it, then its
+result. Ctrl-C is passed back into the event stream, so the reply logic keeps the
+partial reply whatever was being shown at the time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from hermes_cli.chat.render import MarkdownRenderer, PlainRenderer
+from hermes_cli.modes import events as ev
+from hermes_cli.modes.tools.loop import short
+
+
+class ReplyView:
+    def __init__(self, console: Any, *, plain: bool) -> None:
+        self.console = console
+        self.plain = plain or not console.is_terminal
+        self._text: MarkdownRenderer | PlainRenderer | None = None
+        self._json: list[str] = []
+        self._live: Any = None
+
+    def show(self, events: Generator[ev.Event, None, None]) -> ev.Reply:
+        """Consume the events; return the reply (Ctrl-C ends it early, partial kept)."""
+        event: ev.Event | None = None
+        while True:
+            try:
+                event = next(events) if event is None else event
+                if isinstance(event, ev.Final):
+                    self._end_text()
+                    self._end_json(event.reply)
+                    return event.reply
+                self._show(event)
+                event = None
+            except KeyboardInterrupt:
+                event = events.throw(KeyboardInterrupt())  # the logic keeps what was written
+            except StopIteration:
+                raise AssertionError("a reply ended without a Final event") from None
+
+    # -- one event --------------------------------------------------------------------------
+
+    def _show(self, event: ev.Event) -> None:
+        if isinstance(event, ev.TextDelta):
+            if self._text is None:
+                self._text = (PlainRenderer(self.console.file) if self.plain
+                              else MarkdownRenderer(self.console))
+            self._text.feed(event.text)
+        elif isinstance(event, ev.JsonDelta):
+            self._json.append(event.text)
+            if self.plain:
+                self.console.file.write(event.text)
+                self.console.file.flush()
+            else:
+                self._draw_json()
+        elif isinstance(event, ev.ToolCallEvent):
+            self._end_text()
+            self.line(f"→ {event.name} {short(event.arguments)}", "cyan")
+        elif isinstance(event, ev.ToolResultEvent):
+            self._end_text()
+            mark = {"ok": "←", "error": "✗", "declined": "✗ declined"}[event.status]
+            self.line(f"{mark} {event.name} {short(event.content)}", "cyan")
+        elif isinstance(event, ev.Notice):
+            self._end_text()
+            self._restart_json()
+            self.line(f"({event.text})", "yellow")
+
+    def line(self, text: str, style: str | None = None) -> None:
+        if self.plain:
+            self.console.file.write(text + "\n")
+            self.console.file.flush()
+        else:
+            self.console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
+
+    # -- text -------------------------------------------------------------------------------
+
+    def _end_text(self) -> None:
+        if self._text is not None:
+            self._text.finish()
+            self._text = None
+
+    # -- JSON -------------------------------------------------------------------------------
+
+    def _draw_json(self) -> None:
+        from rich.text import Text
+
+        if self._live is None:
+            from rich.live import Live
+
+            self._live = Live(console=self.console, auto_refresh=False, transient=True,
+                              vertical_overflow="crop")
+            self._live.start()
+        height = max(3, self.console.size.height - 3)
+        tail = "".join(self._json).splitlines()[-height:]
+        self._live.update(Text("\n".join(tail), style="dim"), refresh=True)
+
+    def _restart_json(self) -> None:
+        if self._json and self.plain:
+            self.console.file.write("\n")
+        self._json = []
+        if self._live is not None:
+            self._live.update("", refresh=True)
+
+    def _end_json(self, reply: ev.Reply) -> None:
+        if self._live is not None:
+            self._live.update("", refresh=True)
+            self._live.stop()
+            self._live = None
+        if not self._json:
+            return
+        if self.plain:
+            self.console.file.write("\n")
+            self.console.file.flush()
+        elif reply.value is not None:
+            from rich.json import JSON
+
+            self.console.print(JSON.from_data(reply.value, ensure_ascii=False))
+        else:  # interrupted: the partial text as it was written
+            self.line("".join(self._json))
+        self._json = []

@@ -1,0 +1,204 @@
+"""Running a batch: every line's reply logic (text, JSON or tools, modes/), one line at a
+time or `--parallel N` together, each result written as soon as its line is done.
+
+One line at a time, each line streams through core/reply.py like an `ask`. In parallel,
+the lines' logics share the engine's context through engine/parallel.py: whenever a
+logic needs the model (a first answer, a JSON retry, the answer after tool results)
+its request joins the queue, and a free slot takes it, each slot with its own sampler
+and grammar state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from hermes_cli.core.batch import OVERRIDES, BatchOptions, Item, ResultWriter, Summary
+from hermes_cli.core.reply import LocalBackend, run
+from hermes_cli.engine.model import Engine
+from hermes_cli.engine.parallel import ParallelDecoder, ParallelJob
+from hermes_cli.engine.params import GenerationResult, SamplingParams, common_prefix_length
+from hermes_cli.errors import ContextOverflowError, HermesError
+from hermes_cli.modes.events import Logic, Reply, Request
+from hermes_cli.modes.json_mode import JsonMode
+from hermes_cli.modes.reply_mode import ReplyMode
+from hermes_cli.prompt.chatml import ChatML
+
+Progress = Callable[[int, int, int], None]
+
+
+def _approve_all(_call: Any) -> bool:
+    return True  # a batch runs tools only with --yes (checked by the command)
+
+
+def item_mode(item: Item, opts: BatchOptions) -> ReplyMode:
+    if item.schema is not None:
+        json_mode: JsonMode | None = JsonMode(item.schema, f"line {item.line}")
+    elif item.json:
+        json_mode = JsonMode(None, f"line {item.line}")
+    else:
+        json_mode = opts.json_mode
+    tools = opts.tools if json_mode is None and item.tools else None
+    return ReplyMode(json=json_mode, tools=tools)
+
+
+def item_params(item: Item, opts: BatchOptions) -> SamplingParams:
+    """The line's sampling: --seed S gives the line at input position i the seed S+i
+    (whatever was already done), then the line's own overrides."""
+    params = opts.params
+    if params.seed is not None and "seed" not in item.overrides:
+        params = dataclasses.replace(params, seed=params.seed + item.position)
+    if item.overrides:
+        params = dataclasses.replace(params, **{  # type: ignore[arg-type]
+            k: (int(v) if v is not None and OVERRIDES[k][0] is int else v)
+            for k, v in item.overrides.items()})
+    return params
+
+
+def item_logic(item: Item, opts: BatchOptions) -> Logic:
+    mode = item_mode(item, opts)
+    system = item.system if item.system is not None else opts.system
+    return mode.logic(mode.messages(system, item.messages), item_params(item, opts),
+                      approve=_approve_all)
+
+
+def record(item: Item, reply: Reply, seconds: float, mode: str) -> dict[str, Any]:
+    last = reply.last
+    completion = reply.completion_tokens
+    rec: dict[str, Any] = {
+        "id": item.id, "output": reply.value if reply.value is not None else reply.text,
+        "finish_reason": last.finish_reason, "prompt_tokens": last.prompt_tokens,
+        "prompt_evaluated": sum(r.prompt_evaluated for r in reply.results),
+        "completion_tokens": completion, "seconds": round(seconds, 4),
+        "tokens_per_second": round(completion / seconds, 2) if seconds > 0 else 0.0,
+    }
+    if mode == "tools":
+        rec.update(rounds=reply.rounds, stopped=reply.stopped)
+        if reply.pending:
+            rec["calls"] = [{"name": c.name, "arguments": c.arguments} for c in reply.pending]
+    elif mode == "json":
+        rec["attempts"] = len(reply.results)
+    return rec
+
+
+def error_record(item: Item, error: str) -> dict[str, Any]:
+    return {"id": item.id, "line": item.line, "error": error}
+
+
+def run_batch(engine: Engine, items: list[Item], writer: ResultWriter, done: set[str],
+              opts: BatchOptions, *, progress: Progress | None = None) -> Summary:
+    """Answer every item not in `done`, writing one record each as it completes."""
+    chat = ChatML(engine)
+    todo = [it for it in items if json.dumps(it.id) not in done]
+    summary = Summary(skipped=len(items) - len(todo))
+    started = time.perf_counter()
+    if any(item_mode(it, opts).name != "text" for it in todo if it.error is None):
+        engine.prefetch_grammars()
+
+    def finished(item: Item, rec: dict[str, Any]) -> None:
+        writer.write(rec)
+        if "error" in rec:
+            summary.failed += 1
+            summary.failed_lines.append(item.line)
+        else:
+            summary.done += 1
+            summary.tokens += rec["completion_tokens"]
+        summary.seconds = time.perf_counter() - started
+        if progress:
+            progress(summary.done + summary.failed, len(todo), summary.tokens)
+
+    if opts.parallel > 1:
+        _Parallel(engine, chat, opts, finished).run(todo)
+        return summary
+    backend = LocalBackend(engine, chat)
+    for item in todo:
+        if item.error is not None:
+            finished(item, error_record(item, item.error))
+            continue
+        t0 = time.perf_counter()
+        try:
+            reply = run(backend, item_logic(item, opts))
+        except HermesError as e:  # context overflow, invalid JSON after retries, ...
+            finished(item, error_record(item, str(e)))
+            continue
+        finished(item, record(item, reply, time.perf_counter() - t0, item_mode(item, opts).name))
+    return summary
+
+
+@dataclass
+class _Line:
+    item: Item
+    logic: Logic
+    started: float
+
+
+class _Parallel:
+    """Feeds the lines' requests to a ParallelDecoder and their results back."""
+
+    def __init__(self, engine: Engine, chat: ChatML, opts: BatchOptions,
+                 finished: Callable[[Item, dict[str, Any]], None]) -> None:
+        self.engine, self.chat, self.opts, self.finished = engine, chat, opts, finished
+        self.queue: deque[tuple[_Line, Request]] = deque()
+        self.lines: Iterator[Item] = iter(())
+
+    def run(self, todo: list[Item]) -> None:
+        self.lines = iter(todo)
+        # The prompts' shared prefix (the system prompt), from the first few lines' requests.
+        while len(self.queue) < 2 * self.opts.parallel and self._start_next():
+            pass
+        prompts = [self.chat.render(req.messages) for _line, req in self.queue]
+        prefix = prompts[0] if prompts else []
+        for p in prompts[1:]:
+            prefix = prefix[:common_prefix_length(prefix, p)]
+        prefix = prefix[: min((len(p) for p in prompts), default=1) - 1]
+        decoder = ParallelDecoder(self.engine, self.opts.parallel)
+        try:
+            for line, result in decoder.run(self._next_job, prefix):
+                if isinstance(result, ContextOverflowError):
+                    self.finished(line.item, error_record(line.item, (
+                        f"the prompt is {result.prompt_tokens} tokens; with --parallel "
+                        f"{self.opts.parallel} each prompt has {result.n_ctx} of the "
+                        f"{self.engine.n_ctx}-token context (raise --ctx or lower --parallel)")))
+                    continue
+                self._advance(line, result)
+        finally:
+            decoder.close()
+
+    def _next_job(self) -> ParallelJob | None:
+        if not self.queue:
+            self._start_next()
+        if not self.queue:
+            return None
+        line, req = self.queue.popleft()
+        return ParallelJob(line, self.chat.render(req.messages), req.params, req.grammar)
+
+    def _start_next(self) -> bool:
+        """Start the next line's logic (recording lines that cannot run); False at the end."""
+        for item in self.lines:
+            if item.error is not None:
+                self.finished(item, error_record(item, item.error))
+                continue
+            line = _Line(item, item_logic(item, self.opts), time.perf_counter())
+            self._advance(line, None)
+            return True
+        return False
+
+    def _advance(self, line: _Line, result: GenerationResult | None) -> None:
+        """Give a line its result; queue its next request, or record it when it is done."""
+        try:
+            step: Any = next(line.logic) if result is None else line.logic.send(result)
+            while not isinstance(step, Request):  # events: nobody watches a batch line
+                step = next(line.logic)
+        except StopIteration as done:
+            self.finished(line.item, record(line.item, done.value, time.perf_counter() - line.started,
+                                            item_mode(line.item, self.opts).name))
+            return
+        except HermesError as e:
+            self.finished(line.item, error_record(line.item, str(e)))
+            return
+        self.queue.append((line, step))

@@ -1,0 +1,99 @@
+"""Driving a reply logic (modes/events.py) to the end, one event at a time.
+
+`stream(backend, logic)` is what `ask`, `chat` and batch lines consume: it turns each
+`Request` into a generation on the backend, streams its text as events (plain text, JSON
+text, or text with tool calls shown as calls), hands the result back to the logic, and
+ends with `Final(reply)`. Ctrl-C (a KeyboardInterrupt while streaming, or thrown into
+this generator by the front end) stops the generation; the logic then finishes with the
+partial reply, so it is kept in every mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterable, Iterator
+from typing import Any, Protocol
+
+from hermes_cli.engine.params import GenerationResult, Grammar, SamplingParams
+from hermes_cli.modes.events import Event, Final, JsonDelta, Logic, Request, TextDelta
+from hermes_cli.modes.tools.stream import ToolTextSplitter
+from hermes_cli.prompt.messages import Message
+
+
+class Stream(Protocol):
+    """A generation in progress: iterate for text; `result` once it ends or is closed."""
+
+    result: GenerationResult | None
+
+    def __iter__(self) -> Iterator[str]: ...
+
+    def close(self) -> None: ...
+
+
+class Backend(Protocol):
+    """Where replies are written: a local engine, or a served one."""
+
+    def start(self, messages: list[Message], params: SamplingParams,
+              grammar: Grammar | None) -> Stream: ...
+
+
+class LocalBackend:
+    """The loaded engine, with the prompt format that renders messages to its ids."""
+
+    def __init__(self, engine: Any, template: Any) -> None:
+        self.engine = engine
+        self.template = template
+
+    def start(self, messages: list[Message], params: SamplingParams,
+              grammar: Grammar | None) -> Stream:
+        ids = self.template.render(messages)
+        stream: Stream = self.engine.generate(ids, params, grammar=grammar)
+        return stream
+
+
+def stream(backend: Backend, logic: Logic) -> Generator[Event, None, None]:
+    """Every event of one reply, ending with `Final`."""
+    item: Any = next(logic)
+    while True:
+        try:
+            if isinstance(item, Request):
+                result = yield from _generate(backend, item)
+                item = logic.send(result)
+            else:
+                yield item
+                item = next(logic)
+        except StopIteration as done:
+            yield Final(done.value)
+            return
+
+
+def _generate(backend: Backend, request: Request) -> Generator[Event, None, GenerationResult]:
+    """One generation's text as events; returns its result (interrupted on Ctrl-C)."""
+    gen = backend.start(request.messages, request.params, request.grammar)
+    splitter = ToolTextSplitter() if request.show == "tools" else None
+    try:
+        for text in gen:
+            yield from _events(text, request.show, splitter)
+        if splitter is not None:
+            yield from splitter.finish()
+    except KeyboardInterrupt:
+        gen.close()
+    except GeneratorExit:
+        gen.close()
+        raise
+    result = gen.result
+    assert result is not None
+    return result
+
+
+def _events(text: str, show: str, splitter: ToolTextSplitter | None) -> Iterable[Event]:
+    if splitter is not None:
+        return splitter.feed(text)
+    return (JsonDelta(text),) if show == "json" else (TextDelta(text),)
+
+
+def run(backend: Backend, logic: Logic) -> Any:
+    """Drive a logic without showing anything; return its Reply."""
+    for event in stream(backend, logic):
+        if isinstance(event, Final):
+            return event.reply
+    raise AssertionError("a reply logic ended without a reply")

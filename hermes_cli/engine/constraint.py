@@ -1,0 +1,265 @@
+"""Constrained decoding with llguidance: a grammar checks tokens one at a time, and
+lists every allowed token only when the sampler needs it.
+
+Why llguidance and not llama.cpp's GBNF sampler (measured, README "Benchmark"): the
+sampler checks only the token it chose (`check`, a few µs), and needs the full set of
+allowed tokens (`allowed`) only when that token is rejected. For GBNF that full pass
+runs the grammar over every piece of the vocabulary (tens of ms on a 262k vocabulary);
+llguidance computes the set as a bitmask in about 0.1 ms. llguidance also enforces more
+of JSON Schema (minimum/maximum, multipleOf, email/uri/hostname/ipv4/ipv6/duration
+formats, patternProperties), and it is what llama.cpp, vLLM and SGLang use.
+
+Its tokenizer is built from the vocabulary's pieces once per model: the pieces are read
+from llama.cpp once and kept in the cache directory (keyed by the model file's identity),
+and the build can start in a background thread as soon as a mode may need it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import marshal
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from hermes_cli import env
+from hermes_cli.engine.llama import lib
+from hermes_cli.engine.params import Grammar
+from hermes_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from hermes_cli.engine.vocab import Vocab
+
+_CACHE_FORMAT = 2
+
+
+class Constraint(Protocol):
+    """What the sampler asks of a grammar."""
+
+    def check(self, token: int) -> bool:
+        """May `token` come next? (Cheap: called on every sampled token.)"""
+
+    def accept(self, token: int) -> None:
+        """`token` was taken."""
+
+    def allowed(self) -> np.ndarray:
+        """Every token id that may come next (only after `check` said no)."""
+
+
+class Matcher:
+    """One generation's grammar state."""
+
+    def __init__(self, matcher: Any, n_vocab: int) -> None:
+        self._m = matcher
+        self._n_vocab = n_vocab
+
+    def check(self, token: int) -> bool:
+        return bool(self._m.validate_tokens([token]) == 1)
+
+    def accept(self, token: int) -> None:
+        self._m.consume_token(token)
+
+    def allowed(self) -> np.ndarray:
+        import numpy as np
+        from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask
+
+        mask = allocate_token_bitmask(1, self._n_vocab)
+        fill_next_token_bitmask(self._m, mask)
+        bits = np.unpackbits(mask.view(np.uint8), bitorder="little")[: self._n_vocab]
+        return np.flatnonzero(bits).astype(np.int32)
+
+    def complete(self) -> bool:
+        return bool(self._m.is_accepting())
+
+
+class LazyMatcher:
+    """Free text until `trigger` is written, then a grammar until it is complete."""
+
+    def __init__(self, vocab: Vocab, trigger: str, start: Callable[[str], Matcher]) -> None:
+        self._vocab = vocab
+        self._trigger = trigger.encode()
+        self._last = self._trigger[-1:]
+        self._start = start
+        self._tail = b""
+        self.active: Matcher | None = None
+
+    def check(self, token: int) -> bool:
+        if self.active is not None:
+            return self.active.check(token)
+        piece = self._vocab.piece(token)
+        if self._last not in piece:  # cannot complete the trigger: the common, O(1) case
+            return True
+        window = self._tail + piece
+        at = window.find(self._trigger)
+        if at < 0 or at + len(self._trigger) == len(window):
+            return True  # no trigger, or it ends with this token: the grammar starts after it
+        # The trigger ends inside this token: what this token adds of the trigger, and
+        # anything after it, is held to the grammar.
+        have = max(0, len(self._tail) - at)
+        self.active = self._start(self._trigger[have:].decode("utf-8", errors="replace"))
+        return self.active.check(token)
+
+    def accept(self, token: int) -> None:
+        if self.active is not None:
+            self.active.accept(token)
+            if self.active.complete():
+                self.active, self._tail = None, b""
+            return
+        window = self._tail + self._vocab.piece(token)
+        if window.endswith(self._trigger):
+            self.active, self._tail = self._start(""), b""
+        else:
+            self._tail = window[-len(self._trigger):]
+
+    def allowed(self) -> np.ndarray:
+        assert self.active is not None, "a lazy grammar rejects tokens only once active"
+        return self.active.allowed()
+
+
+class Grammars:
+    """Compiles `Grammar` specs for one vocabulary; the llguidance tokenizer is built
+    once (in the background when `prefetch` is called early)."""
+
+    def __init__(self, vocab: Vocab, model_path: Path) -> None:
+        self._vocab = vocab
+        self._model_path = model_path
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._compiled: dict[tuple[str, str], Any] = {}
+
+    # -- the tokenizer ------------------------------------------------------------------
+
+    def prefetch(self) -> None:
+        """Start building the tokenizer in a background thread (idempotent)."""
+        with self._lock:
+            if self._tokenizer is not None or self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._build_quietly, daemon=True,
+                                            name="hermes-llguidance-tokenizer")
+            self._thread.start()
+
+    def _build_quietly(self) -> None:
+        try:
+            self.tokenizer()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the thread that needs it
+            self._error = e
+
+    def tokenizer(self) -> Any:
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+            if self._error is not None:
+                raise self._error
+        with self._lock:
+            if self._tokenizer is None:
+                self._tokenizer = self._build()
+            return self._tokenizer
+
+    def _build(self) -> Any:
+        from llguidance import LLTokenizer
+
+        c = lib()
+        pieces = self._cached_pieces()
+        return LLTokenizer.from_llamacpp(  # type: ignore[attr-defined]
+
+            tokens=pieces, vocab_ptr=self._vocab.ptr,
+            tokenize_fptr=_tokenize_fptr(c), eos_token=sorted(self._vocab.eog), slices=None)
+
+    def _cached_pieces(self) -> list[bytes]:
+        """Every token's bytes as llguidance wants them (control tokens marked with 0xFF),
+        read from llama.cpp once per model file and kept in the cache directory."""
+        path = _pieces_cache(self._model_path)
+        if path is not None:
+            try:
+                fmt, n, pieces = marshal.loads(path.read_bytes())
+                if fmt == _CACHE_FORMAT and n == self._vocab.n_tokens:
+                    return list(pieces)
+            except (OSError, ValueError, EOFError, TypeError):
+                pass
+        c, vocab = lib(), self._vocab
+        control = c.LLAMA_TOKEN_ATTR_CONTROL
+        pieces = []
+        for t in range(vocab.n_tokens):
+            piece = vocab.piece(t, special=True)
+            # Control tokens (<|im_end|>) are never text. User-defined ones (Hermes-2-Pro's
+            # <tool_call>) are: llama.cpp makes them from plain text too, so a grammar
+            # literal "<tool_call>" may be written with them.
+            if c.llama_vocab_get_attr(vocab.ptr, t) & control:
+                piece = b"\xff" + piece
+            pieces.append(piece)
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                tmp.write_bytes(marshal.dumps((_CACHE_FORMAT, vocab.n_tokens, pieces)))
+                os.replace(tmp, path)
+            except OSError:
+                pass  # a cache we cannot write only costs time
+        return pieces
+
+    # -- grammars -----------------------------------------------------------------------
+
+    def matcher(self, grammar: Grammar) -> Matcher | LazyMatcher:
+        """A fresh grammar state for one generation."""
+        if grammar.trigger is None:
+            return self._matcher(grammar.kind, grammar.source)
+        body = grammar.source
+
+        def start(opening: str) -> Matcher:
+            head = f"start: {json.dumps(opening)} rest\n" if opening else "start: rest\n"
+            return self._matcher("lark", head + body)
+
+        return LazyMatcher(self._vocab, grammar.trigger, start)
+
+    def _matcher(self, kind: str, source: str) -> Matcher:
+        key = (kind, source)
+        pristine = self._compiled.get(key)
+        if pristine is None:
+            pristine = self._compiled[key] = self._compile(kind, source)
+        return Matcher(pristine.deep_copy(), self._vocab.n_tokens)
+
+    def _compile(self, kind: str, source: str) -> Any:
+        from llguidance import LLMatcher
+
+        if kind == "json_schema":
+            text = LLMatcher.grammar_from_json_schema(source)
+        elif kind == "lark":
+            text = LLMatcher.grammar_from_lark(source)
+        else:
+            raise ValueError(f"unknown grammar kind {kind!r}")
+        matcher = LLMatcher(self.tokenizer(), text)
+        if matcher.is_error():
+            raise UsageError(f"cannot build a grammar: {matcher.get_error()}")
+        return matcher
+
+
+def check_grammar(kind: str, source: str) -> list[str]:
+    """Problems llguidance finds in a grammar, without a model (empty: it compiles)."""
+    from llguidance import LLMatcher
+
+    text = (LLMatcher.grammar_from_json_schema(source) if kind == "json_schema"
+            else LLMatcher.grammar_from_lark(source))
+    is_error, messages = LLMatcher.validate_grammar_with_warnings(text)
+    return list(messages) if is_error else []
+
+
+def _tokenize_fptr(c: Any) -> int:
+    import ctypes
+
+    return int(ctypes.cast(c._lib.llama_tokenize, ctypes.c_void_p).value or 0)
+
+
+def _pieces_cache(model_path: Path) -> Path | None:
+    try:
+        st = model_path.stat()
+    except OSError:
+        return None
+    key = f"{model_path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()
+    return env.cache_dir() / "vocab" / (hashlib.sha256(key).hexdigest()[:32] + ".pieces")

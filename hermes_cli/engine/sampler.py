@@ -1,0 +1,144 @@
+"""Sampling one token: llama.cpp's C sampler chain, with a grammar checked the way
+llama.cpp's own `common_sampler_sample` does it.
+
+The chain samples from the model's distribution as if there were no grammar; only the
+chosen token is checked against the grammar (`Constraint.check`). Accepted, which is the
+usual case, the step cost no Python or numpy work over the vocabulary. Rejected, the
+token is drawn again from the allowed tokens only (the grammar's full set), through the
+same chain. With plain temperature sampling the result is distributed exactly as
+"grammar first"; with truncation samplers it can differ slightly (llama.cpp's caveat).
+
+The chain: top-k, then repetition penalties, then top-p, min-p, temperature and the
+seeded draw. Top-k comes before the penalties because llama.cpp's penalty pass is a hash
+lookup per candidate (its header warns against running it over a whole vocabulary);
+after top-k it sees 40 candidates, not 262k. With top-k off the penalties come first.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import random
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from hermes_cli.engine.llama import lib
+from hermes_cli.engine.params import SamplingParams
+
+if TYPE_CHECKING:
+    from hermes_cli.engine.constraint import Constraint
+    from hermes_cli.engine.vocab import Vocab
+
+PENALTY_LAST_N = 64
+
+
+class GrammarDeadEnd(RuntimeError):
+    """The grammar allows no token at all (it cannot happen with a well-formed grammar)."""
+
+
+class Sampler:
+    """One generation's sampling state: the chain, the grammar, the reply's recent ids."""
+
+    def __init__(self, vocab: Vocab, params: SamplingParams, constraint: Constraint | None = None) -> None:
+        c = self._c = lib()
+        self._vocab = vocab
+        self.constraint = constraint
+        self._ban_eog = params.ignore_eos
+        self._chain = chain = c.llama_sampler_chain_init(c.llama_sampler_chain_default_params())
+        self._penalties: Any = None
+        self._recent: deque[int] = deque(maxlen=PENALTY_LAST_N)
+
+        def add(sampler: Any) -> Any:
+            c.llama_sampler_chain_add(chain, sampler)
+            return sampler
+
+        if params.ignore_eos and vocab.eog:
+            biases = (c.llama_logit_bias * len(vocab.eog))(
+                *[c.llama_logit_bias(t, float("-inf")) for t in sorted(vocab.eog)])
+            add(c.llama_sampler_init_logit_bias(vocab.n_tokens, len(vocab.eog), biases))
+        penalize = params.repeat_penalty != 1.0
+        greedy = params.temperature == 0
+        if penalize and (greedy or params.top_k <= 0):
+            self._penalties = add(self._new_penalties(params))
+        if greedy:
+            add(c.llama_sampler_init_greedy())
+        else:
+            if params.top_k > 0:
+                add(c.llama_sampler_init_top_k(params.top_k))
+                if penalize:
+                    self._penalties = add(self._new_penalties(params))
+            if params.top_p < 1.0:
+                add(c.llama_sampler_init_top_p(params.top_p, 1))
+            if params.min_p > 0.0:
+                add(c.llama_sampler_init_min_p(params.min_p, 1))
+            add(c.llama_sampler_init_temp(params.temperature))
+            add(c.llama_sampler_init_dist(params.seed if params.seed is not None
+                                          else random.getrandbits(31)))
+        self._repeat_penalty = params.repeat_penalty
+        self._cand: Any = None  # the rejection path's candidate buffer, made on first use
+        self.resampled = 0  # tokens the grammar rejected (the full-mask path ran)
+
+    def _new_penalties(self, params: SamplingParams) -> Any:
+        return self._c.llama_sampler_init_penalties(self._vocab.n_tokens, PENALTY_LAST_N,
+                                                    params.repeat_penalty, 0.0, 0.0)
+
+    def close(self) -> None:
+        if self._chain is not None:
+            self._c.llama_sampler_free(self._chain)
+            self._chain = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+    # -- the step -------------------------------------------------------------------------
+
+    def sample(self, ctx: Any, index: int) -> int:
+        """The next token from the logits at `index` of the last decoded batch."""
+        token = int(self._c.llama_sampler_sample(self._chain, ctx, index))
+        constraint = self.constraint
+        if constraint is not None:
+            if constraint.check(token):
+                constraint.accept(token)
+            else:
+                token = self._resample(ctx, index, constraint)
+        if self._penalties is not None:
+            self._recent.append(token)
+        return token
+
+    def _resample(self, ctx: Any, index: int, constraint: Constraint) -> int:
+        """Draw again from the tokens the grammar allows (the rare, full-vocabulary path)."""
+        import numpy as np
+
+        c = self._c
+        self.resampled += 1
+        if self._penalties is not None:  # take back the rejected token's penalty
+            c.llama_sampler_reset(self._penalties)
+            for t in self._recent:
+                c.llama_sampler_accept(self._penalties, t)
+        allowed = constraint.allowed()
+        if self._ban_eog:  # --ignore-eos: an end only when the grammar allows nothing else
+            others = allowed[~np.isin(allowed, list(self._vocab.eog))]
+            allowed = others if len(others) else allowed[:1]
+        if len(allowed) == 0:
+            raise GrammarDeadEnd("the grammar allows no next token")
+        if len(allowed) == 1:
+            token = int(allowed[0])
+        else:
+            n_vocab = self._vocab.n_tokens
+            if self._cand is None:
+                self._cand = np.zeros(n_vocab, dtype=np.dtype(
+                    [("id", np.int32), ("logit", np.float32), ("p", np.float32)], align=True))
+            logits = np.ctypeslib.as_array(c.llama_get_logits_ith(ctx, index), shape=(n_vocab,))
+            k, cand = len(allowed), self._cand
+            cand["id"][:k] = allowed
+            cand["logit"][:k] = logits[allowed]
+            cand["p"][:k] = 0.0
+            array = c.llama_token_data_array(
+                cand.ctypes.data_as(ctypes.POINTER(c.llama_token_data)), k, -1, False)
+            c.llama_sampler_apply(self._chain, ctypes.byref(array))
+            token = int(cand["id"][array.selected])
+        c.llama_sampler_accept(self._chain, token)
+        constraint.accept(token)
+        return token

@@ -1,0 +1,78 @@
+"""The per-token step, shared by single and parallel generation.
+
+A slot is one reply being written. After llama.cpp has decoded a batch, `step` samples
+the slot's next token from its logits, stops on any end-of-generation id or at the reply
+limit, and turns the token into text: a dict lookup for its bytes and one step of an
+incremental UTF-8 decoder, so a character split over several tokens appears once whole.
+Everything here is O(1) per token; the grammar's work lives in the sampler.
+"""
+
+from __future__ import annotations
+
+import codecs
+import time
+from typing import Any
+
+from hermes_cli.engine.params import GenerationResult
+from hermes_cli.engine.sampler import Sampler
+from hermes_cli.engine.vocab import Vocab
+
+
+class Slot:
+    def __init__(self, vocab: Vocab, sampler: Sampler | None, *, limit: int, limit_reason: str,
+                 prompt_tokens: int, reused: int, started: float) -> None:
+        self._vocab = vocab
+        self._pieces = vocab.text_pieces
+        self._eog = vocab.eog
+        self.sampler = sampler
+        self.limit = limit
+        self.limit_reason = limit_reason
+        self.prompt_tokens = prompt_tokens
+        self.reused = reused
+        self.started = started
+        self.first: float | None = None
+        self.ids: list[int] = []
+        self._chunks: list[str] = []
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.finish: str | None = limit_reason if limit <= 0 else None
+
+    def step(self, ctx: Any, index: int) -> str:
+        """Sample and take the next token; return the text it completes (maybe "").
+        Sets `finish` when the reply is over; the token to decode next is `ids[-1]`."""
+        assert self.sampler is not None
+        token = self.sampler.sample(ctx, index)
+        if self.first is None:
+            self.first = time.perf_counter()
+        if token in self._eog:
+            self.finish = "stop"
+            return self._flush()
+        self.ids.append(token)
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._vocab.piece(token)
+        text = self._decoder.decode(piece)
+        if text:
+            self._chunks.append(text)
+        if len(self.ids) >= self.limit:
+            self.finish = self.limit_reason
+            text += self._flush()
+        return text
+
+    def _flush(self) -> str:
+        tail = self._decoder.decode(b"", final=True)
+        if tail:
+            self._chunks.append(tail)
+        return tail
+
+    def result(self) -> GenerationResult:
+        """What the reply produced and cost ("interrupted" when it did not finish)."""
+        if self.finish is None:
+            self._flush()
+        end = time.perf_counter()
+        first = self.first if self.first is not None else end
+        return GenerationResult(
+            text="".join(self._chunks), token_ids=self.ids, finish_reason=self.finish or "interrupted",
+            prompt_tokens=self.prompt_tokens, prompt_evaluated=self.prompt_tokens - self.reused,
+            prompt_reused=self.reused, prompt_seconds=first - self.started,
+            generation_seconds=end - first,
+            resampled=self.sampler.resampled if self.sampler is not None else 0)
