@@ -41,3 +41,17 @@ def cache_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir(APP_NAME))
+
+
+def tool_start_method() -> str | None:
+    """`HERMES_TOOL_START_METHOD` (fork, spawn, forkserver): how tool processes start."""
+    value = os.environ.get("HERMES_TOOL_START_METHOD")
+    return value if value in ("fork", "spawn", "forkserver") else None
+
+
+def retry_base_seconds() -> float:
+    """`HERMES_RETRY_BASE_SECONDS`: the first wait before retrying a server (default 1)."""
+    try:
+        return max(0.0, float(os.environ.get("HERMES_RETRY_BASE_SECONDS", "1")))
+    except ValueError:
+        return 1.0

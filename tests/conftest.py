@@ -41,6 +41,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "eot2": tm.write_model(d / "eot2.gguf", kind="bigram",
                                bigram=tm.chain(b"ok", end="<|end_of_text|>")),
         "random": tm.write_model(d / "random.gguf", kind="random"),
+        # Random weights without the one-token <tool_call>: in free text it (practically)
+        # never opens a call, so a tool loop's later rounds answer, on any seed.
+        "random_plain": tm.write_model(d / "random_plain.gguf", kind="random", user_tokens=()),
         # Starts a tool call by itself after every assistant header ("\n" -> <tool_call>).
         "caller": tm.write_model(d / "caller.gguf", kind="bigram",
                                  bigram={tm.byte_token(0x0A): tm.token_id("<tool_call>")}),

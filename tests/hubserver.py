@@ -31,6 +31,9 @@ class HubState:
     repos: dict[str, Repo] = field(default_factory=dict)
     log: list[tuple[str, str, str | None]] = field(default_factory=list)  # method, path, Range
     cut_after: dict[str, int] = field(default_factory=dict)  # file -> bytes, once
+    # path suffix -> what the next GETs on it answer: (status, headers); 200 serves normally
+    fail: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
+    answers: list[tuple[str, str, int]] = field(default_factory=list)  # method, path, status
 
 
 def _sha256(data: bytes) -> str:
@@ -45,6 +48,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, code: int, headers: dict[str, str], body: bytes = b"") -> None:
+        self.server.state.answers.append((self.command, unquote(urlparse(self.path).path), code))
         self.send_response(code)
         for k, v in headers.items():
             self.send_header(k, v)
@@ -58,6 +62,10 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.dumps({"error": message}).encode()
         self._send(code, {"X-Error-Code": error_code, "X-Error-Message": message,
                           "Content-Type": "application/json"}, body)
+
+    def _error_with(self, code: int, headers: dict[str, str]) -> None:
+        body = json.dumps({"error": f"injected {code}"}).encode()
+        self._send(code, {"Content-Type": "application/json", **headers}, body)
 
     def _authorised(self, repo: Repo) -> bool:
         return self.headers.get("Authorization") == f"Bearer {repo.token}"
@@ -78,6 +86,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = unquote(urlparse(self.path).path)
         self.server.state.log.append((self.command, path, self.headers.get("Range")))
+        if self.command == "GET":
+            for suffix, queue in self.server.state.fail.items():
+                if path.endswith(suffix) and queue:
+                    code, headers = queue.pop(0)
+                    if code != 200:
+                        self._error_with(code, headers)
+                        return
+                    break
         parts = path.strip("/").split("/")
         if parts[:2] == ["api", "models"]:
             repo_id = "/".join(parts[2:4])
@@ -116,6 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Content-Length"] = str(len(body))
             cut = self.server.state.cut_after.pop(filename, None) if self.command == "GET" else None
             if cut is not None:
+                self.server.state.answers.append((self.command, path, code))
                 self.send_response(code)
                 for k, v in headers.items():
                     self.send_header(k, v)

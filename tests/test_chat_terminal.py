@@ -12,6 +12,7 @@ import struct
 import subprocess
 import termios
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\x1b[=>]|\r")
@@ -20,9 +21,12 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\x1b[=>]|\r")
 class Terminal:
     """A child process on a pty; `expect` reads until a pattern shows up (no sleeps)."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], rows: int = 30, cols: int = 100) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], rows: int = 30, cols: int = 100,
+                 preexec: Callable[[], None] | None = None) -> None:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:
+            if preexec is not None:
+                preexec()
             os.execve(argv[0], argv, env)
         fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         self.raw = b""

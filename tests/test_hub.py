@@ -83,7 +83,7 @@ def test_download_picks_the_quant_by_suffix_case_insensitively(hub_server, herme
     path = Path(proc.stdout.strip())
     assert path.name == Q6 and path.read_bytes() == models["endless"].read_bytes()
     assert Path(os.environ["HF_HOME"]) in path.parents  # the standard cache
-    assert f"downloading {Q6}" in proc.stderr and "MB" in proc.stderr or "KB" in proc.stderr
+    assert f"downloading {Q6}" in proc.stderr and ("MB" in proc.stderr or "KB" in proc.stderr)
     assert "it/s" not in proc.stderr and "B/s" not in proc.stderr  # no bar: not a terminal
 
 

@@ -93,14 +93,26 @@ def test_live_mode_on_a_terminal_commits_everything(monkeypatch) -> None:
         assert needle in plain
 
 
-def test_a_code_block_taller_than_the_screen_shows_its_tail_live() -> None:
+def live_frames(feeds: list[str]) -> str:
+    """What the live area drew while the block streamed (nothing is committed before
+    the block ends, so every character written so far came from the live area)."""
     console = Console(file=io.StringIO(), width=60, height=10, color_system=None, force_terminal=True)
     renderer = MarkdownRenderer(console, live=True, refresh_per_second=1e9)
-    renderer.feed("```\n" + "".join(f"line {i}\n" for i in range(50)))
-    assert renderer._live is not None
+    for text in feeds:
+        renderer.feed(text)
+    drawn = console.file.getvalue()
     renderer.finish()
-    assert renderer._live is None
-    assert "line 49" in console.file.getvalue()
+    return drawn
+
+
+def test_a_code_block_taller_than_the_screen_shows_its_tail_live() -> None:
+    drawn = live_frames(["```\n"] + [f"line {i}\n" for i in range(50)])
+    assert "line 49" in drawn  # the newest line was on screen while it streamed
+
+
+def test_a_paragraph_taller_than_the_screen_shows_its_newest_words_live() -> None:
+    drawn = live_frames([f"word{i} " for i in range(400)])  # one paragraph, ~50 screen rows
+    assert "word399" in drawn  # cropped from the top, the newest words were never drawn
 
 
 def test_plain_renderer_adds_the_final_newline() -> None:

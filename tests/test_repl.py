@@ -112,11 +112,34 @@ def test_undo_retry_reset(hi) -> None:
     assert "new conversation" in out
 
 
-def test_interrupted_reply_is_kept_and_retry_replaces_it(load) -> None:
+def test_a_reply_cut_by_max_tokens_is_kept_and_retry_replaces_it(load) -> None:
     engine = load("endless")
     d = Driven(engine, Conversation(params=SamplingParams(max_tokens=6)))
     d.run("go", "/retry")
     assert [m.content for m in d.conversation.messages] == ["go", "ababab"]
+
+
+def test_ctrl_c_while_a_reply_is_shown_keeps_the_partial_reply(load, monkeypatch) -> None:
+    """Ctrl-C lands while the terminal shows text (the usual moment): the view passes it
+    back into the reply, which stops and keeps what was written; /retry replaces it."""
+    from hermes_cli.chat.render import PlainRenderer
+
+    shown: list[str] = []
+    original = PlainRenderer.feed
+
+    def feed(self, text: str) -> None:
+        shown.append(text)
+        if len(shown) == 10:
+            raise KeyboardInterrupt
+        original(self, text)
+
+    monkeypatch.setattr(PlainRenderer, "feed", feed)
+    d = Driven(load("endless"), Conversation(params=SamplingParams(max_tokens=4000)))
+    out = d.run("go")
+    assert "stopped; the partial reply is kept" in out
+    kept = d.conversation.messages[1].content
+    assert d.conversation.messages[1].role == "assistant" and 9 <= len(kept) < 4000
+    assert kept == "ab" * (len(kept) // 2) + "a" * (len(kept) % 2)
 
 
 def test_edit_resends_the_last_message(hi) -> None:
@@ -263,3 +286,35 @@ def test_completion_of_commands_and_their_arguments(tmp_path: Path) -> None:
     (tmp_path / "schema_file.json").write_text("{}")
     assert complete(f"/schema {tmp_path}/sch") == ["ema_file.json"]  # the rest of the name
     assert complete("hello /") == []
+
+
+def test_a_failing_turn_is_one_line_and_the_chat_goes_on(load, monkeypatch, tmp_path: Path) -> None:
+    """llama.cpp failing mid-turn (any exception): one line, the next turn works, and
+    the conversation is saved."""
+    import hermes_cli.core.reply as reply
+
+    real = reply.LocalBackend.start
+    calls = []
+
+    def start(self, messages, params, grammar):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("llama_decode failed")
+        return real(self, messages, params, grammar)
+
+    monkeypatch.setattr(reply.LocalBackend, "start", start)
+    d = Driven(load("hi"))
+    out = d.run("first", "second")
+    assert "error: RuntimeError: llama_decode failed" in out and "Traceback" not in out
+    assert [m.content for m in d.conversation.messages] == ["first", "second", "Hi!"]
+    saved = sessions.load(d.conversation.id)
+    assert [m.content for m in saved.messages] == ["first", "second", "Hi!"]
+
+
+def test_loading_a_session_with_a_bad_schema_is_one_line(load, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"messages": [], "settings": {"json_mode": True, "json_schema": {"type": "nope"}}}))
+    d = Driven(load("hi"))
+    out = d.run(f"/load {bad}", "hello")
+    assert "error: the saved schema: not a valid JSON Schema" in out
+    assert [m.content for m in d.conversation.messages] == ["hello", "Hi!"]

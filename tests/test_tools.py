@@ -214,9 +214,11 @@ def tool_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def loop_setup(load, tool_file):
-    engine = load("random")
+@pytest.fixture(params=["fork", "spawn"])
+def loop_setup(request, load, tool_file, monkeypatch):
+    """Tools run in a forked child (Linux) or a spawned one (macOS, Windows): both."""
+    monkeypatch.setenv("HERMES_TOOL_START_METHOD", request.param)
+    engine = load("random_plain")
     tools = check_unique(load_tools_file(tool_file))
     chat = ChatML(engine)
     history = [Message("system", system_prompt(list(tools.values()))), Message("user", "go")]
@@ -225,7 +227,7 @@ def loop_setup(load, tool_file):
 
 def run(setup, choice: str, **kw):
     engine, chat, tools, history = setup
-    params = SamplingParams(seed=kw.pop("seed", 1), max_tokens=120)
+    params = SamplingParams(seed=kw.pop("seed", 1), max_tokens=400)
     return run_tool_loop(engine, chat, history, tools, params, tool_choice=choice,
                          approve=lambda call: True, **kw)
 

@@ -61,13 +61,13 @@ def byte_to_unicode() -> dict[int, str]:
     return mapping
 
 
-def vocabulary() -> list[str]:
+def vocabulary(user_tokens: Sequence[str] = USER_TOKENS) -> list[str]:
     """Byte tokens (in byte order), then merged tokens, then the special tokens."""
     b2u = byte_to_unicode()
     tokens = [b2u[b] for b in range(256)]
     tokens += [a + b for a, b in MERGES]
     tokens += list(SPECIAL_TOKENS)
-    tokens += list(USER_TOKENS)
+    tokens += list(user_tokens)
     return tokens
 
 
@@ -109,6 +109,7 @@ def write_model(
     chat_template: str | None = CHATML_TEMPLATE,
     name: str = "tiny-chatml",
     split_max_tensors: int = 0,
+    user_tokens: Sequence[str] = USER_TOKENS,
 ) -> Path:
     """Write a tiny llama GGUF to `path` and return it.
 
@@ -117,12 +118,14 @@ def write_model(
         bigram: for "bigram", token id -> next token id; unlisted tokens go to `default_next`.
         context_length: the trained context the GGUF declares (what `--ctx 0` gives).
         embedding: width for "random"; "bigram" widens it to hold one-hot embeddings.
+        user_tokens: added (user-defined) tokens; () for a vocabulary in which the model
+            cannot open a tool call with one token.
         split_max_tensors: >0 writes a split GGUF (`NAME-00001-of-0000N.gguf`, ...) as
             llama.cpp's gguf-split does; the first part's path is returned.
     """
     import gguf  # test-only dependency
 
-    tokens = vocabulary()
+    tokens = vocabulary(user_tokens)
     n_vocab = len(tokens)
     rng = np.random.default_rng(seed)
     if kind == "bigram":
@@ -146,7 +149,7 @@ def write_model(
     writer.add_tokenizer_pre("llama-bpe")
     writer.add_token_list(tokens)
     writer.add_token_types([TOKEN_CONTROL if t in SPECIAL_TOKENS else
-                            TOKEN_USER if t in USER_TOKENS else TOKEN_NORMAL for t in tokens])
+                            TOKEN_USER if t in user_tokens else TOKEN_NORMAL for t in tokens])
     writer.add_token_merges([f"{a} {b}" for a, b in MERGES])
     writer.add_bos_token_id(tokens.index("<|begin_of_text|>"))
     writer.add_eos_token_id(tokens.index("<|im_end|>"))

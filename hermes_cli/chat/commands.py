@@ -225,7 +225,7 @@ def _copy(s: ChatSession, ui: ChatUI, arg: str) -> None:
 @command("/prompt", "/prompt", "show the exact ChatML the model sees")
 def _prompt(s: ChatSession, ui: ChatUI, arg: str) -> None:
     ids = s.prompt_ids()
-    ui.write_raw(s.engine.detokenize(ids, special=True) + "\n")
+    ui.say(s.engine.detokenize(ids, special=True))
     ui.say(f"({len(ids)} tokens)", style="dim")
 
 

@@ -177,17 +177,32 @@ class MarkdownRenderer:
         lines = self._block + (["".join(self._partial)] if self._partial else [])
         if not lines:
             return
+        from rich.segment import Segment, Segments
+
         height = max(3, self.console.size.height - 3)
-        tail = lines[-height:]
-        if self._fence is not None and len(lines) > height:
-            tail = [self._block[0]] + tail[1:]  # keep the fence opener: still code
+        text = "\n".join(lines)
+        budget = height * max(20, self.console.width)  # more than the screen can show
+        if len(text) > budget:  # the newest part only, from a word boundary
+            cut = len(text) - budget
+            while cut < len(text) and not text[cut].isspace():
+                cut += 1
+            text = text[cut:].lstrip("\n")
+            if self._fence is not None:
+                text = self._block[0] + "\n" + text  # still code: keep the fence opener
+        # The newest lines of the block as the screen wraps them, however long one of
+        # its paragraphs is.
+        rendered = self.console.render_lines(self._markdown(text), self.console.options, pad=False)
+        tail = rendered[-height:]
         if self._live is None:
             from rich.live import Live
 
             self._live = Live(console=self.console, auto_refresh=False, transient=True,
                               vertical_overflow="crop")
             self._live.start()
-        self._live.update(self._markdown("\n".join(tail)), refresh=True)
+        frame: list[Segment] = []
+        for i, line in enumerate(tail):
+            frame += [*line, Segment.line()] if i < len(tail) - 1 else line
+        self._live.update(Segments(frame), refresh=True)
 
     def _stop_live(self) -> None:
         if self._live is not None:

@@ -16,7 +16,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hermes_cli import env
 from hermes_cli.chat import commands
+from hermes_cli.chat.visible import visible
 from hermes_cli.core.conversation import Conversation
 from hermes_cli.core.session import ChatSession
 from hermes_cli.engine.model import Engine
@@ -37,6 +39,7 @@ class Repl:
         self.console = console
         self.session = session
         self.plain = plain
+        self._ended: int | None = None  # the signal that ends the chat, once one came
 
     # The session's state, for callers that hold the REPL.
     @property
@@ -68,26 +71,68 @@ class Repl:
             self.say(f"resumed conversation {self.conversation.id} "
                      f"({len(self.conversation.messages)} messages"
                      + (f", {restored} tokens of saved state" if restored else "") + ")", style="dim")
-        while True:
-            try:
-                line = self.session.prompt("> ")
-            except KeyboardInterrupt:
-                continue  # Ctrl-C at the prompt: the line is cleared
-            except EOFError:
-                break
-            if not line.strip():
-                continue
-            if line.lstrip().startswith("/"):
+        previous = self._catch_signals()
+        try:
+            while self._ended is None:
                 try:
-                    if commands.dispatch(self.chat_session, self, line.strip()):
+                    line = self.session.prompt("> ")
+                except KeyboardInterrupt:
+                    continue  # Ctrl-C at the prompt clears the line (a signal ends the loop)
+                except EOFError:
+                    break
+                if not line.strip():
+                    continue
+                if line.lstrip().startswith("/"):
+                    if self._guarded(commands.dispatch, self.chat_session, self, line.strip()):
                         break
-                except HermesError as e:
-                    self.error(str(e))
-                continue
-            self.send(line)
-        self.chat_session.save()
-        self.chat_session.save_state()
-        return 0
+                    continue
+                self._guarded(self.send, line)
+        finally:  # however the chat ends: what was said is saved, and the KV state
+            self._restore_signals(previous)
+            self.chat_session.save()
+            self.chat_session.save_state()
+        return 128 + self._ended if self._ended is not None else 0
+
+    def _guarded(self, action: Any, *args: Any) -> Any:
+        """Run one command or turn; any failure is one line and the chat goes on."""
+        try:
+            return action(*args)
+        except HermesError as e:
+            self.error(str(e))
+        except KeyboardInterrupt:
+            self.say("(stopped)", style="yellow")
+        except Exception as e:  # a bug, or llama.cpp failing: say so, keep the chat
+            if env.debug():
+                raise
+            self.error(f"{type(e).__name__}: {e} (set HERMES_DEBUG=1 to see the traceback)")
+        return None
+
+    def _catch_signals(self) -> dict[int, Any]:
+        """SIGTERM and SIGHUP stop a streaming reply as Ctrl-C does (the partial reply is
+        kept), then end the chat, which saves it and its KV state."""
+        import signal
+
+        self._ended = None
+
+        def ended(signum: int, _frame: Any) -> None:
+            self._ended = signum
+            raise KeyboardInterrupt
+
+        previous = {}
+        for name in ("SIGTERM", "SIGHUP"):
+            signum = getattr(signal, name, None)
+            if signum is not None:
+                try:
+                    previous[signum] = signal.signal(signum, ended)
+                except ValueError:  # not the main thread (tests): no handlers
+                    pass
+        return previous
+
+    def _restore_signals(self, previous: dict[int, Any]) -> None:
+        import signal
+
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
     def send(self, text: str) -> None:
         self.conversation.add("user", text)
@@ -121,9 +166,6 @@ class Repl:
                 stream(LocalBackend(self.engine, self.chat), logic))
         except KeyboardInterrupt:
             self.say("(stopped)", style="yellow")
-            return
-        except HermesError as e:
-            self.error(str(e))
             return
         conv.messages.extend(reply.messages)
         s.record(reply.last, reply.completion_tokens)
@@ -160,9 +202,11 @@ class Repl:
             return
         from rich.json import JSON
 
-        self.console.print(JSON.from_data(value, ensure_ascii=False))
+        self.console.print(JSON(visible(json.dumps(value, ensure_ascii=False))))
 
     def say(self, text: str, *, style: str | None = None) -> None:
+        if self.console.is_terminal:  # errors and notes can quote model or file text
+            text = visible(text)
         if self.plain:
             self.console.file.write(text + "\n")
             self.console.file.flush()
@@ -203,6 +247,15 @@ def make_session(history_file: Path) -> Any:
 
     from hermes_cli.chat.completion import slash_completer
 
+    class LenientHistory(FileHistory):
+        """Input history is a convenience: a full disk must not stop the chat."""
+
+        def store_string(self, string: str) -> None:
+            try:
+                super().store_string(string)
+            except OSError:
+                pass
+
     bindings = KeyBindings()
 
     @bindings.add("escape", "enter")
@@ -210,5 +263,5 @@ def make_session(history_file: Path) -> Any:
         event.current_buffer.insert_text("\n")
 
     history_file.parent.mkdir(parents=True, exist_ok=True)
-    return PromptSession(history=FileHistory(str(history_file)), completer=slash_completer(),
+    return PromptSession(history=LenientHistory(str(history_file)), completer=slash_completer(),
                          key_bindings=bindings, complete_while_typing=True)

@@ -13,6 +13,7 @@ from collections.abc import Generator
 from typing import Any
 
 from hermes_cli.chat.render import MarkdownRenderer, PlainRenderer
+from hermes_cli.chat.visible import visible
 from hermes_cli.modes import events as ev
 from hermes_cli.modes.tools.loop import short
 
@@ -21,6 +22,7 @@ class ReplyView:
     def __init__(self, console: Any, *, plain: bool) -> None:
         self.console = console
         self.plain = plain or not console.is_terminal
+        self.terminal = bool(console.is_terminal)
         self._text: MarkdownRenderer | PlainRenderer | None = None
         self._json: list[str] = []
         self._live: Any = None
@@ -49,11 +51,11 @@ class ReplyView:
             if self._text is None:
                 self._text = (PlainRenderer(self.console.file) if self.plain
                               else MarkdownRenderer(self.console))
-            self._text.feed(event.text)
+            self._text.feed(self._safe(event.text))
         elif isinstance(event, ev.JsonDelta):
             self._json.append(event.text)
             if self.plain:
-                self.console.file.write(event.text)
+                self.console.file.write(self._safe(event.text))
                 self.console.file.flush()
             else:
                 self._draw_json()
@@ -69,7 +71,11 @@ class ReplyView:
             self._restart_json()
             self.line(f"({event.text})", "yellow")
 
+    def _safe(self, text: str) -> str:
+        return visible(text) if self.terminal else text
+
     def line(self, text: str, style: str | None = None) -> None:
+        text = self._safe(text)
         if self.plain:
             self.console.file.write(text + "\n")
             self.console.file.flush()
@@ -95,7 +101,7 @@ class ReplyView:
                               vertical_overflow="crop")
             self._live.start()
         height = max(3, self.console.size.height - 3)
-        tail = "".join(self._json).splitlines()[-height:]
+        tail = self._safe("".join(self._json)).splitlines()[-height:]
         self._live.update(Text("\n".join(tail), style="dim"), refresh=True)
 
     def _restart_json(self) -> None:
@@ -116,9 +122,11 @@ class ReplyView:
             self.console.file.write("\n")
             self.console.file.flush()
         elif reply.value is not None:
+            import json
+
             from rich.json import JSON
 
-            self.console.print(JSON.from_data(reply.value, ensure_ascii=False))
+            self.console.print(JSON(self._safe(json.dumps(reply.value, ensure_ascii=False))))
         else:  # interrupted: the partial text as it was written
-            self.line("".join(self._json))
+            self.line("".join(self._json))  # (line() makes it visible on a terminal)
         self._json = []

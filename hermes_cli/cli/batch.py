@@ -21,6 +21,11 @@ from hermes_cli.cli.options import (
 )
 from hermes_cli.errors import UsageError
 
+# llama.cpp holds at most 256 sequences in a context; one holds the shared prefix.
+MAX_PARALLEL = 255
+# Below this share of the context per prompt, a system prompt and a reply do not fit.
+MIN_SLOT_TOKENS = 64
+
 
 @guard_stdout
 @with_options(SAMPLING.with_help(seed="Base seed: line i uses SEED+i, so a run (and a resumed "
@@ -61,6 +66,9 @@ def batch(
     from hermes_cli.core.loading import load_engine
     from hermes_cli.modes.tools.loop import ToolOptions
 
+    if parallel > MAX_PARALLEL:
+        raise UsageError(f"--parallel {parallel}: llama.cpp decodes at most {MAX_PARALLEL} "
+                         "sequences together")
     for stream in open_input(input_):
         try:
             items = batch_mod.read_items(stream)
@@ -83,6 +91,10 @@ def batch(
                                  timeout=tool_timeout, yes=True)
     done = batch_mod.repair_and_read_done(output) if output else set()
     engine = load_engine(load_options(load), err=sys.stderr, n_seq_max=parallel + 1 if parallel > 1 else 1)
+    if parallel > 1 and engine.n_ctx // parallel < MIN_SLOT_TOKENS:
+        raise UsageError(f"--parallel {parallel} gives each prompt {engine.n_ctx // parallel} of the "
+                         f"{engine.n_ctx}-token context; at least {MIN_SLOT_TOKENS} are needed",
+                         hint="raise --ctx or lower --parallel")
     writer = batch_mod.ResultWriter(output, sys.stdout)
     progress: Callable[[int, int, int], None] | None = None
     stop: Callable[[], None] = _nothing

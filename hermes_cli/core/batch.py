@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from hermes_cli.engine.params import SamplingParams
+from hermes_cli.engine.params import SAMPLING_LIMITS, SamplingParams, sampling_problem
 from hermes_cli.errors import HermesError, UsageError
 from hermes_cli.prompt.messages import ROLES, Message
 
@@ -27,13 +27,7 @@ if TYPE_CHECKING:
     from hermes_cli.modes.json_mode import JsonMode
     from hermes_cli.modes.tools.loop import ToolOptions
 
-# Per-line sampling overrides: type, lowest, highest, whether null means "the default".
-OVERRIDES: dict[str, tuple[type, float, float | None, bool]] = {
-    "temperature": (float, 0.0, 100.0, False), "top_p": (float, 0.0, 1.0, False),
-    "top_k": (int, 0, 1_000_000, False), "min_p": (float, 0.0, 1.0, False),
-    "repeat_penalty": (float, 0.0, 100.0, False), "max_tokens": (int, 1, 10_000_000, True),
-    "seed": (int, 0, 2**31 - 1, True),
-}
+
 
 
 class SomeLinesFailed(HermesError):
@@ -104,28 +98,14 @@ def _item_from_json(obj: Any, line: int) -> Item:
             item.error = str(e)
             return item
         item.schema = obj["schema"]
-    for key, (kind, low, high, nullable) in OVERRIDES.items():
+    for key in SAMPLING_LIMITS:
         if key in obj:
-            problem = _check_override(obj[key], kind, low, high, nullable)
+            problem = sampling_problem(key, obj[key])
             if problem:
                 item.error = f"line {line}: {key} {problem}"
                 return item
             item.overrides[key] = obj[key]
     return item
-
-
-def _check_override(value: Any, kind: type, low: float, high: float | None, nullable: bool) -> str | None:
-    """Why a per-line sampling value cannot be used (None: it can)."""
-    if value is None:
-        return None if nullable else "must be a number, not null"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return f"must be {'an integer' if kind is int else 'a number'}, not {json.dumps(value)}"
-    if kind is int and not (isinstance(value, int) or float(value).is_integer()):
-        return f"must be an integer, not {value}"
-    if value != value or value < low or (high is not None and value > high):  # NaN too
-        bounds = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
-        return f"must be {bounds}, not {value}"
-    return None
 
 
 def read_items(source: TextIO, *, jsonl: bool | None = None) -> list[Item]:
@@ -182,21 +162,42 @@ def repair_and_read_done(path: Path) -> set[str]:
     return done
 
 
+class OutputWriteError(HermesError):
+    """The results file cannot take another record (a full disk): the records before it
+    are whole, and running the command again resumes."""
+
+    exit_code = 1
+
+
 class ResultWriter:
     """Appends one record per call, whole, flushed and synced before returning."""
 
     def __init__(self, path: Path | None, stream: TextIO | None = None) -> None:
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644) if path else None
+        self._path = path
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644) if path else None
+        except OSError as e:
+            raise UsageError(f"cannot write {path}: {e.strerror}") from None
         self._stream = stream
 
     def write(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, ensure_ascii=False) + "\n"
         if self._fd is not None:
             data = line.encode("utf-8")
-            written = os.write(self._fd, data)
-            if written != len(data):  # a full disk: never leave half a record
-                raise OSError(28, "short write (disk full?)")
-            os.fsync(self._fd)
+            end = os.lseek(self._fd, 0, os.SEEK_END)
+            try:
+                written = os.write(self._fd, data)
+                if written != len(data):
+                    raise OSError(28, "No space left on device")
+                os.fsync(self._fd)
+            except OSError as e:  # never leave half a record: cut back to the last whole one
+                try:
+                    os.ftruncate(self._fd, end)
+                except OSError:
+                    pass
+                raise OutputWriteError(f"cannot write results to {self._path}: {e.strerror or e} "
+                                       f"(the records before are whole)",
+                                       hint="free some space, then run the same command to resume") from None
         else:
             assert self._stream is not None
             self._stream.write(line)

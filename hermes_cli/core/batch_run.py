@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from hermes_cli.core.batch import OVERRIDES, BatchOptions, Item, ResultWriter, Summary
+from hermes_cli.core.batch import BatchOptions, Item, ResultWriter, Summary
 from hermes_cli.core.reply import LocalBackend, run
 from hermes_cli.engine.model import Engine
 from hermes_cli.engine.parallel import ParallelDecoder, ParallelJob
-from hermes_cli.engine.params import GenerationResult, SamplingParams, common_prefix_length
+from hermes_cli.engine.params import GenerationResult, SamplingParams, common_prefix_length, sampling_from
 from hermes_cli.errors import ContextOverflowError, HermesError
 from hermes_cli.modes.events import Logic, Reply, Request
 from hermes_cli.modes.json_mode import JsonMode
@@ -54,9 +54,8 @@ def item_params(item: Item, opts: BatchOptions) -> SamplingParams:
     if params.seed is not None and "seed" not in item.overrides:
         params = dataclasses.replace(params, seed=params.seed + item.position)
     if item.overrides:
-        params = dataclasses.replace(params, **{  # type: ignore[arg-type]
-            k: (int(v) if v is not None and OVERRIDES[k][0] is int else v)
-            for k, v in item.overrides.items()})
+        typed = sampling_from(item.overrides)  # checked when the line was read
+        params = dataclasses.replace(params, **{k: getattr(typed, k) for k in item.overrides})
     return params
 
 

@@ -9,18 +9,28 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hermes_cli.engine.params import SamplingParams
+from hermes_cli.engine.params import SamplingParams, sampling_from
 from hermes_cli.errors import ContextOverflowError, UsageError
 from hermes_cli.prompt.chatml import ChatML
-from hermes_cli.prompt.messages import Message
+from hermes_cli.prompt.messages import ROLES, Message
 
 FORMAT_VERSION = 1
+
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def valid_id(text: str) -> bool:
+    """A conversation id is a file name in the sessions folder: letters, digits, `_`,
+    `-`, `.` (no `..`, no `/`), so an id from a file or a flag cannot name a path."""
+    return bool(_ID.fullmatch(text)) and ".." not in text
 
 
 def new_id() -> str:
@@ -124,28 +134,53 @@ class Conversation:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Conversation:
+        """A conversation from saved JSON, every field checked (the file may be old,
+        damaged or crafted): UsageError names the first problem. Saved token ids are
+        kept as a claim only; prompt/chatml.py checks them before use."""
         try:
-            raw = data["messages"]
-            system = None
-            messages: list[Message] = []
-            for m in raw:
-                role, content = m["role"], m["content"]
-                if not isinstance(content, str):
-                    raise TypeError("content must be text")
-                if role == "system" and not messages and system is None:
-                    system = content
-                else:
-                    ids = m.get("token_ids")
-                    messages.append(Message(role, content, token_ids=list(ids) if ids else None))
-            settings = data.get("settings") or {}
-            params = SamplingParams(**settings.get("params", {}))
-        except (KeyError, TypeError, ValueError) as e:
+            return cls._from_dict(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise UsageError(f"not a hermes conversation file ({e})") from None
-        return cls(id=str(data.get("id") or new_id()), model=str(data.get("model", "")),
-                   system=system, messages=messages, params=params,
-                   json_schema=settings.get("json_schema"),
-                   json_mode=bool(settings.get("json_mode")),
-                   created=float(data.get("created") or time.time()))
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any]) -> Conversation:
+        raw = data["messages"]
+        if not isinstance(raw, list):
+            raise TypeError("messages must be a list")
+        system = None
+        messages: list[Message] = []
+        for m in raw:
+            if not isinstance(m, dict):
+                raise TypeError("each message must be an object")
+            role, content = m["role"], m["content"]
+            if role not in ROLES:
+                raise ValueError(f"unknown role {role!r}")
+            if not isinstance(content, str):
+                raise TypeError("content must be text")
+            if role == "system" and not messages and system is None:
+                system = content
+                continue
+            ids = m.get("token_ids")
+            ok = isinstance(ids, list) and all(type(t) is int for t in ids)
+            messages.append(Message(role, content, token_ids=list(ids) if ok and ids else None))
+        settings = data.get("settings") or {}
+        if not isinstance(settings, dict):
+            raise TypeError("settings must be an object")
+        params = settings.get("params") or {}
+        if not isinstance(params, dict):
+            raise TypeError("settings.params must be an object")
+        schema = settings.get("json_schema")
+        if schema is not None:
+            from hermes_cli.modes.json_schema import check_schema
+
+            check_schema(schema, "the saved schema")
+        saved_id = data.get("id")
+        created = data.get("created")
+        return cls(id=saved_id if isinstance(saved_id, str) and valid_id(saved_id) else new_id(),
+                   model=str(data.get("model") or ""), system=system, messages=messages,
+                   params=sampling_from({k: v for k, v in params.items() if k != "ignore_eos"}),
+                   json_schema=schema, json_mode=settings.get("json_mode") is True,
+                   created=float(created) if isinstance(created, (int, float)) else time.time())
 
     def save(self, path: Path) -> None:
         """Atomic: write a temporary file, then rename over the old one."""

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hermes_cli import env
-from hermes_cli.core.conversation import Conversation
+from hermes_cli.core.conversation import Conversation, valid_id
 from hermes_cli.errors import UsageError
 
 
@@ -17,6 +17,8 @@ def sessions_dir() -> Path:
 
 
 def path_for(conversation_id: str) -> Path:
+    if not valid_id(conversation_id):
+        raise UsageError(f"not a conversation id: {conversation_id!r} (see `hermes history`)")
     return sessions_dir() / f"{conversation_id}.json"
 
 
@@ -63,7 +65,7 @@ STATE_FORMAT = 1
 
 
 def _state_paths(conversation_id: str) -> tuple[Path, Path]:
-    base = sessions_dir() / conversation_id
+    base = path_for(conversation_id)
     return base.with_suffix(".kv"), base.with_suffix(".kvmeta")
 
 

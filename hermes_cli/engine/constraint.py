@@ -236,7 +236,8 @@ class Grammars:
             raise ValueError(f"unknown grammar kind {kind!r}")
         matcher = LLMatcher(self.tokenizer(), text)
         if matcher.is_error():
-            raise UsageError(f"cannot build a grammar: {matcher.get_error()}")
+            first = (matcher.get_error() or "unknown error").strip().splitlines()[0]
+            raise UsageError(f"cannot build a grammar: {first}")
         return matcher
 
 

@@ -40,3 +40,35 @@ def _cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> int | None:
     except (OSError, ValueError):
         pass
     return None
+
+
+def kv_cache_bytes(meta: dict[str, object], n_ctx: int) -> int | None:
+    """The KV cache a context of `n_ctx` tokens needs (f16 keys and values, every layer),
+    from the GGUF header; None when the header lacks the sizes. Models with sliding-window
+    layers need less: this is an upper bound."""
+    arch = meta.get("general.architecture")
+
+    def number(key: str) -> int | None:
+        value = meta.get(f"{arch}.{key}")
+        if isinstance(value, (list, tuple)) and value:
+            value = max(value)  # per-layer values: the largest
+        return int(value) if isinstance(value, (int, float)) else None
+
+    layers, embd, heads = number("block_count"), number("embedding_length"), number("attention.head_count")
+    if not layers or not embd or not heads:
+        return None
+    kv_heads = number("attention.head_count_kv") or heads
+    k_dim = number("attention.key_length") or embd // heads
+    v_dim = number("attention.value_length") or embd // heads
+    return layers * n_ctx * kv_heads * (k_dim + v_dim) * 2
+
+
+def available_memory_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """Memory the system can give without swapping (Linux's MemAvailable); None elsewhere."""
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

@@ -23,7 +23,7 @@ from typing import Any
 from hermes_cli.engine import gguf
 from hermes_cli.engine.constraint import Grammars
 from hermes_cli.engine.generation import Generation
-from hermes_cli.engine.hardware import usable_cpu_count
+from hermes_cli.engine.hardware import available_memory_bytes, kv_cache_bytes, usable_cpu_count
 from hermes_cli.engine.llama import lib
 from hermes_cli.engine.params import (
     DEFAULT_CTX_CAP,
@@ -43,6 +43,15 @@ class DecodeError(HermesError):
     """llama.cpp could not evaluate a batch (out of memory, or no room in the KV cache)."""
 
     exit_code = 1
+
+
+def _check_memory(meta: dict[str, Any], n_ctx: int, path: Path) -> None:
+    """Refuse a context whose KV cache cannot fit in memory, before llama.cpp tries."""
+    need, free = kv_cache_bytes(meta, n_ctx), available_memory_bytes()
+    if need is not None and free is not None and need > free:
+        raise ModelError(f"a {n_ctx}-token context for {path.name} needs about {need / 1e9:.1f} GB "
+                         f"of KV cache and {free / 1e9:.1f} GB of memory is free",
+                         hint="lower --ctx")
 
 
 class Engine:
@@ -97,6 +106,8 @@ class Engine:
         offload = bool(c.llama_supports_gpu_offload())
         if n_gpu_layers is None:
             n_gpu_layers = -1 if offload else 0
+        if not vocab_only and n_gpu_layers == 0:
+            _check_memory(meta, n_ctx, path)
         mparams = c.llama_model_default_params()
         mparams.n_gpu_layers = n_gpu_layers
         mparams.use_mmap = True
@@ -165,6 +176,9 @@ class Engine:
 
     def detokenize(self, ids: Sequence[int], *, special: bool = True) -> str:
         return self.vocab.detokenize(ids, special=special)
+
+    def ids_spell(self, ids: Sequence[int], text: str) -> bool:
+        return self.vocab.ids_spell(ids, text)
 
     def eog_tokens(self) -> list[int]:
         """Every end-of-generation token of the vocabulary."""

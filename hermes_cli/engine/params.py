@@ -5,6 +5,7 @@ No llama_cpp here: the core and the front ends import these types freely.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,47 @@ class SamplingParams:
     seed: int | None = None  # None: a fresh random seed for every generation
     # Never end by choice (llama.cpp's --ignore-eos): benchmarks compare equal lengths.
     ignore_eos: bool = False
+
+
+# What each sampling value may be: type, lowest, highest, whether null means "default".
+SAMPLING_LIMITS: dict[str, tuple[type, float, float | None, bool]] = {
+    "temperature": (float, 0.0, 100.0, False), "top_p": (float, 0.0, 1.0, False),
+    "top_k": (int, 0, 1_000_000, False), "min_p": (float, 0.0, 1.0, False),
+    "repeat_penalty": (float, 0.0, 100.0, False), "max_tokens": (int, 1, 10_000_000, True),
+    "seed": (int, 0, 2**31 - 1, True),
+}
+
+
+def sampling_problem(name: str, value: Any) -> str | None:
+    """Why `value` cannot be the sampling setting `name` (None: it can). Values come from
+    batch lines, saved sessions and config files, so they are checked before llama.cpp
+    sees them (a float where C wants an int is a ctypes error, not a message)."""
+    if name not in SAMPLING_LIMITS:
+        return "is not a sampling setting"
+    kind, low, high, nullable = SAMPLING_LIMITS[name]
+    if value is None:
+        return None if nullable else "must be a number, not null"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"must be {'an integer' if kind is int else 'a number'}, not {json.dumps(value)}"
+    if kind is int and not (isinstance(value, int) or float(value).is_integer()):
+        return f"must be an integer, not {value}"
+    if value != value or value < low or (high is not None and value > high):  # NaN too
+        bounds = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+        return f"must be {bounds}, not {value}"
+    return None
+
+
+def sampling_from(values: dict[str, Any]) -> SamplingParams:
+    """SamplingParams from checked values (ints where C wants ints); ValueError names the
+    first bad one."""
+    clean: dict[str, Any] = {}
+    for name, value in values.items():
+        problem = sampling_problem(name, value)
+        if problem:
+            raise ValueError(f"{name} {problem}")
+        kind = SAMPLING_LIMITS[name][0]
+        clean[name] = value if value is None else kind(value)
+    return SamplingParams(**clean)
 
 
 def reply_limit(params: SamplingParams, room: int) -> tuple[int, str]:

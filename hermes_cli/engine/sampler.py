@@ -119,8 +119,9 @@ class Sampler:
                 c.llama_sampler_accept(self._penalties, t)
         allowed = constraint.allowed()
         if self._ban_eog:  # --ignore-eos: an end only when the grammar allows nothing else
-            others = allowed[~np.isin(allowed, list(self._vocab.eog))]
-            allowed = others if len(others) else allowed[:1]
+            others = [t for t in allowed.tolist() if t not in self._vocab.eog] if len(allowed) < 4096 \
+                else allowed[~np.isin(allowed, list(self._vocab.eog))]
+            allowed = np.asarray(others, dtype=np.int32) if len(others) else allowed[:1]
         if len(allowed) == 0:
             raise GrammarDeadEnd("the grammar allows no next token")
         if len(allowed) == 1:

@@ -26,6 +26,7 @@ class Vocab:
         self._buf = ctypes.create_string_buffer(256)
         self.text_pieces: dict[int, bytes] = {}  # token -> bytes, filled as tokens are seen
         self._special_pieces: dict[int, bytes] = {}
+        self._control: dict[int, bool] = {}
         self.eog: frozenset[int] = self._find_eog(token_types)
         self._bos: list[int] | None = None
 
@@ -93,5 +94,16 @@ class Vocab:
     def detokenize(self, ids: Sequence[int], *, special: bool = True) -> str:
         return b"".join(self.piece(t, special=special) for t in ids).decode("utf-8", errors="replace")
 
+    def ids_spell(self, ids: Sequence[int], text: str) -> bool:
+        """Are `ids` this vocabulary's tokens, none a control token, spelling `text`?"""
+        n = self.n_tokens
+        if any(not isinstance(t, int) or t < 0 or t >= n or self.is_control(t) for t in ids):
+            return False
+        return b"".join(self.piece(t) for t in ids).decode("utf-8", errors="replace") == text
+
     def is_control(self, token: int) -> bool:
-        return bool(self._c.llama_vocab_get_attr(self._live(), token) & self._c.LLAMA_TOKEN_ATTR_CONTROL)
+        control = self._control.get(token)
+        if control is None:
+            attr = self._c.llama_vocab_get_attr(self._live(), token)
+            control = self._control[token] = bool(attr & self._c.LLAMA_TOKEN_ATTR_CONTROL)
+        return control

@@ -11,6 +11,7 @@ file whose sha256 does not match is deleted and fetched again, never loaded.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
@@ -21,6 +22,7 @@ from typing import TextIO
 from hermes_cli.errors import DownloadError
 from hermes_cli.hub.cache import cache_dir, drop, repo_cache
 from hermes_cli.hub.refs import DEFAULT_QUANT, HubRef, human_size, quant_of, select_files
+from hermes_cli.hub.retry import with_retries
 from hermes_cli.hub.verify import verify
 
 
@@ -70,7 +72,7 @@ def list_remote(repo_id: str) -> tuple[str | None, list[RemoteFile]]:
     from huggingface_hub import HfApi
 
     try:
-        info = HfApi().model_info(repo_id, files_metadata=True)
+        info = with_retries(lambda: HfApi().model_info(repo_id, files_metadata=True))
     except Exception as e:  # noqa: BLE001 - every Hub failure becomes one message
         raise _translate(e, repo_id) from None
     files = []
@@ -183,7 +185,7 @@ def download(ref: HubRef, *, quiet: bool = False, err: TextIO | None = None) -> 
             err.write(f"downloading {name} ({human_size(remote.size)}) from {ref.repo_id}\n")
             err.flush()
         try:
-            local = _fetch(ref.repo_id, name)
+            local = with_retries(functools.partial(_fetch, ref.repo_id, name))  # resumes its partial file
         except DownloadError:
             raise
         except Exception as e:  # noqa: BLE001

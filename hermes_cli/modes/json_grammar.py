@@ -13,8 +13,10 @@ against:
   converter does; JSON Schema's default would let the model invent keys), unless it is
   combined with others (allOf, or beside anyOf/oneOf/$ref), where that would exclude
   the other parts' properties.
-- Whitespace is bounded (at most one newline and 20 spaces or tabs between tokens), so
-  a weak model cannot loop on blanks.
+- Whitespace is bounded (at most one newline and 20 spaces or tabs between tokens), and
+  an integer without bounds stays within ±(2^53 - 1), the range every JSON reader keeps
+  exact (llama.cpp's converter caps integers at 16 digits likewise), so a weak model
+  cannot loop on blanks or digits.
 
 What llguidance cannot enforce it reports by name; the grammar is then built leniently
 (those keywords ignored while sampling) and the answer is still validated in full.
@@ -40,6 +42,7 @@ DATE_TIME = rf"{DATE}T{TIME}"
 _FORMATS = {"date": DATE, "time": TIME, "date-time": DATE_TIME}
 _WHITESPACE = r"(?:\x20|\n[\x20\t]{0,20})?"
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
+SAFE_INTEGER = 2**53 - 1  # the largest integer every JSON reader keeps exactly
 
 
 def schema_grammar(schema: dict[str, Any] | None) -> Grammar:
@@ -93,6 +96,10 @@ def _tighten(node: Any, *, merged: bool = False) -> Any:
     if isinstance(fmt, str) and fmt in _FORMATS and "pattern" not in out:
         out.pop("format")
         out["pattern"] = f"^{_FORMATS[fmt]}$"
+    if out.get("type") == "integer" and "minimum" not in out and "exclusiveMinimum" not in out:
+        out["minimum"] = -SAFE_INTEGER
+    if out.get("type") == "integer" and "maximum" not in out and "exclusiveMaximum" not in out:
+        out["maximum"] = SAFE_INTEGER
     combined = merged or any(k in out for k in ("allOf", "anyOf", "oneOf", "$ref"))
     if ("properties" in out and not combined and "additionalProperties" not in out
             and "patternProperties" not in out):

@@ -14,7 +14,8 @@ benign text gets the template's ids, while a user, a pipe or a tool that writes
 
 An assistant message may carry the token ids the model generated: those are used as is,
 so the next turn's prompt shares its prefix with the KV cache (re-tokenizing the reply's
-text can split it differently and lose the cache).
+text can split it differently and lose the cache), but only once checked: every id in
+the vocabulary, none a control token, and together they spell the message's content.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Tokenizer(Protocol):
     def tokenize(self, text: str, *, special: bool = False) -> list[int]: ...
     def special_token(self, text: str) -> int | None: ...
     def bos_prefix(self) -> list[int]: ...
+    def ids_spell(self, ids: Sequence[int], text: str) -> bool: ...
 
 
 class ChatML:
@@ -60,11 +62,24 @@ class ChatML:
         """One whole turn, `<|im_start|>` to the newline after `<|im_end|>`."""
         if msg.role not in ROLES:
             raise UsageError(f"unknown role {msg.role!r}; ChatML roles are {', '.join(ROLES)}")
-        if msg.token_ids is not None:
-            body = [*self.header(msg.role), *msg.token_ids]
+        if self.trusted_ids(msg) is not None:
+            body = [*self.header(msg.role), *(msg.token_ids or [])]
         else:
             body = [self.im_start, *self._tok.tokenize(f"{msg.role}\n{msg.content}")]
         return [*body, self.im_end, *self._after_end]
+
+    def trusted_ids(self, msg: Message) -> list[int] | None:
+        """The message's saved ids, if they are this vocabulary's spelling of its content
+        with no control token (a session file from another model, or one crafted to hide
+        `<|im_start|>system` behind harmless text, fails); None: tokenize the content."""
+        ids = msg.token_ids
+        if ids is None:
+            return None
+        if msg.ids_checked_by is not self._tok:
+            if not self._tok.ids_spell(ids, msg.content):
+                return None
+            msg.ids_checked_by = self._tok
+        return ids
 
     def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> list[int]:
         """The whole prompt: BOS (when the vocabulary wants one), turns, then

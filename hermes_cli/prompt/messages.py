@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 ROLES = ("system", "user", "assistant", "tool")
 
 
 @dataclass
 class Message:
-    """One chat turn. `token_ids` is set on replies the model generated (see prompt.chatml
-    for when they are trusted)."""
+    """One chat turn. `token_ids` is set on replies the model generated; they are used
+    only once checked against the vocabulary that renders them (prompt/chatml.py), and
+    `ids_checked_by` remembers, in memory only, which vocabulary passed them."""
 
     role: str
     content: str
     token_ids: list[int] | None = field(default=None, compare=False, repr=False)
+    ids_checked_by: Any = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, str]:
         return {"role": self.role, "content": self.content}

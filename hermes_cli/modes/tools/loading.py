@@ -32,6 +32,8 @@ def load_tools_file(path: str | Path) -> list[Tool]:
     tools = [tool_from_function(obj) for name, obj in vars(module).items()
              if inspect.isfunction(obj) and not name.startswith("_")
              and obj.__module__ == module_name]
+    for tool in tools:
+        tool.origin = (str(path.resolve()), tool.name)
     if not tools:
         raise UsageError(f"--tools {path}: defines no public function")
     return tools

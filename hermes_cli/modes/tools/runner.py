@@ -1,4 +1,11 @@
-"""Running one tool call in a child process, so a tool that hangs can be stopped."""
+"""Running one tool call in a child process, so a tool that hangs can be stopped.
+
+Linux forks (the child has the function already). Elsewhere processes are spawned: the
+child starts a fresh interpreter, which cannot unpickle a function from a module that
+exists only in the parent (the user's tools file is loaded under a private name), so
+the child is given the file and the function's name and imports the file itself.
+HERMES_TOOL_START_METHOD=spawn forces that path on Linux (the suite runs it too).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from hermes_cli import env
 from hermes_cli.modes.tools.tool import Tool
 
 
@@ -19,13 +27,29 @@ def _jsonable(value: Any) -> Any:
         return str(value)
 
 
-def _child(fn: Callable[..., Any], arguments: dict[str, Any], conn: Any) -> None:
+def _child(fn: Callable[..., Any] | tuple[str, str], arguments: dict[str, Any], conn: Any) -> None:
     try:
+        if isinstance(fn, tuple):
+            fn = _function_from_file(*fn)
         conn.send(("ok", json.dumps(_jsonable(fn(**arguments)))))
     except BaseException as e:  # noqa: BLE001 - reported to the model, not raised here
         conn.send(("error", f"{type(e).__name__}: {e}"))
     finally:
         conn.close()
+
+
+def _function_from_file(path: str, name: str) -> Callable[..., Any]:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hermes_user_tools", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["hermes_user_tools"] = module
+    spec.loader.exec_module(module)
+    fn = getattr(module, name)
+    assert callable(fn)
+    return fn
 
 
 def run_call(tool: Tool, arguments: dict[str, Any], timeout: float) -> tuple[bool, Any]:
@@ -34,11 +58,12 @@ def run_call(tool: Tool, arguments: dict[str, Any], timeout: float) -> tuple[boo
     Returns (ok, content): the result, or an error message for the model.
     """
     assert tool.function is not None
-    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    method = env.tool_start_method() or ("fork" if sys.platform.startswith("linux") else "spawn")
     ctx = multiprocessing.get_context(method)
+    target: Any = tool.function if method == "fork" or tool.origin is None else tool.origin
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(  # type: ignore[attr-defined]
-        target=_child, args=(tool.function, arguments, child), daemon=True)
+        target=_child, args=(target, arguments, child), daemon=True)
     proc.start()
     child.close()
     try:

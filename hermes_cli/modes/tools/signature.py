@@ -73,6 +73,7 @@ def tool_from_function(fn: Callable[..., Any]) -> Tool:
         raise UsageError(f"tool {name}: cannot read its signature ({e})") from None
     summary, arg_docs = parse_docstring(fn.__doc__)
     properties: dict[str, Any] = {}
+    defs: dict[str, Any] = {}
     required = []
     for pname, param in sig.parameters.items():
         where = f"tool {name}, parameter {pname}"
@@ -92,8 +93,36 @@ def tool_from_function(fn: Callable[..., Any]) -> Tool:
                 schema["default"] = default
             except (TypeError, ValueError):
                 pass
-        properties[pname] = schema
+        properties[pname] = _hoist_defs(schema, defs)
     parameters: dict[str, Any] = {"type": "object", "properties": properties}
     if required:
         parameters["required"] = required
+    if defs:
+        parameters["$defs"] = defs
     return Tool(name, summary or name, parameters, fn)
+
+
+def _hoist_defs(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic model's schema brings its own `$defs`, with `$ref`s to "#/$defs/X": as a
+    property they must live at the root of the parameters (renamed if two models clash)."""
+    local = schema.pop("$defs", None)
+    if not local:
+        return schema
+    renames = {}
+    for def_name in local:
+        new = def_name
+        while new in defs and defs[new] != local[def_name]:
+            new += "_"
+        renames[f"#/$defs/{def_name}"] = f"#/$defs/{new}"
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: (renames.get(v, v) if k == "$ref" and isinstance(v, str) else rewrite(v))
+                    for k, v in node.items()}
+        return [rewrite(v) for v in node] if isinstance(node, list) else node
+
+    for def_name, sub in local.items():
+        defs[renames[f"#/$defs/{def_name}"].rsplit("/", 1)[1]] = rewrite(sub)
+    out = rewrite(schema)
+    assert isinstance(out, dict)
+    return out

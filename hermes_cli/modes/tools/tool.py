@@ -17,6 +17,9 @@ class Tool:
     description: str
     parameters: dict[str, Any]
     function: Callable[..., Any] | None = None  # None: a schema from --tools-json
+    # (file, function name) for a function from a tools file: a child process started
+    # with `spawn` (macOS, Windows) imports the file again to find it.
+    origin: tuple[str, str] | None = None
 
     def definition(self) -> dict[str, Any]:
         return {"type": "function", "function": {

@@ -1,0 +1,147 @@
+"""Smaller sections: KV reuse over a chat, start-up, Markdown rendering, resuming with a
+saved KV state."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import SEED, best, tm
+from hermes_cli.engine.model import Engine
+from hermes_cli.engine.params import SamplingParams
+from hermes_cli.prompt.chatml import ChatML
+from hermes_cli.prompt.messages import Message
+
+
+def reuse(models_dir: Path) -> None:
+    model = tm.write_model(models_dir / "hi.gguf", kind="bigram", bigram=tm.chain(b"Hi!"))
+    engine = Engine.load(model)
+    chat = ChatML(engine)
+    messages = [Message("system", "You are a helpful assistant.")]
+    context: list[int] = []
+    print("## prompt tokens evaluated per turn (10-turn chat)")
+    print("| turn | prompt tokens | new tokens | evaluated | reused |")
+    print("|---|---|---|---|---|")
+    for turn in range(1, 11):
+        messages.append(Message("user", f"This is question {turn}, about topic {turn * 7}."))
+        prompt = chat.render(messages)
+        result = engine.generate(prompt).consume()
+        new = len(prompt) - len(context)
+        ok = "" if result.prompt_evaluated == new else "  ← MISMATCH"
+        print(f"| {turn} | {len(prompt)} | {new} | {result.prompt_evaluated} | "
+              f"{result.prompt_reused} |{ok}")
+        messages.append(Message("assistant", result.text, token_ids=result.token_ids))
+        context = prompt + result.token_ids
+    print()
+    engine.close()
+
+
+def startup(models_dir: Path, repeat: int) -> None:
+    exe = str(Path(sys.executable).parent / "hermes")
+    model = tm.write_model(models_dir / "endless.gguf", kind="bigram",
+                           bigram=tm.chain(b"ab", end=None))
+
+    def timed(*args: str) -> float:
+        t0 = time.perf_counter()
+        subprocess.run([exe, *args], check=True, capture_output=True, stdin=subprocess.DEVNULL)
+        return time.perf_counter() - t0
+
+    def python_baseline() -> float:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        return time.perf_counter() - t0
+
+    help_s = statistics.median(timed("--help") for _ in range(repeat))
+    ask_s = statistics.median(timed("ask", "hello", "--model", str(model), "--max-tokens", "16")
+                              for _ in range(repeat))
+    bare = statistics.median(python_baseline() for _ in range(repeat))
+    print("## start-up (median wall time)")
+    print("| command | seconds | vs bare `python -c pass` |")
+    print("|---|---|---|")
+    print(f"| `hermes --help` | {help_s:.3f} | {help_s / bare:.1f}× |")
+    print(f"| `hermes ask` (tiny model, 16 tokens) | {ask_s:.3f} | {ask_s / bare:.1f}× |")
+    print()
+
+
+def render() -> None:
+    import io
+
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from hermes_cli.chat.render import MarkdownRenderer
+
+    block = ("Some words in a paragraph, with *emphasis*, `code` and a [link](http://x).\n" * 3
+             + "\n- item one\n- item two\n\n```python\nx = [i * i for i in range(10)]\n"
+             "print(sum(x))\n```\n\n")
+    text = block * 60
+    tokens = [text[i:i + 4] for i in range(0, len(text), 4)][:4000]
+    text = "".join(tokens)
+
+    def streamed() -> float:
+        console = Console(file=io.StringIO(), width=100, height=40, force_terminal=True,
+                          color_system="truecolor")
+        r = MarkdownRenderer(console)
+        t0 = time.perf_counter()
+        for tok in tokens:
+            r.feed(tok)
+        r.finish()
+        return time.perf_counter() - t0
+
+    def oneshot() -> float:
+        console = Console(file=io.StringIO(), width=100, force_terminal=True, color_system="truecolor")
+        t0 = time.perf_counter()
+        console.print(Markdown(text))
+        return time.perf_counter() - t0
+
+    s_t, o_t = best(streamed, 3), best(oneshot, 3)
+    print(f"## rendering a {len(tokens)}-token Markdown reply (live area on, 100×40 terminal)")
+    print("| renderer | seconds | tokens/s |")
+    print("|---|---|---|")
+    print(f"| one rich Markdown render of the whole reply (baseline) | {o_t:.3f} | {len(tokens) / o_t:.0f} |")
+    print(f"| hermes streaming renderer, token by token | {s_t:.3f} | {len(tokens) / s_t:.0f} "
+          f"({s_t / o_t:.1f}× the one-shot time) |")
+    print()
+
+
+def resume(models_dir: Path, repeat: int) -> None:
+    model = tm.write_model(models_dir / "resume-random.gguf", kind="random", embedding=512,
+                           blocks=4, context_length=8192)
+    engine = Engine.load(model)
+    chat = ChatML(engine)
+    messages = [Message("system", "You are a helpful assistant.")]
+    params = SamplingParams(seed=SEED, max_tokens=1)
+    turn = 0
+    while len(chat.render(messages)) < 3000:
+        turn += 1
+        messages.append(Message("user", f"Question {turn}: " + "tell me more about it " * 20))
+        messages.append(Message("assistant", "Here is more. " * 30))
+    context_ids = chat.render(messages, add_generation_prompt=False)
+    engine.generate(context_ids + [chat.im_start], params).consume()  # build the KV cache
+    state = models_dir / "resume.kv"
+    engine.save_state(state)
+    engine.close()
+    question = messages + [Message("user", "And the last question?")]
+
+    def ttft(with_state: bool) -> float:
+        fresh = Engine.load(model)
+        t0 = time.perf_counter()
+        if with_state:
+            fresh.load_state(state)
+        fresh.generate(ChatML(fresh).render(question), params).consume()
+        elapsed = time.perf_counter() - t0
+        fresh.close()
+        return elapsed
+
+    with_state, without = best(lambda: ttft(True), repeat), best(lambda: ttft(False), repeat)
+    size_mb = state.stat().st_size / 1e6
+    print(f"## resuming a {len(context_ids)}-token conversation (random model, 512 wide, 4 layers)")
+    print("| first reply | time to first token | |")
+    print("|---|---|---|")
+    print(f"| re-evaluating the history (baseline) | {without:.3f} s | 1.0× |")
+    print(f"| with the saved KV state ({size_mb:.0f} MB file) | {with_state:.3f} s | "
+          f"{without / with_state:.1f}× faster |")
+    print()
