@@ -55,3 +55,8 @@ def retry_base_seconds() -> float:
         return max(0.0, float(os.environ.get("HERMES_RETRY_BASE_SECONDS", "1")))
     except ValueError:
         return 1.0
+
+
+def gpu_hint_silenced() -> bool:
+    """`HERMES_NO_GPU_HINT=1`: no note about a GPU that a CPU-only build leaves idle."""
+    return os.environ.get("HERMES_NO_GPU_HINT", "") not in ("", "0")

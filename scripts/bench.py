@@ -18,7 +18,7 @@ Sections (benchmarks/ beside this file, one module each):
             grammar set-up time (tokenizer, 50-property schema)
   parallel  --parallel B vs llama-batched-bench; --parallel 4 with schemas vs without
   reuse     prompt tokens evaluated per turn over a 10-turn chat
-  startup   `hermes --help` and `hermes ask` wall time
+  startup   `hermes --help` vs bare Python; one-shot `hermes ask` vs llama-completion -n 1
   render    streaming Markdown renderer vs one rich render
   batch     hermes batch vs a loop of `hermes ask` vs no prefix reuse
   resume    time to first token after resuming, with and without the saved KV state
@@ -75,7 +75,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
         models = [(common.tiny(tmpdir), "tiny random model (277-token vocabulary)")]
-        if not args.no_real and sections & {"decode", "modes", "parallel"}:
+        if not args.no_real and sections & {"decode", "modes", "parallel", "startup"}:
             models += common.real_models()
         if "decode" in sections:
             decode.section(models, 128 if args.quick else 512, repeat)
@@ -86,7 +86,7 @@ def main() -> None:
         if "reuse" in sections:
             misc.reuse(tmpdir)
         if "startup" in sections:
-            misc.startup(tmpdir, 5)
+            misc.startup(tmpdir, repeat, models[1:])
         if "render" in sections:
             misc.render()
         if "batch" in sections:

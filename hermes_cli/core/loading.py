@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TextIO
 
+from hermes_cli import env
+from hermes_cli.core.gpu_hint import gpu_hint, gpu_present
 from hermes_cli.engine.model import Engine
 from hermes_cli.hub.resolve import resolve_model
 
@@ -29,10 +31,26 @@ def load_engine(opts: LoadOptions, *, err: TextIO, vocab_only: bool = False,
         err.write(f"loading {path.name}…")
         err.flush()
     try:
-        return Engine.load(path, n_ctx=opts.n_ctx, n_gpu_layers=opts.n_gpu_layers,
-                           n_threads=opts.n_threads, verbose=opts.verbose, vocab_only=vocab_only,
-                           n_seq_max=n_seq_max)
+        engine = Engine.load(path, n_ctx=opts.n_ctx, n_gpu_layers=opts.n_gpu_layers,
+                             n_threads=opts.n_threads, verbose=opts.verbose, vocab_only=vocab_only,
+                             n_seq_max=n_seq_max)
     finally:
         if show:
             err.write("\r\x1b[K")
             err.flush()
+    if not opts.quiet and not vocab_only:
+        _say_what_the_gpu_does(engine, err)
+    return engine
+
+
+def _say_what_the_gpu_does(engine: Engine, err: TextIO) -> None:
+    """A GPU left idle by a CPU build, or a model that only partly fits: one line each."""
+    info = engine.info
+    if info.offload_partial and info.offload:
+        err.write(f"note: {info.offload}\n")
+    if not env.gpu_hint_silenced() and not info.gpu_offload_supported:
+        from hermes_cli.engine.build import system_info
+
+        hint = gpu_hint(gpu_present(), info.gpu_offload_supported, system_info())
+        if hint:
+            err.write(hint + "\n")

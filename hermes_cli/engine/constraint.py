@@ -151,6 +151,12 @@ class Grammars:
         except BaseException as e:  # noqa: BLE001 - re-raised in the thread that needs it
             self._error = e
 
+    def wait(self) -> None:
+        """Let a prefetch finish (before the model it reads is freed)."""
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
     def tokenizer(self) -> Any:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -183,11 +189,20 @@ class Grammars:
                     return list(pieces)
             except (OSError, ValueError, EOFError, TypeError):
                 pass
+        import ctypes
+
         c, vocab = lib(), self._vocab
         control = c.LLAMA_TOKEN_ATTR_CONTROL
+        # Its own buffer, not the vocabulary's: this may run in the prefetch thread while
+        # the main thread decodes.
+        buf = ctypes.create_string_buffer(1024)
         pieces = []
         for t in range(vocab.n_tokens):
-            piece = vocab.piece(t, special=True)
+            n = c.llama_token_to_piece(vocab.ptr, t, buf, len(buf), 0, True)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = c.llama_token_to_piece(vocab.ptr, t, buf, len(buf), 0, True)
+            piece = buf.raw[:n]
             # Control tokens (<|im_end|>) are never text. User-defined ones (Hermes-2-Pro's
             # <tool_call>) are: llama.cpp makes them from plain text too, so a grammar
             # literal "<tool_call>" may be written with them.

@@ -19,13 +19,40 @@ _verbose = False
 _callback: Any = None  # kept alive: llama.cpp holds the pointer
 
 
+def _bindings() -> Any:
+    """`llama_cpp.llama_cpp` (the ctypes bindings) without running `llama_cpp/__init__`,
+    which imports the `Llama` class and, through it, numpy, Jinja and every chat format:
+    about a third of a one-shot `hermes ask`. The package module is created unexecuted;
+    the first attribute asked of it that only `__init__` defines (`Llama`, `__version__`)
+    runs `__init__` then, so other users of llama_cpp in the process see the whole package.
+    """
+    import importlib
+    import importlib.util
+
+    if "llama_cpp" not in sys.modules:
+        spec = importlib.util.find_spec("llama_cpp")
+        if spec is not None and spec.loader is not None and spec.submodule_search_locations:
+            package = importlib.util.module_from_spec(spec)
+
+            def complete(name: str) -> Any:
+                if name.startswith("__") and name not in ("__version__", "__all__"):
+                    raise AttributeError(name)
+                del package.__getattr__
+                spec.loader.exec_module(package)  # type: ignore[union-attr]
+                return getattr(package, name)
+
+            package.__getattr__ = complete  # type: ignore[method-assign]
+            sys.modules["llama_cpp"] = package
+    return importlib.import_module("llama_cpp.llama_cpp")
+
+
 def lib(*, verbose: bool | None = None) -> Any:
     """The `llama_cpp.llama_cpp` module, initialised once (backend, log routing)."""
     global _lib, _verbose, _callback
     if verbose is not None:
         _verbose = verbose
     if _lib is None:
-        from llama_cpp import llama_cpp as c
+        c = _bindings()
 
         @c.llama_log_callback
         def route_log(level: int, text: bytes, _user: Any) -> None:

@@ -20,11 +20,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hermes_cli.engine import gguf
+from hermes_cli.engine import devices, gguf, offload
 from hermes_cli.engine.constraint import Grammars
 from hermes_cli.engine.generation import Generation
 from hermes_cli.engine.hardware import available_memory_bytes, kv_cache_bytes, usable_cpu_count
 from hermes_cli.engine.llama import lib
+from hermes_cli.engine.offload import OffloadPlan
 from hermes_cli.engine.params import (
     DEFAULT_CTX_CAP,
     EngineInfo,
@@ -43,6 +44,15 @@ class DecodeError(HermesError):
     """llama.cpp could not evaluate a batch (out of memory, or no room in the KV cache)."""
 
     exit_code = 1
+
+
+def _default_offload(meta: dict[str, Any], path: Path, n_ctx: int) -> OffloadPlan | None:
+    """Every layer on the GPU when it all fits, else as many as fit (None: no GPU seen)."""
+    gpus = devices.gpus()
+    free = sum(d.free for d in gpus)
+    if not gpus or free <= 0:
+        return None
+    return offload.plan(meta, offload.model_parts(path), n_ctx, free)
 
 
 def _check_memory(meta: dict[str, Any], n_ctx: int, path: Path) -> None:
@@ -104,8 +114,10 @@ class Engine:
 
         c = lib(verbose=verbose)
         offload = bool(c.llama_supports_gpu_offload())
+        plan = None
         if n_gpu_layers is None:
-            n_gpu_layers = -1 if offload else 0
+            plan = _default_offload(meta, path, n_ctx) if offload and not vocab_only else None
+            n_gpu_layers = plan.layers if plan is not None else (-1 if offload else 0)
         if not vocab_only and n_gpu_layers == 0:
             _check_memory(meta, n_ctx, path)
         mparams = c.llama_model_default_params()
@@ -138,13 +150,15 @@ class Engine:
                       token_types if not isinstance(token_types, int) else None)
         info = EngineInfo(path=path, n_ctx=n_ctx, n_ctx_train=trained, n_gpu_layers=n_gpu_layers,
                           n_threads=n_threads, gpu_offload_supported=offload, metadata=meta,
-                          verbose=verbose)
+                          verbose=verbose, offload=plan.describe() if plan is not None else None,
+                          offload_partial=plan is not None and plan.layers != -1)
         return cls(model, ctx, vocab, info, n_seq_max)
 
     def close(self) -> None:
         """Free the model. Using the engine afterwards raises (llama.cpp would crash on a
         freed context)."""
         if self._model is not None:
+            self.grammars.wait()  # a prefetch thread may still read the vocabulary
             if self.ctx:
                 self._c.llama_free(self.ctx)
             self._c.llama_model_free(self._model)

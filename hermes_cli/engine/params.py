@@ -148,3 +148,5 @@ class EngineInfo:
     gpu_offload_supported: bool
     metadata: dict[str, Any] = field(default_factory=dict)
     verbose: bool = False  # llama.cpp's own output shown (else silenced at fd level)
+    offload: str | None = None  # what the default --gpu-layers chose, and why
+    offload_partial: bool = False  # the model did not fit: only some layers are on the GPU
