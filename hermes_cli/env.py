@@ -14,6 +14,11 @@ def default_model_ref() -> str:
     return os.environ.get("HERMES_MODEL") or DEFAULT_MODEL_REF
 
 
+def model_from_env() -> str | None:
+    """`HERMES_MODEL`, or None when it is not set."""
+    return os.environ.get("HERMES_MODEL") or None
+
+
 def debug() -> bool:
     """`HERMES_DEBUG=1` shows tracebacks instead of one-line errors."""
     return os.environ.get("HERMES_DEBUG", "") not in ("", "0")
@@ -60,3 +65,8 @@ def retry_base_seconds() -> float:
 def gpu_hint_silenced() -> bool:
     """`HERMES_NO_GPU_HINT=1`: no note about a GPU that a CPU-only build leaves idle."""
     return os.environ.get("HERMES_NO_GPU_HINT", "") not in ("", "0")
+
+
+def endpoints() -> list[str]:
+    """`HERMES_ENDPOINT`: served engines to use instead of a local model (comma-separated)."""
+    return [u.strip() for u in os.environ.get("HERMES_ENDPOINT", "").split(",") if u.strip()]

@@ -39,9 +39,9 @@ class ContextOverflowError(HermesError):
 
     exit_code = 4
 
-    def __init__(self, prompt_tokens: int, n_ctx: int) -> None:
+    def __init__(self, prompt_tokens: int, n_ctx: int, *, message: str | None = None) -> None:
         super().__init__(
-            f"the prompt is {prompt_tokens} tokens but the context holds {n_ctx}",
+            message or f"the prompt is {prompt_tokens} tokens but the context holds {n_ctx}",
             hint="shorten the input or raise --ctx (up to the model's trained length)",
         )
         self.prompt_tokens = prompt_tokens
@@ -67,3 +67,9 @@ class OutputClosed(HermesError):
 
 
 INTERRUPTED_EXIT_CODE = 130
+
+
+class ServerError(HermesError):
+    """A served engine (--endpoint) cannot be reached, refused us, or answered nonsense."""
+
+    exit_code = 5

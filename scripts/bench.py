@@ -17,6 +17,7 @@ Sections (benchmarks/ beside this file, one module each):
   modes     JSON schema, forced and auto tool calls vs free decoding; GBNF for comparison;
             grammar set-up time (tokenizer, 50-property schema)
   parallel  --parallel B vs llama-batched-bench; --parallel 4 with schemas vs without
+  served    hermes batch --endpoint at concurrency 1, 4, 8 vs a plain async client loop
   reuse     prompt tokens evaluated per turn over a 10-turn chat
   startup   `hermes --help` vs bare Python; one-shot `hermes ask` vs llama-completion -n 1
   render    streaming Markdown renderer vs one rich render
@@ -39,9 +40,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchmarks import batch, common, decode, misc, modes, parallel  # noqa: E402
+from benchmarks import batch, common, decode, misc, modes, parallel, served  # noqa: E402
 
-ALL = "decode,modes,parallel,reuse,startup,render,batch,resume"
+ALL = "decode,modes,parallel,served,reuse,startup,render,batch,resume"
 
 
 def header() -> None:
@@ -75,7 +76,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
         models = [(common.tiny(tmpdir), "tiny random model (277-token vocabulary)")]
-        if not args.no_real and sections & {"decode", "modes", "parallel", "startup"}:
+        if not args.no_real and sections & {"decode", "modes", "parallel", "startup", "served"}:
             models += common.real_models()
         if "decode" in sections:
             decode.section(models, 128 if args.quick else 512, repeat)
@@ -83,6 +84,9 @@ def main() -> None:
             modes.section(models, n, repeat)
         if "parallel" in sections:
             parallel.section(models, [1, 2, 4] if args.quick else [1, 2, 4, 8], repeat)
+        if "served" in sections:
+            path, label = models[1] if len(models) > 1 else models[0]
+            served.section(path, label, [1, 4, 8], 1 if args.quick else 2)
         if "reuse" in sections:
             misc.reuse(tmpdir)
         if "startup" in sections:

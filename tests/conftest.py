@@ -47,7 +47,24 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         # Starts a tool call by itself after every assistant header ("\n" -> <tool_call>).
         "caller": tm.write_model(d / "caller.gguf", kind="bigram",
                                  bigram={tm.byte_token(0x0A): tm.token_id("<tool_call>")}),
+        # Non-ChatML vocabularies with their own templates (prompt/jinja_template.py).
+        # Llama-3's generation prompt ends "\n\n" (one merged token): "Hi!" follows it.
+        "llama3_hi": tm.write_model(d / "llama3_hi.gguf", kind="bigram", family="llama3",
+                                    bigram=_after_token(tm.chain(b"Hi!", end="<|eot_id|>", family="llama3"),
+                                                        tm.token_id("ĊĊ", "llama3"))),
+        "gemma_hi": tm.write_model(d / "gemma_hi.gguf", kind="bigram", family="gemma",
+                                   bigram=tm.chain(b"Hi!", end="<end_of_turn>", family="gemma")),
+        "llama3_random": tm.write_model(d / "llama3_random.gguf", kind="random", family="llama3"),
+        "gemma_caller": tm.write_model(d / "gemma_caller.gguf", kind="bigram", family="gemma",
+                                       bigram={tm.byte_token(0x0A): tm.token_id("<tool_call>", "gemma")}),
     }
+
+
+def _after_token(table: dict[int, int], trigger: int) -> dict[int, int]:
+    """A chain that starts after `trigger` instead of the newline byte."""
+    table = dict(table)
+    table[trigger] = table.pop(tm.byte_token(0x0A))
+    return table
 
 
 @pytest.fixture

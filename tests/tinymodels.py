@@ -38,6 +38,43 @@ CHATML_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
+# Llama-3 Instruct's and Gemma's own templates (as their GGUFs embed them), for the
+# non-ChatML path (prompt/jinja_template.py): vocabularies without <|im_start|>.
+LLAMA3_TEMPLATE = (
+    "{% set loop_messages = messages %}{% for message in loop_messages %}"
+    "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
+    "+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}"
+    "{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}"
+    "{{ raise_exception('System role not supported') }}{% endif %}"
+    "{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+    "{% endif %}{% if (message['role'] == 'assistant') %}{% set role = 'model' %}"
+    "{% else %}{% set role = message['role'] %}{% endif %}"
+    "{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}"
+)
+
+
+class Family:
+    """A template family: its control tokens, BOS/EOS, and chat template."""
+
+    def __init__(self, specials: tuple[str, ...], bos: str, eos: str, template: str) -> None:
+        self.specials, self.bos, self.eos, self.template = specials, bos, eos, template
+
+
+FAMILIES = {
+    "chatml": Family(SPECIAL_TOKENS, "<|begin_of_text|>", "<|im_end|>", CHATML_TEMPLATE),
+    "llama3": Family(("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
+                      "<|end_header_id|>", "<|eot_id|>"), "<|begin_of_text|>", "<|eot_id|>",
+                     LLAMA3_TEMPLATE),
+    "gemma": Family(("<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>", "<pad>"), "<bos>",
+                    "<end_of_turn>", GEMMA_TEMPLATE),
+}
+
 # Hermes-2-Pro made <tool_call> one added (user-defined) token; a bigram model can then
 # start a call on its own, which tests `auto` tool choice.
 USER_TOKENS = ("<tool_call>",)
@@ -61,19 +98,19 @@ def byte_to_unicode() -> dict[int, str]:
     return mapping
 
 
-def vocabulary(user_tokens: Sequence[str] = USER_TOKENS) -> list[str]:
+def vocabulary(user_tokens: Sequence[str] = USER_TOKENS, family: str = "chatml") -> list[str]:
     """Byte tokens (in byte order), then merged tokens, then the special tokens."""
     b2u = byte_to_unicode()
     tokens = [b2u[b] for b in range(256)]
     tokens += [a + b for a, b in MERGES]
-    tokens += list(SPECIAL_TOKENS)
+    tokens += list(FAMILIES[family].specials)
     tokens += list(user_tokens)
     return tokens
 
 
-def token_id(text: str) -> int:
+def token_id(text: str, family: str = "chatml") -> int:
     """Id of a token by its vocabulary string ("<|im_end|>", "H", "Ċ" for a newline)."""
-    return vocabulary().index(text)
+    return vocabulary(family=family).index(text)
 
 
 def byte_token(byte: int) -> int:
@@ -81,7 +118,8 @@ def byte_token(byte: int) -> int:
     return byte
 
 
-def chain(reply: bytes, *, after: int = 0x0A, end: str | None = "<|im_end|>") -> dict[int, int]:
+def chain(reply: bytes, *, after: int = 0x0A, end: str | None = "<|im_end|>",
+          family: str = "chatml") -> dict[int, int]:
     """Bigram table that answers `reply` after the byte `after`, then `end`.
 
     Every byte of `reply` must be unique (a bigram model cannot count). With `end=None`
@@ -91,7 +129,7 @@ def chain(reply: bytes, *, after: int = 0x0A, end: str | None = "<|im_end|>") ->
     if len(set(ids)) != len(ids):
         raise ValueError("chain bytes must be unique, including the trigger byte")
     table = {a: b for a, b in zip(ids, ids[1:])}
-    table[ids[-1]] = token_id(end) if end else ids[1]
+    table[ids[-1]] = token_id(end, family) if end else ids[1]
     return table
 
 
@@ -100,16 +138,17 @@ def write_model(
     *,
     kind: str = "random",
     bigram: Mapping[int, int] | None = None,
-    default_next: str = "<|im_end|>",
+    default_next: str | None = None,
     context_length: int = 2048,
     embedding: int = 64,
     blocks: int = 1,
     heads: int = 4,
     seed: int = 0,
-    chat_template: str | None = CHATML_TEMPLATE,
+    chat_template: str | None = "",
     name: str = "tiny-chatml",
     split_max_tensors: int = 0,
     user_tokens: Sequence[str] = USER_TOKENS,
+    family: str = "chatml",
 ) -> Path:
     """Write a tiny llama GGUF to `path` and return it.
 
@@ -120,12 +159,18 @@ def write_model(
         embedding: width for "random"; "bigram" widens it to hold one-hot embeddings.
         user_tokens: added (user-defined) tokens; () for a vocabulary in which the model
             cannot open a tool call with one token.
+        family: "chatml", "llama3" or "gemma": the control tokens and the chat template
+            ("" gives the family's template, None none); `default_next` defaults to its EOS.
         split_max_tensors: >0 writes a split GGUF (`NAME-00001-of-0000N.gguf`, ...) as
             llama.cpp's gguf-split does; the first part's path is returned.
     """
     import gguf  # test-only dependency
 
-    tokens = vocabulary(user_tokens)
+    fam = FAMILIES[family]
+    tokens = vocabulary(user_tokens, family)
+    default_next = default_next or fam.eos
+    if chat_template == "":
+        chat_template = fam.template
     n_vocab = len(tokens)
     rng = np.random.default_rng(seed)
     if kind == "bigram":
@@ -148,12 +193,12 @@ def write_model(
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("llama-bpe")
     writer.add_token_list(tokens)
-    writer.add_token_types([TOKEN_CONTROL if t in SPECIAL_TOKENS else
+    writer.add_token_types([TOKEN_CONTROL if t in fam.specials else
                             TOKEN_USER if t in user_tokens else TOKEN_NORMAL for t in tokens])
     writer.add_token_merges([f"{a} {b}" for a, b in MERGES])
-    writer.add_bos_token_id(tokens.index("<|begin_of_text|>"))
-    writer.add_eos_token_id(tokens.index("<|im_end|>"))
-    writer.add_pad_token_id(tokens.index("<|end_of_text|>"))
+    writer.add_bos_token_id(tokens.index(fam.bos))
+    writer.add_eos_token_id(tokens.index(fam.eos))
+    writer.add_pad_token_id(tokens.index(fam.specials[1]))
     writer.add_add_bos_token(True)
     if chat_template is not None:
         writer.add_chat_template(chat_template)

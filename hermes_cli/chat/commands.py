@@ -181,17 +181,88 @@ def _retry(s: ChatSession, ui: ChatUI, arg: str) -> None:
     ui.respond()
 
 
-@command("/edit", "/edit", "edit the last message you sent, and send it again")
+@command("/edit", "/edit [N]", "edit your last message, or user message N, and continue on a new branch")
 def _edit(s: ChatSession, ui: ChatUI, arg: str) -> None:
-    last = s.conversation.last_user()
-    if last is None:
+    from hermes_cli.core.branches import user_turns
+
+    turns = user_turns(s.conversation)
+    if not turns:
         raise UsageError("nothing to edit")
-    text = ui.ask("edit> ", default=last.content)
+    try:
+        n = int(arg) if arg else len(turns)
+    except ValueError:
+        raise UsageError("usage: /edit [N] (N counts your messages from 1; /branches shows them)") from None
+    if not 1 <= n <= len(turns):
+        raise UsageError(f"there is no message {n}: this branch has {len(turns)} of yours")
+    text = ui.ask("edit> ", default=s.conversation.messages[turns[n - 1]].content)
     if text is None or not text.strip():
         ui.say("edit cancelled")
         return
-    s.conversation.undo()
-    ui.send(text)
+    k = s.edit(n, text)
+    ui.say(f"branch {k} (the old one is kept: /branches)", style="dim")
+    ui.respond()
+
+
+@command("/fork", "/fork", "start a new branch here (the current one is kept)")
+def _fork(s: ChatSession, ui: ChatUI, arg: str) -> None:
+    k = s.fork()
+    ui.say(f"branch {k}: a copy of the conversation so far; /branch {s.conversation.branches[k].parent} "
+           "goes back")
+
+
+@command("/branches", "/branches", "list the conversation's branches")
+def _branches(s: ChatSession, ui: ChatUI, arg: str) -> None:
+    from hermes_cli.core.branches import summaries
+
+    for b in summaries(s.conversation):
+        origin = "" if b.parent is None else f" · from {b.parent} at message {b.at + 1}"
+        ui.say(f"{'*' if b.current else ' '} {b.index}: {b.messages} messages{origin} · {b.last_user!r}")
+
+
+@command("/branch", "/branch K", "switch to branch K (the shared start stays in the KV cache)")
+def _branch(s: ChatSession, ui: ChatUI, arg: str) -> None:
+    try:
+        k = int(arg)
+    except ValueError:
+        raise UsageError("usage: /branch K (/branches lists them)") from None
+    s.switch_branch(k)
+    last = s.conversation.last_reply()
+    ui.say(f"on branch {k}: {len(s.conversation.messages)} messages"
+           + (f"; last reply: {last.content.strip()[:80]!r}" if last else ""))
+
+
+@command("/read", "/read PATH…", "attach files (globs too) to your next message", path_arg=True)
+def _read(s: ChatSession, ui: ChatUI, arg: str) -> None:
+    import shlex
+
+    try:
+        specs = shlex.split(arg)
+    except ValueError as e:
+        raise UsageError(f"/read: {e}") from None
+    from hermes_cli.core.attachments import describe
+
+    sized = s.attach(specs)
+    used = s.prompt_tokens()
+    total = sum(f.tokens or 0 for f in s.pending_files)
+    room = f" · prompt {used + total:,} of {s.engine.n_ctx:,} tokens" if s.engine is not None else ""
+    ui.say(f"attached {describe(sized)}{room}; they go with your next message")
+
+
+@command("/role", "/role [NAME]", "apply a role from the config file (no NAME: list them)")
+def _role(s: ChatSession, ui: ChatUI, arg: str) -> None:
+    from hermes_cli.core.config import load_config
+
+    config = s.config or load_config()
+    if not arg:
+        if not config.roles:
+            ui.say(f"no roles: add [roles.NAME] tables to {config.path or 'the config file'} "
+                   "(hermes config edit)")
+        for name, role in config.roles.items():
+            mark = "*" if name == s.role else " "
+            ui.say(f"{mark} {name}: {(role.system or '').strip().splitlines()[0][:70] if role.system else ''}")
+        return
+    changed = s.apply_role(config, arg)
+    ui.say(f"role {arg}: " + ("; ".join(changed) if changed else "nothing to change"))
 
 
 @command("/save", "/save [PATH]", "save the conversation (JSON; .md for a transcript)",
@@ -222,11 +293,9 @@ def _copy(s: ChatSession, ui: ChatUI, arg: str) -> None:
     ui.say(f"copied {len(reply.content)} characters ({how})")
 
 
-@command("/prompt", "/prompt", "show the exact ChatML the model sees")
+@command("/prompt", "/prompt", "show the exact prompt the model sees")
 def _prompt(s: ChatSession, ui: ChatUI, arg: str) -> None:
-    ids = s.prompt_ids()
-    ui.say(s.engine.detokenize(ids, special=True))
-    ui.say(f"({len(ids)} tokens)", style="dim")
+    ui.say(s.prompt_text())
 
 
 @command("/stats", "/stats", "timings and token counts of the last reply")
@@ -240,12 +309,22 @@ def _stats(s: ChatSession, ui: ChatUI, arg: str) -> None:
     ui.say(f"this session: {s.total_tokens} tokens generated")
 
 
-@command("/model", "/model", "what is loaded")
+@command("/model", "/model [REF]", "what is loaded; REF loads another model and keeps the conversation",
+         path_arg=True)
 def _model(s: ChatSession, ui: ChatUI, arg: str) -> None:
-    info = s.engine.info
-    ui.say(f"{info.path} · context {info.n_ctx} (trained {info.n_ctx_train}) · "
-           f"GPU layers {info.n_gpu_layers}{'' if info.gpu_offload_supported else ' (no GPU)'} · "
-           f"threads {info.n_threads}")
+    if not arg:
+        ui.say(s.describe())
+        return
+    import dataclasses
+    import sys
+
+    from hermes_cli.core.config import load_config
+    from hermes_cli.core.loading import LoadOptions
+
+    config = s.config or load_config()
+    base = s.load_options or LoadOptions(model="")
+    name = s.switch_model(dataclasses.replace(base, model=config.resolve_model(arg)), sys.stderr)
+    ui.say(f"loaded {name}; the conversation ({len(s.conversation.messages)} messages) goes on with it")
 
 
 @command("/exit", "/exit", "quit (Ctrl-D too)")

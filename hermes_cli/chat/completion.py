@@ -19,6 +19,9 @@ def slash_completer() -> Any:
         def get_completions(self, document: Any, complete_event: Any) -> Any:
             text = document.text_before_cursor
             if not text.startswith("/"):
+                word = text.rsplit(None, 1)[-1] if text and not text[-1].isspace() else ""
+                if word.startswith("@"):  # `@path` attaches a file: complete the path
+                    yield from paths.get_completions(Document(word[1:], len(word) - 1), complete_event)
                 return
             if " " not in text:
                 for name in COMMANDS:
@@ -27,7 +30,9 @@ def slash_completer() -> Any:
                 return
             name, _, arg = text.partition(" ")
             cmd = COMMANDS.get(name)
-            if cmd is None or (" " in arg and name != "/set"):
+            if cmd is not None and name == "/read":  # several paths: complete the last one
+                arg = arg.rsplit(" ", 1)[-1]
+            elif cmd is None or (" " in arg and name != "/set"):
                 return
             for choice in cmd.choices:
                 if choice.startswith(arg):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hermes_cli import env
 from hermes_cli.chat import commands
@@ -24,7 +24,10 @@ from hermes_cli.core.session import ChatSession
 from hermes_cli.engine.model import Engine
 from hermes_cli.engine.params import GenerationResult
 from hermes_cli.errors import ContextOverflowError, HermesError
-from hermes_cli.prompt.chatml import ChatML
+from hermes_cli.prompt.template import PromptFormat
+
+if TYPE_CHECKING:
+    from hermes_cli.served.backend import ServedBackend
 
 CONTEXT_WARNING = 0.8  # warn once the conversation fills this share of the context
 
@@ -33,9 +36,11 @@ class Repl:
     """The chat loop. `session` reads a line (prompt_toolkit's PromptSession, or a test
     double with the same `prompt()`); `console` is a rich Console."""
 
-    def __init__(self, engine: Engine, conversation: Conversation, *, console: Any,
-                 session: Any, plain: bool = False, autosave: bool = True) -> None:
-        self.chat_session = ChatSession(engine, conversation, autosave=autosave, warn=self.error)
+    def __init__(self, engine: Engine | None, conversation: Conversation, *, console: Any,
+                 session: Any, plain: bool = False, autosave: bool = True,
+                 served: ServedBackend | None = None) -> None:
+        self.chat_session = ChatSession(engine, conversation, autosave=autosave, warn=self.error,
+                                        served=served)
         self.console = console
         self.session = session
         self.plain = plain
@@ -43,7 +48,7 @@ class Repl:
 
     # The session's state, for callers that hold the REPL.
     @property
-    def engine(self) -> Engine:
+    def engine(self) -> Engine | None:
         return self.chat_session.engine
 
     @property
@@ -51,7 +56,7 @@ class Repl:
         return self.chat_session.conversation
 
     @property
-    def chat(self) -> ChatML:
+    def chat(self) -> PromptFormat | None:
         return self.chat_session.chat
 
     @property
@@ -63,9 +68,11 @@ class Repl:
     def run(self) -> int:
         if not self.plain and self.console.is_terminal:
             import rich.markdown  # noqa: F401  (load it now, not inside the first reply)
-        info = self.engine.info
-        self.say(f"hermes chat · {info.path.name} · context {info.n_ctx} · "
-                 f"/help for commands · Ctrl-D to quit", style="dim")
+        if self.engine is not None:
+            where = f"{self.engine.info.path.name} · context {self.engine.n_ctx}"
+        else:
+            where = self.chat_session.describe()
+        self.say(f"hermes chat · {where} · /help for commands · Ctrl-D to quit", style="dim")
         if self.conversation.messages:
             restored = self.chat_session.restore_state()
             self.say(f"resumed conversation {self.conversation.id} "
@@ -135,7 +142,15 @@ class Repl:
             signal.signal(signum, handler)
 
     def send(self, text: str) -> None:
-        self.conversation.add("user", text)
+        from hermes_cli.core.attachments import describe
+
+        content, files = self.chat_session.compose(text)  # @path and /read files, fenced
+        if files:
+            size = ""
+            if self.engine is not None:
+                size = f" · prompt {self.chat_session.prompt_tokens(content):,} of {self.engine.n_ctx:,} tokens"
+            self.say(f"with {describe(files)}{size}", style="dim")
+        self.conversation.add("user", content)
         self.chat_session.save()
         self.respond()
 
@@ -144,26 +159,26 @@ class Repl:
         in whatever mode the chat is in. A turn that fails says so in one line; the chat,
         and what was saved, go on."""
         from hermes_cli.chat.reply_view import ReplyView
-        from hermes_cli.core.reply import LocalBackend, stream
+        from hermes_cli.core.reply import stream
 
         s = self.chat_session
         conv = s.conversation
         mode = s.reply_mode()
         system = mode.system_prompt(conv.system)
-        reserve = min(conv.params.max_tokens or 1024, self.engine.n_ctx // 4)
-        try:
-            _ids, dropped = conv.fit(self.chat, system, self.engine.n_ctx, reserve)
-        except ContextOverflowError as e:
-            conv.undo()
-            self.error(f"{e}; the message was not sent")
-            return
-        if dropped:
-            self.say(f"context full: dropped the {dropped} oldest messages "
-                     "(the system prompt is kept)", style="yellow")
+        if self.engine is not None and self.chat is not None:  # a served engine fits its own
+            reserve = min(conv.params.max_tokens or 1024, self.engine.n_ctx // 4)
+            try:
+                _ids, dropped = conv.fit(self.chat, system, self.engine.n_ctx, reserve)
+            except ContextOverflowError as e:
+                conv.undo()
+                self.error(f"{e}; the message was not sent")
+                return
+            if dropped:
+                self.say(f"context full: dropped the {dropped} oldest messages "
+                         "(the system prompt is kept)", style="yellow")
         logic = mode.logic(conv.with_system(system), conv.params, approve=self._approve)
         try:
-            reply = ReplyView(self.console, plain=self.plain).show(
-                stream(LocalBackend(self.engine, self.chat), logic))
+            reply = ReplyView(self.console, plain=self.plain).show(stream(s.backend, logic))
         except KeyboardInterrupt:
             self.say("(stopped)", style="yellow")
             return
@@ -227,6 +242,10 @@ class Repl:
             return None
 
     def footer(self, result: GenerationResult) -> None:
+        if self.engine is None:
+            self.say(f"{result.completion_tokens} tokens · {result.tokens_per_second:.1f} tok/s · "
+                     f"first token after {result.prompt_seconds:.2f} s", style="dim")
+            return
         used = result.prompt_tokens + result.completion_tokens
         n_ctx = self.engine.n_ctx
         self.say(f"{result.completion_tokens} tokens · {result.tokens_per_second:.1f} tok/s · "

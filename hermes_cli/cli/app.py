@@ -27,6 +27,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "models": ("models", "models", "List a repository's quants and the GGUF models already cached."),
     "info": ("info", "info", "The llama.cpp build (backends, GPU offload), this machine, and the model's metadata."),
     "history": ("history", "history", "List saved conversations (resume one with `hermes chat --resume ID`)."),
+    "export": ("history", "export", "Write one saved conversation out as Markdown or JSON."),
+    "config": ("config_cmd", "config", "Print the config file's path, open it in $EDITOR, or show it."),
+    "roles": ("config_cmd", "roles", "List the roles in the config file (use one with --role NAME or /role NAME)."),
 }
 
 
@@ -59,7 +62,7 @@ class LazyGroup(TyperGroup):
 app = typer.Typer(
     cls=LazyGroup,
     name="hermes",
-    help="Chat with Hermes 2 Θ and any ChatML GGUF model, on llama.cpp.",
+    help="Chat with Hermes 2 Θ and any GGUF chat model, on llama.cpp or a served engine.",
     pretty_exceptions_enable=False,
     invoke_without_command=True,
     # Plain click help: rich help formatting imports rich.markdown and costs start-up time.
@@ -80,7 +83,7 @@ def _root(
     version: Annotated[bool, typer.Option(
         "--version", callback=_version_callback, is_eager=True, help="Show the version and exit.")] = False,
 ) -> None:
-    """Chat with Hermes 2 Θ and any ChatML GGUF model, on llama.cpp.
+    """Chat with Hermes 2 Θ and any GGUF chat model, on llama.cpp or a served engine.
 
     Plain `hermes` on a terminal opens the chat; `hermes COMMAND --help` for each command.
     """

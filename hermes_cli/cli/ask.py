@@ -17,10 +17,12 @@ from hermes_cli import env
 from hermes_cli.cli.main import guard_stdout
 from hermes_cli.cli.options import (
     LOADING,
+    ROLE,
     SAMPLING,
     LoadFlags,
     load_options,
-    sampling_params,
+    role_schema,
+    settings,
     with_options,
 )
 from hermes_cli.errors import UsageError
@@ -42,7 +44,7 @@ SCHEMA_HELP = (
 
 
 @guard_stdout
-@with_options(SAMPLING, LOADING)
+@with_options(SAMPLING, LOADING, ROLE)
 def ask(
     prompt: Annotated[Optional[str], typer.Argument(
         help="The question. Piped stdin is appended after a blank line.", show_default=False)] = None,
@@ -50,9 +52,14 @@ def ask(
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt.")] = None,
     sampling: dict[str, Any],
     load: LoadFlags,
+    role: Optional[str],
+    files: Annotated[Optional[list[str]], typer.Option(
+        "--file", "-f", help="Put this file's text into the question, fenced with its name "
+        "(repeatable; globs too).", show_default=False)] = None,
     stats: Annotated[bool, typer.Option("--stats", help="Print timings and tokens/s on stderr.")] = False,
     show_prompt: Annotated[bool, typer.Option(
-        "--show-prompt", help="Print the exact ChatML the model would see, and exit.")] = False,
+        "--show-prompt", help="Print the exact prompt the model would see (ChatML, or the GGUF's "
+        "own template), and exit.")] = False,
     tokens: Annotated[bool, typer.Option(
         "--tokens", help="With --show-prompt: also print the token ids.")] = False,
     json_: Annotated[bool, typer.Option(
@@ -73,11 +80,18 @@ def ask(
     """Ask one question; the answer streams to stdout.
 
     `cat notes.txt | hermes ask "Summarize this"` sends "Summarize this", a blank line,
-    then the file. Exit codes: 0 done, 2 bad usage, 3 model unloadable, 4 prompt larger
+    then the file; `-f notes.txt` sends it fenced with its name. Settings come from,
+    strongest first: the command line > the environment > --role > the config file > the
+    defaults. Exit codes: 0 done, 2 bad usage, 3 model unloadable, 4 prompt larger
     than the context, 5 download failed, 6 JSON reply invalid or cut, 130 interrupted.
     """
     if tokens and not show_prompt:
         raise typer.BadParameter("--tokens goes with --show-prompt", param_hint="--tokens")
+    chosen = settings(sampling, load, role=role, system=system)
+    if schema is None and not json_ and chosen.role is not None and chosen.role.schema is not None:
+        schema = role_schema(chosen.role.schema)
+    if chosen.role is not None and chosen.role.tools:
+        tools = [*chosen.role.tools, *(tools or [])]
     json_mode = None
     if schema is not None or json_:
         from hermes_cli.modes.json_mode import JsonMode, load_schema
@@ -92,9 +106,12 @@ def ask(
                                 max_rounds=max_rounds, timeout=tool_timeout, yes=yes)
     elif tool_choice != "auto":
         raise typer.BadParameter("--tool-choice needs --tools", param_hint="--tool-choice")
-    code = run_ask(prompt, stdin_text=read_stdin(), system=system, load=load_options(load),
-                   params=sampling_params(sampling), stats=stats, show_prompt=show_prompt,
-                   show_tokens=tokens, json_mode=json_mode, tools=tool_opts)
+    if tokens and load.endpoints:
+        raise typer.BadParameter("a served engine's token ids are not known here", param_hint="--tokens")
+    code = run_ask(prompt, stdin_text=read_stdin(), system=chosen.system, load=load_options(load, chosen),
+                   params=chosen.params, files=files or [], stats=stats, show_prompt=show_prompt,
+                   show_tokens=tokens, json_mode=json_mode, tools=tool_opts,
+                   endpoints=load.endpoints, api_key_env=load.api_key_env, served_model=load.model)
     raise typer.Exit(code)
 
 
@@ -111,11 +128,12 @@ def read_stdin() -> str | None:
         return None
 
 
-def build_prompt(prompt: str | None, stdin_text: str | None) -> str:
-    """The user turn: PROMPT, then a blank line, then piped stdin (either may be alone)."""
+def build_prompt(prompt: str | None, stdin_text: str | None, *, files: bool = False) -> str:
+    """The user turn: PROMPT, then a blank line, then piped stdin (either may be alone,
+    or neither when files are attached)."""
     parts = [p for p in (prompt, stdin_text) if p is not None and p.strip()]
-    if not parts:
-        raise UsageError("nothing to ask: give a PROMPT argument or pipe text on stdin")
+    if not parts and not files:
+        raise UsageError("nothing to ask: give a PROMPT argument, pipe text on stdin, or --file")
     return "\n\n".join(p.rstrip("\n") if i else p for i, p in enumerate(parts))
 
 
@@ -133,24 +151,47 @@ def run_ask(
     tools: ToolOptions | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    endpoints: list[str] | None = None,
+    api_key_env: str = "OPENAI_API_KEY",
+    served_model: str | None = None,
+    files: list[str] | None = None,
 ) -> int:
     """Run one question; return the exit status."""
-    from hermes_cli.core.loading import load_engine
+    from hermes_cli.core.loading import connect, load_engine
     from hermes_cli.core.reply import LocalBackend, stream
     from hermes_cli.modes.reply_mode import ReplyMode
-    from hermes_cli.prompt.chatml import ChatML
     from hermes_cli.prompt.messages import Message
+    from hermes_cli.prompt.template import template_for
 
     out = out or sys.stdout
     err = err or sys.stderr
-    user_text = build_prompt(prompt, stdin_text)
+    from hermes_cli.core.attachments import read_files, with_files
+
+    attachments = read_files(files) if files else []  # a bad file fails before loading
+    user_text = with_files(build_prompt(prompt, stdin_text, files=bool(attachments)), attachments)
     mode = ReplyMode(json_mode, tools)
     if json_mode is not None:
         json_mode.check()  # a schema no grammar can be built from fails before loading
     messages = mode.messages(system, [Message("user", user_text)])
+    approve = _approver(tools, err)
+    schema_only = tools is not None and any(t.function is None for t in tools.tools.values())
+
+    if endpoints:  # a served engine: the same prompts and logic, its stream
+        served = connect(endpoints, served_model, api_key_env)
+        try:
+            if show_prompt:
+                body = served.request(messages, params)
+                out.write(json.dumps(body, ensure_ascii=False, indent=2) + "\n")
+                return 0
+            printer = _Printer(out, err, None, mode.name, stats=stats, verbose=load.verbose,
+                               schema_only=schema_only)
+            printer.show(stream(served, mode.logic(messages, params, approve=approve)))
+        finally:
+            served.pool.close()
+        return 0
 
     engine = load_engine(load, err=err, vocab_only=show_prompt)
-    chat = ChatML(engine)
+    chat = template_for(engine)
     if show_prompt:
         ids = chat.render(messages)
         out.write(engine.detokenize(ids, special=True))
@@ -158,13 +199,27 @@ def run_ask(
             out.write("\n" + " ".join(map(str, ids)))
         out.write("\n")
         return 0
+    if attachments:
+        _check_files(attachments, engine, chat, messages, err, quiet=load.quiet)
     if mode.name != "text":
         engine.prefetch_grammars()  # built while the prompt is evaluated
     printer = _Printer(out, err, engine, mode.name, stats=stats, verbose=load.verbose,
-                       schema_only=tools is not None and any(t.function is None for t in tools.tools.values()))
-    logic = mode.logic(messages, params, approve=_approver(tools, err))
+                       schema_only=schema_only)
+    logic = mode.logic(messages, params, approve=approve)
     printer.show(stream(LocalBackend(engine, chat), logic))
     return 0
+
+
+def _check_files(attachments: list[Any], engine: Engine, chat: Any, messages: list[Any], err: TextIO,
+                 *, quiet: bool) -> None:
+    """Say each file's size in tokens (stderr), and refuse files that overflow the context."""
+    from hermes_cli.core.attachments import check_fit, describe, measure
+
+    sized = measure(attachments, lambda text: len(engine.tokenize(text)))
+    total = len(chat.render(messages))
+    check_fit(sized, total - sum(s.tokens or 0 for s in sized), engine.n_ctx)
+    if not quiet:
+        err.write(f"with {describe(sized)} · prompt {total:,} of {engine.n_ctx:,} tokens\n")
 
 
 def _approver(tools: ToolOptions | None, err: TextIO) -> Callable[[Any], bool]:
@@ -188,7 +243,7 @@ class _Printer:
     """The answer on stdout as it is written; everything else on stderr. JSON is printed
     once valid (never a partial or invalid object); schema-only tool calls as JSON lines."""
 
-    def __init__(self, out: TextIO, err: TextIO, engine: Engine, mode: str, *, stats: bool,
+    def __init__(self, out: TextIO, err: TextIO, engine: Engine | None, mode: str, *, stats: bool,
                  verbose: bool, schema_only: bool) -> None:
         self.out, self.err, self.engine = out, err, engine
         self.mode, self.stats, self.verbose, self.schema_only = mode, stats, verbose, schema_only
@@ -232,6 +287,8 @@ class _Printer:
     def finish(self, reply: Any) -> None:
         from hermes_cli.core.stats import format_stats
 
+        if not self.ends_with_newline:  # the answer's line ends before anything else is said
+            self.write("\n")
         if self.stats:
             label = "attempt" if self.mode == "json" else "round"
             for i, result in enumerate(reply.results, 1):
@@ -250,7 +307,7 @@ class _Printer:
         if reply.stopped == "round_limit":
             self.err.write(f"warning: stopped after {reply.rounds} tool rounds (--max-rounds); the "
                            "model still wanted to call tools\n")
-        elif reply.last.finish_reason == "context":
+        elif reply.last.finish_reason == "context" and self.engine is not None:
             self.err.write(f"warning: the reply filled the context ({self.engine.n_ctx} tokens) "
                            "and was cut\n")
 

@@ -13,10 +13,12 @@ import typer
 from hermes_cli.cli.main import guard_stdout
 from hermes_cli.cli.options import (
     LOADING,
+    ROLE,
     SAMPLING,
     LoadFlags,
     load_options,
-    sampling_params,
+    role_schema,
+    settings,
     with_options,
 )
 from hermes_cli.errors import UsageError
@@ -30,7 +32,7 @@ MIN_SLOT_TOKENS = 64
 @guard_stdout
 @with_options(SAMPLING.with_help(seed="Base seed: line i uses SEED+i, so a run (and a resumed "
                                       "run) is reproducible."),
-              LOADING.with_help(quiet="No progress bar or summary."))
+              LOADING.with_help(quiet="No progress bar or summary."), ROLE)
 def batch(
     input_: Annotated[str, typer.Argument(
         metavar="INPUT", help="A text file (one prompt per line), a JSONL file ({\"id\", "
@@ -42,6 +44,7 @@ def batch(
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt.")] = None,
     sampling: dict[str, Any],
     load: LoadFlags,
+    role: Optional[str],
     json_: Annotated[bool, typer.Option("--json", help="Every answer is one JSON object.")] = False,
     schema: Annotated[Optional[str], typer.Option(
         "--schema", help="Every answer matches this schema (FILE, inline JSON or module:Model).",
@@ -55,6 +58,10 @@ def batch(
     parallel: Annotated[int, typer.Option(
         help="Decode N prompts together (continuous batching), in every mode. Each prompt "
         "gets 1/N of the context.", min=1)] = 1,
+    concurrency: Annotated[int, typer.Option(
+        help="With --endpoint: requests in flight at once.", min=1, max=256)] = 4,
+    request_timeout: Annotated[float, typer.Option(
+        help="With --endpoint: seconds one request may take.", min=1.0)] = 600.0,
 ) -> None:
     """Answer many prompts with one loaded model; one JSON result per line, resumable.
 
@@ -74,13 +81,17 @@ def batch(
             items = batch_mod.read_items(stream)
         except UnicodeDecodeError:
             raise UsageError(f"{input_} is not UTF-8 text") from None
-    opts = batch_mod.BatchOptions(system=system, parallel=parallel,
-                                  params=sampling_params(sampling))
+    chosen = settings(sampling, load, role=role, system=system)
+    opts = batch_mod.BatchOptions(system=chosen.system, parallel=parallel, params=chosen.params)
+    if schema is None and not json_ and chosen.role is not None and chosen.role.schema is not None:
+        schema = role_schema(chosen.role.schema)
     if schema is not None or json_:
         from hermes_cli.modes.json_mode import JsonMode, load_schema
 
         opts.json_mode = load_schema(schema) if schema is not None else JsonMode()
         opts.json_mode.check()
+    if chosen.role is not None:
+        tools = [*chosen.role.tools, *(tools or [])]
     if tools:
         if not yes:
             raise UsageError("a batch cannot ask before running tools",
@@ -90,7 +101,12 @@ def batch(
         opts.tools = ToolOptions(load_all(tools), choice=tool_choice, max_rounds=max_rounds,
                                  timeout=tool_timeout, yes=True)
     done = batch_mod.repair_and_read_done(output) if output else set()
-    engine = load_engine(load_options(load), err=sys.stderr, n_seq_max=parallel + 1 if parallel > 1 else 1)
+    if load.endpoints:
+        summary = _served(load, items, output, done, opts, concurrency, request_timeout)
+        if summary.failed:
+            raise typer.Exit(batch_mod.SomeLinesFailed.exit_code)
+        return
+    engine = load_engine(load_options(load, chosen), err=sys.stderr, n_seq_max=parallel + 1 if parallel > 1 else 1)
     if parallel > 1 and engine.n_ctx // parallel < MIN_SLOT_TOKENS:
         raise UsageError(f"--parallel {parallel} gives each prompt {engine.n_ctx // parallel} of the "
                          f"{engine.n_ctx}-token context; at least {MIN_SLOT_TOKENS} are needed",
@@ -129,6 +145,34 @@ def progress_bar(total_items: int, err: TextIO) -> tuple[Callable[[int, int, int
                         rate=f"{tokens / elapsed:.1f} tok/s" if elapsed > 0 else "")
 
     return update, progress.stop
+
+
+def _served(load: LoadFlags, items: list[Any], output: Path | None, done: set[str], opts: Any,
+            concurrency: int, timeout: float) -> Any:
+    """The batch against served engines (several: the lines are shared among them)."""
+    from hermes_cli.core import batch as batch_mod
+    from hermes_cli.core.batch_served import run_served_batch
+    from hermes_cli.core.loading import connect
+
+    backend = connect(load.endpoints, load.model, load.api_key_env)
+    backend.buffered = True  # a cut answer is asked again: nobody watches a batch line stream
+    for endpoint in backend.pool.endpoints:
+        endpoint.timeout = timeout
+    writer = batch_mod.ResultWriter(output, sys.stdout)
+    progress: Callable[[int, int, int], None] | None = None
+    stop: Callable[[], None] = _nothing
+    if not load.quiet and sys.stderr.isatty():
+        progress, stop = progress_bar(len(items), sys.stderr)
+    try:
+        summary = run_served_batch(backend, items, writer, done, opts, concurrency=concurrency,
+                                   progress=progress)
+    finally:
+        stop()
+        writer.close()
+        backend.pool.close()
+    if not load.quiet:
+        print(summary.line(), file=sys.stderr)
+    return summary
 
 
 def _nothing() -> None:

@@ -11,21 +11,23 @@ from hermes_cli import env
 from hermes_cli.cli.main import guard_stdout
 from hermes_cli.cli.options import (
     LOADING,
+    ROLE,
     SAMPLING,
     LoadFlags,
     load_options,
-    sampling_params,
+    settings,
     with_options,
 )
 
 
 @guard_stdout
-@with_options(SAMPLING, LOADING)
+@with_options(SAMPLING, LOADING, ROLE)
 def chat(
     *,
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt.")] = None,
     sampling: dict[str, Any],
     load: LoadFlags,
+    role: Optional[str],
     plain: Annotated[bool, typer.Option("--plain", help="Plain text, no Markdown or colour "
                                         "(also when NO_COLOR is set).")] = False,
     continue_: Annotated[bool, typer.Option("--continue", "-c",
@@ -33,31 +35,62 @@ def chat(
     resume: Annotated[Optional[str], typer.Option(
         help="Resume the conversation with this id (see `hermes history`).",
         show_default=False)] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Run tool calls without asking.")] = False,
 ) -> None:
-    """Chat in the terminal: streaming Markdown, slash-commands (/help), saved sessions."""
+    """Chat in the terminal: streaming Markdown, slash-commands (/help), saved sessions.
+
+    Settings come from, strongest first: the command line > the environment > --role >
+    the resumed session > the config file > the built-in defaults.
+    """
     from rich.console import Console
 
     from hermes_cli.chat.repl import Repl, make_session
     from hermes_cli.core import sessions
+    from hermes_cli.core.config import load_config
     from hermes_cli.core.conversation import Conversation
-    from hermes_cli.core.loading import load_engine
+    from hermes_cli.core.loading import connect, load_engine
 
     if continue_ and resume:
         raise typer.BadParameter("--continue and --resume exclude each other")
-    model = load.model
-    if continue_ or resume:
-        conversation = sessions.load(resume)
-        if system is not None:
-            conversation.system = system
-        model = model or conversation.model or None
+    config = load_config()
+    saved = sessions.load(resume) if continue_ or resume else None
+    chosen = settings(sampling, load, role=role, system=system, session=saved, config=config)
+    if saved is not None:
+        conversation = saved
+        conversation.system, conversation.params = chosen.system, chosen.params
     else:
-        conversation = Conversation(system=system, params=sampling_params(sampling))
-    opts = load_options(load)
-    opts.model = model or env.default_model_ref()
-    conversation.model = opts.model
+        conversation = Conversation(system=chosen.system, params=chosen.params)
     plain = plain or env.no_color()
     console = Console(no_color=plain, highlight=False)
-    engine = load_engine(opts, err=sys.stderr)
     session = make_session(env.data_dir() / "history")
-    raise typer.Exit(Repl(engine, conversation, console=console, session=session,
-                          plain=plain).run())
+    if load.endpoints:  # a served engine: the same chat, its stream
+        served = connect(load.endpoints, load.model, load.api_key_env)
+        conversation.model = served.model
+        try:
+            repl = Repl(None, conversation, console=console, session=session, plain=plain, served=served)
+            _prepare(repl, chosen, config, None, yes)
+            code = repl.run()
+        finally:
+            served.pool.close()
+        raise typer.Exit(code)
+    opts = load_options(load, chosen)
+    conversation.model = opts.model
+    engine = load_engine(opts, err=sys.stderr)
+    repl = Repl(engine, conversation, console=console, session=session, plain=plain)
+    _prepare(repl, chosen, config, opts, yes)
+    raise typer.Exit(repl.run())
+
+
+def _prepare(repl: Any, chosen: Any, config: Any, opts: Any, yes: bool) -> None:
+    """The role's schema and tools, and what /role and /model need."""
+    s = repl.chat_session
+    s.config, s.load_options, s.auto_approve = config, opts, yes
+    role = chosen.role
+    if role is not None:
+        s.role = role.name
+        if role.schema is not None:
+            import json
+
+            s.set_schema(role.schema if isinstance(role.schema, str) else json.dumps(role.schema))
+        for path in role.tools:
+            s.add_tools(path)

@@ -1,15 +1,62 @@
-"""`hermes history`: the saved conversations."""
+"""`hermes history` (the saved conversations, or a search through them) and `hermes
+export` (one of them as Markdown or JSON)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
 
-def history() -> None:
+import typer
+
+
+def history(
+    grep: Annotated[Optional[str], typer.Option(
+        "--grep", help="Search every message of every branch of every saved conversation "
+        "(case-insensitive).", show_default=False)] = None,
+) -> None:
     """List saved conversations (resume one with `hermes chat --resume ID`)."""
     from hermes_cli.core import sessions
 
+    if grep is not None:
+        matches = sessions.grep(grep)
+        for m in matches:
+            where = f" branch {m.branch}" if m.branch else ""
+            print(f"{m.id}{where}  {m.role:<9} {m.snippet}")
+        if not matches:
+            print(f"no saved message contains {grep!r}")
+            raise typer.Exit(1)
+        return
     found = sessions.list_sessions()
     if not found:
         print("no saved conversations")
         return
     for s in found:
-        print(f"{s.id}  {s.messages:>4} messages  {s.first_line}")
+        branches = f"  {s.branches} branches" if s.branches > 1 else ""
+        print(f"{s.id}  {s.messages:>4} messages{branches}  {s.first_line}")
+
+
+def export(
+    conversation_id: Annotated[str, typer.Argument(metavar="ID", help="From `hermes history`.")],
+    format_: Annotated[str, typer.Option(
+        "--format", help="md (a readable transcript, every branch) or json (the session file).")] = "md",
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Write here (atomically). Default: stdout.", show_default=False)] = None,
+) -> None:
+    """Write one saved conversation out as Markdown or JSON."""
+    import json
+
+    from hermes_cli.core import sessions
+    from hermes_cli.core.conversation import write_atomic
+    from hermes_cli.errors import UsageError
+
+    if format_ not in ("md", "json"):
+        raise UsageError(f"--format {format_}: use md or json")
+    conv = sessions.load(conversation_id)
+    text = conv.markdown() if format_ == "md" else json.dumps(conv.to_dict(), ensure_ascii=False, indent=2) + "\n"
+    if output is None:
+        print(text, end="" if text.endswith("\n") else "\n")
+        return
+    try:
+        write_atomic(output, text)
+    except OSError as e:
+        raise UsageError(f"cannot write {output}: {e.strerror or e}") from None

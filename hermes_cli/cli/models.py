@@ -39,8 +39,19 @@ def models(
         "--rm", help="Delete a cached model (owner/repo:QUANT or owner/repo/file.gguf).",
         show_default=False)] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before deleting.")] = False,
+    endpoint: Annotated[Optional[str], typer.Option(
+        "--endpoint", help="List the models an OpenAI-compatible server serves.",
+        show_default=False)] = None,
+    api_key_env: Annotated[str, typer.Option(
+        help="The environment variable holding the endpoint's API key.")] = "OPENAI_API_KEY",
 ) -> None:
     """List a repository's quants and the GGUF models already cached."""
+    if endpoint is not None:
+        from hermes_cli.served.client import Endpoint, served_models
+
+        for name in served_models(Endpoint(endpoint, api_key_env)):
+            print(name)
+        return
     from hermes_cli.hub import cache
     from hermes_cli.hub.download import available_quants, list_remote
     from hermes_cli.hub.refs import HubRef, human_size, parse_ref

@@ -22,7 +22,10 @@ from hermes_cli import env
 from hermes_cli.engine.params import SamplingParams
 
 if TYPE_CHECKING:
+    from hermes_cli.core.config import Config
+    from hermes_cli.core.conversation import Conversation
     from hermes_cli.core.loading import LoadOptions
+    from hermes_cli.core.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 _DEFAULTS = SamplingParams()
@@ -86,6 +89,8 @@ class LoadFlags:
     """How to load the model, as given on the command line (None: not given)."""
 
     model: str | None
+    endpoints: list[str]
+    api_key_env: str
     ctx: int | None
     gpu_layers: int | None
     threads: int | None
@@ -93,10 +98,22 @@ class LoadFlags:
     quiet: bool
 
 
+def _load_flags(**values: Any) -> LoadFlags:
+    values["endpoints"] = list(values["endpoints"] or env.endpoints())
+    return LoadFlags(**values)
+
+
 LOADING = Group("load", (
     _opt("model", Annotated[Optional[str], typer.Option(
-        "--model", "-m", help="PATH.gguf, owner/repo or owner/repo:QUANT. "
-        "Default: $HERMES_MODEL or " + env.DEFAULT_MODEL_REF, show_default=False)]),
+        "--model", "-m", help="PATH.gguf, owner/repo or owner/repo:QUANT; with --endpoint, the "
+        "served model's name (default: the one it serves). Default: $HERMES_MODEL or "
+        + env.DEFAULT_MODEL_REF, show_default=False)]),
+    _opt("endpoints", Annotated[Optional[list[str]], typer.Option(
+        "--endpoint", help="An OpenAI-compatible server (vLLM, llama-server, ...): its base URL. "
+        "Batch takes several. Default: $HERMES_ENDPOINT.", show_default=False)]),
+    _opt("api_key_env", Annotated[str, typer.Option(
+        help="The environment variable holding the endpoint's API key (never printed).")],
+        "OPENAI_API_KEY"),
     _opt("ctx", Annotated[Optional[int], typer.Option(
         "--ctx", help="Context size in tokens. Default: the model's trained length (capped at "
         "16384); 0 = the full trained length.", min=0, show_default=False)]),
@@ -110,7 +127,17 @@ LOADING = Group("load", (
         "--verbose", "-v", help="Show llama.cpp's own log on stderr.")], False),
     _opt("quiet", Annotated[bool, typer.Option(
         "--quiet", "-q", help="No download messages or progress bar.")], False),
-), LoadFlags)
+), _load_flags)
+
+
+PRECEDENCE = ("command line > environment > --role > saved session > config file "
+              "(hermes config path) > built-in defaults")
+
+ROLE = Group("role", (
+    _opt("role", Annotated[Optional[str], typer.Option(
+        "--role", "-r", help="A role from the config file: its system prompt, schema, tools and "
+        f"options (`hermes roles` lists them). Precedence: {PRECEDENCE}.", show_default=False)]),
+), lambda role: role)
 
 
 def with_options(*groups: Group) -> Callable[[F], F]:
@@ -140,18 +167,28 @@ def with_options(*groups: Group) -> Callable[[F], F]:
     return decorate
 
 
-def sampling_params(given: dict[str, Any], *layers: dict[str, Any]) -> SamplingParams:
-    """SamplingParams from the values typed on the command line over lower layers
-    (earlier layers win over later ones; the built-in defaults come last)."""
-    merged: dict[str, Any] = {}
-    for layer in reversed((given, *layers)):
-        merged.update(layer)
-    return SamplingParams(**merged)
+def settings(sampling: dict[str, Any], load: LoadFlags, *, role: str | None = None,
+             system: str | None = None, session: Conversation | None = None,
+             config: Config | None = None) -> Settings:
+    """What the command runs with: the values typed here over every lower layer."""
+    from hermes_cli.core.config import load_config
+    from hermes_cli.core.settings import Given, resolve
+
+    given = Given(model=load.model, system=system, sampling=sampling, ctx=load.ctx,
+                  gpu_layers=load.gpu_layers, threads=load.threads, role=role)
+    return resolve(given, config if config is not None else load_config(), session)
 
 
-def load_options(flags: LoadFlags) -> LoadOptions:
+def load_options(flags: LoadFlags, chosen: Settings) -> LoadOptions:
     from hermes_cli.core.loading import LoadOptions
 
-    return LoadOptions(model=flags.model or env.default_model_ref(), n_ctx=flags.ctx,
-                       n_gpu_layers=flags.gpu_layers, n_threads=flags.threads,
-                       verbose=flags.verbose, quiet=flags.quiet)
+    return LoadOptions(model=chosen.model, n_ctx=chosen.ctx, n_gpu_layers=chosen.gpu_layers,
+                       n_threads=chosen.threads, verbose=flags.verbose, quiet=flags.quiet,
+                       gpu_hint=chosen.gpu_hint)
+
+
+def role_schema(schema: Any) -> str:
+    """A role's schema as `--schema` takes it: its file, or the inline table as JSON."""
+    import json
+
+    return schema if isinstance(schema, str) else json.dumps(schema)

@@ -83,6 +83,11 @@ def _item_from_json(obj: Any, line: int) -> Item:
             item.error = "system must be a string"
             return item
         item.system = obj["system"]
+    if "files" in obj:
+        problem = _attach(item, obj["files"])
+        if problem:
+            item.error = f"line {line}: {problem}"
+            return item
     for key in ("json", "tools"):
         if key in obj and not isinstance(obj[key], bool):
             item.error = f"{key} must be true or false"
@@ -106,6 +111,25 @@ def _item_from_json(obj: Any, line: int) -> Item:
                 return item
             item.overrides[key] = obj[key]
     return item
+
+
+def _attach(item: Item, files: Any) -> str | None:
+    """`"files": [...]`: each file's text appended to the line's last user turn, fenced
+    with its name (paths relative to the current directory); why not, if they cannot be."""
+    from hermes_cli.core.attachments import read_files, with_files
+
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        return "files must be a list of paths"
+    users = [i for i, m in enumerate(item.messages) if m.role == "user"]
+    if not users:
+        return "files go into a user turn, and this line has none"
+    try:
+        attachments = read_files(files)
+    except UsageError as e:
+        return str(e)
+    last = item.messages[users[-1]]
+    item.messages[users[-1]] = Message("user", with_files(last.content, attachments))
+    return None
 
 
 def read_items(source: TextIO, *, jsonl: bool | None = None) -> list[Item]:

@@ -27,7 +27,7 @@ from hermes_cli.errors import ContextOverflowError, HermesError
 from hermes_cli.modes.events import Logic, Reply, Request
 from hermes_cli.modes.json_mode import JsonMode
 from hermes_cli.modes.reply_mode import ReplyMode
-from hermes_cli.prompt.chatml import ChatML
+from hermes_cli.prompt.template import PromptFormat, template_for
 
 Progress = Callable[[int, int, int], None]
 
@@ -92,7 +92,7 @@ def error_record(item: Item, error: str) -> dict[str, Any]:
 def run_batch(engine: Engine, items: list[Item], writer: ResultWriter, done: set[str],
               opts: BatchOptions, *, progress: Progress | None = None) -> Summary:
     """Answer every item not in `done`, writing one record each as it completes."""
-    chat = ChatML(engine)
+    chat = template_for(engine)
     todo = [it for it in items if json.dumps(it.id) not in done]
     summary = Summary(skipped=len(items) - len(todo))
     started = time.perf_counter()
@@ -139,7 +139,7 @@ class _Line:
 class _Parallel:
     """Feeds the lines' requests to a ParallelDecoder and their results back."""
 
-    def __init__(self, engine: Engine, chat: ChatML, opts: BatchOptions,
+    def __init__(self, engine: Engine, chat: PromptFormat, opts: BatchOptions,
                  finished: Callable[[Item, dict[str, Any]], None]) -> None:
         self.engine, self.chat, self.opts, self.finished = engine, chat, opts, finished
         self.queue: deque[tuple[_Line, Request]] = deque()

@@ -18,8 +18,8 @@ from typing import Any
 
 from hermes_cli.engine.params import SamplingParams, sampling_from
 from hermes_cli.errors import ContextOverflowError, UsageError
-from hermes_cli.prompt.chatml import ChatML
 from hermes_cli.prompt.messages import ROLES, Message
+from hermes_cli.prompt.template import PromptFormat
 
 FORMAT_VERSION = 1
 
@@ -39,15 +39,34 @@ def new_id() -> str:
 
 
 @dataclass
+class Branch:
+    """One line of the conversation: its messages, and where it forked from."""
+
+    messages: list[Message]
+    parent: int | None = None  # the branch it forked from
+    at: int = 0  # how many of the parent's messages it shares
+
+
+@dataclass
 class Conversation:
     id: str = field(default_factory=new_id)
     model: str = ""
     system: str | None = None
-    messages: list[Message] = field(default_factory=list)  # no system message here
+    messages: list[Message] = field(default_factory=list)  # the current branch; no system message
     params: SamplingParams = field(default_factory=SamplingParams)
     json_schema: dict[str, Any] | None = None
     json_mode: bool = False
     created: float = field(default_factory=time.time)
+    # Every branch (core/branches.py); `messages` is the current one's list.
+    branches: list[Branch] = field(default_factory=list)
+    current: int = 0
+
+    def synced_branches(self) -> list[Branch]:
+        """The branches, the current one holding `messages` as they are now."""
+        if not self.branches:
+            self.branches = [Branch(self.messages)]
+        self.branches[self.current].messages = self.messages
+        return self.branches
 
     # -- editing ----------------------------------------------------------------------
 
@@ -93,7 +112,7 @@ class Conversation:
     def with_system(self, system: str | None) -> list[Message]:
         return ([Message("system", system)] if system else []) + self.messages
 
-    def fit(self, chat: ChatML, system: str | None, n_ctx: int, reserve: int) -> tuple[list[int], int]:
+    def fit(self, chat: PromptFormat, system: str | None, n_ctx: int, reserve: int) -> tuple[list[int], int]:
         """Token ids of the prompt, dropping the oldest turns (never the system prompt,
         never the newest user message) until `reserve` tokens are left for the reply.
 
@@ -120,17 +139,19 @@ class Conversation:
 
     def to_dict(self) -> dict[str, Any]:
         msgs = [{"role": "system", "content": self.system}] if self.system else []
-        for m in self.messages:
-            d: dict[str, Any] = m.to_dict()
-            if m.token_ids is not None:
-                d["token_ids"] = m.token_ids  # keeps the KV prefix exact on resume
-            msgs.append(d)
-        return {
+        msgs += [_message_dict(m) for m in self.messages]
+        data: dict[str, Any] = {
             "format": FORMAT_VERSION, "id": self.id, "created": self.created, "model": self.model,
             "messages": msgs,
             "settings": {"params": asdict(self.params), "json_mode": self.json_mode,
                          "json_schema": self.json_schema},
         }
+        branches = self.synced_branches()
+        if len(branches) > 1:  # the tree: every branch whole (a parent may be edited later)
+            data["branches"] = [{"parent": b.parent, "at": b.at,
+                                 "messages": [_message_dict(m) for m in b.messages]} for b in branches]
+            data["current"] = self.current
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Conversation:
@@ -176,11 +197,29 @@ class Conversation:
             check_schema(schema, "the saved schema")
         saved_id = data.get("id")
         created = data.get("created")
-        return cls(id=saved_id if isinstance(saved_id, str) and valid_id(saved_id) else new_id(),
+        conv = cls(id=saved_id if isinstance(saved_id, str) and valid_id(saved_id) else new_id(),
                    model=str(data.get("model") or ""), system=system, messages=messages,
                    params=sampling_from({k: v for k, v in params.items() if k != "ignore_eos"}),
                    json_schema=schema, json_mode=settings.get("json_mode") is True,
                    created=float(created) if isinstance(created, (int, float)) else time.time())
+        raw_branches = data.get("branches")
+        if raw_branches is not None:
+            if not isinstance(raw_branches, list) or not raw_branches:
+                raise TypeError("branches must be a non-empty list")
+            branches = []
+            for i, b in enumerate(raw_branches):
+                parent, at = b.get("parent"), b.get("at", 0)
+                if parent is not None and not (isinstance(parent, int) and 0 <= parent < i):
+                    raise ValueError(f"branch {i} has a bad parent")
+                if not isinstance(at, int) or at < 0:
+                    raise ValueError(f"branch {i} has a bad fork point")
+                branches.append(Branch(_messages_from(b["messages"]), parent, at))
+            current = data.get("current", 0)
+            if not isinstance(current, int) or not 0 <= current < len(branches):
+                raise ValueError("current names no branch")
+            conv.branches, conv.current = branches, current
+            conv.messages = branches[current].messages
+        return conv
 
     def save(self, path: Path) -> None:
         """Atomic: write a temporary file, then rename over the old one."""
@@ -205,6 +244,14 @@ class Conversation:
             out += [f"Model: `{self.model}`", ""]
         for m in self.with_system(self.system):
             out += [f"## {m.role}", "", m.content, ""]
+        branches = self.synced_branches()
+        for k, b in enumerate(branches):
+            if k == self.current or len(branches) == 1:
+                continue
+            origin = "" if b.parent is None else f" (from branch {b.parent}, after message {b.at})"
+            out += [f"# Branch {k}{origin}", ""]
+            for m in b.messages[b.at:]:
+                out += [f"## {m.role}", "", m.content, ""]
         return "\n".join(out)
 
     def export(self, path: Path) -> None:
@@ -212,6 +259,31 @@ class Conversation:
             write_atomic(path, self.markdown())
         else:
             self.save(path)
+
+
+def _message_dict(m: Message) -> dict[str, Any]:
+    d: dict[str, Any] = m.to_dict()
+    if m.token_ids is not None:
+        d["token_ids"] = m.token_ids  # keeps the KV prefix exact on resume
+    return d
+
+
+def _messages_from(raw: Any) -> list[Message]:
+    if not isinstance(raw, list):
+        raise TypeError("messages must be a list")
+    out = []
+    for m in raw:
+        if not isinstance(m, dict):
+            raise TypeError("each message must be an object")
+        role, content = m["role"], m["content"]
+        if role not in ROLES or role == "system":
+            raise ValueError(f"unexpected role {role!r} in a branch")
+        if not isinstance(content, str):
+            raise TypeError("content must be text")
+        ids = m.get("token_ids")
+        ok = isinstance(ids, list) and all(type(t) is int for t in ids)
+        out.append(Message(role, content, token_ids=list(ids) if ok and ids else None))
+    return out
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -4,12 +4,16 @@ then load it, with a transient status line on a terminal."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from hermes_cli import env
 from hermes_cli.core.gpu_hint import gpu_hint, gpu_present
 from hermes_cli.engine.model import Engine
+from hermes_cli.errors import ServerError, UsageError
 from hermes_cli.hub.resolve import resolve_model
+
+if TYPE_CHECKING:
+    from hermes_cli.served.backend import ServedBackend
 
 
 @dataclass
@@ -20,6 +24,7 @@ class LoadOptions:
     n_threads: int | None = None
     verbose: bool = False
     quiet: bool = False
+    gpu_hint: bool = True  # the config's `gpu_hint = false` silences the idle-GPU note
 
 
 def load_engine(opts: LoadOptions, *, err: TextIO, vocab_only: bool = False,
@@ -39,16 +44,35 @@ def load_engine(opts: LoadOptions, *, err: TextIO, vocab_only: bool = False,
             err.write("\r\x1b[K")
             err.flush()
     if not opts.quiet and not vocab_only:
-        _say_what_the_gpu_does(engine, err)
+        _say_what_the_gpu_does(engine, err, opts.gpu_hint)
     return engine
 
 
-def _say_what_the_gpu_does(engine: Engine, err: TextIO) -> None:
+def connect(endpoints: list[str], model: str | None, key_env: str) -> ServedBackend:
+    """A served engine instead of a local model; `model` defaults to the one it serves."""
+    from hermes_cli.served.backend import ServedBackend
+    from hermes_cli.served.client import Endpoint, served_models
+    from hermes_cli.served.pool import EndpointPool
+
+    pool = EndpointPool([Endpoint(url, key_env) for url in endpoints])
+    names = pool.call(served_models)
+    if model is None:
+        if len(names) != 1:
+            raise UsageError(f"{pool.primary.base_url} serves {', '.join(names) or 'no model'}: "
+                             "pick one with --model NAME")
+        model = names[0]
+    elif names and model not in names:
+        raise ServerError(f"{pool.primary.base_url} does not serve the model {model!r}; it serves: "
+                          f"{', '.join(names)}", hint="pick one with --model NAME")
+    return ServedBackend(pool, model)
+
+
+def _say_what_the_gpu_does(engine: Engine, err: TextIO, hint_wanted: bool) -> None:
     """A GPU left idle by a CPU build, or a model that only partly fits: one line each."""
     info = engine.info
     if info.offload_partial and info.offload:
         err.write(f"note: {info.offload}\n")
-    if not env.gpu_hint_silenced() and not info.gpu_offload_supported:
+    if hint_wanted and not env.gpu_hint_silenced() and not info.gpu_offload_supported:
         from hermes_cli.engine.build import system_info
 
         hint = gpu_hint(gpu_present(), info.gpu_offload_supported, system_info())

@@ -9,30 +9,42 @@ terminal.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hermes_cli.core import sessions
+from hermes_cli.core import branches, sessions
+from hermes_cli.core.attachments import Sized, check_fit, expand_mentions, measure, read_files, with_files
 from hermes_cli.core.conversation import Conversation, new_id
+from hermes_cli.core.reply import Backend, LocalBackend
 from hermes_cli.engine.model import Engine
-from hermes_cli.engine.params import GenerationResult
+from hermes_cli.engine.params import GenerationResult, sampling_from
 from hermes_cli.errors import UsageError
 from hermes_cli.modes.json_mode import JsonMode, load_schema
 from hermes_cli.modes.reply_mode import ReplyMode
 from hermes_cli.modes.tools.loop import ToolOptions
 from hermes_cli.modes.tools.tool import Tool
-from hermes_cli.prompt.chatml import ChatML
+from hermes_cli.prompt.template import template_for
+
+if TYPE_CHECKING:
+    from hermes_cli.core.config import Config
+    from hermes_cli.core.loading import LoadOptions
+    from hermes_cli.served.backend import ServedBackend
 
 
 class ChatSession:
     """One chat over one loaded model. `warn` receives problems that must not end the
     chat (a full disk while saving)."""
 
-    def __init__(self, engine: Engine, conversation: Conversation, *, autosave: bool = True,
-                 warn: Callable[[str], None] = lambda _msg: None) -> None:
+    def __init__(self, engine: Engine | None, conversation: Conversation, *, autosave: bool = True,
+                 warn: Callable[[str], None] = lambda _msg: None,
+                 served: ServedBackend | None = None) -> None:
+        if engine is None and served is None:
+            raise ValueError("a chat needs a model: a local engine or a served one")
         self.engine = engine
-        self.chat = ChatML(engine)
+        self.served = served
+        self.chat = template_for(engine) if engine is not None else None
         self.conversation = conversation
         self.autosave = autosave
         self.warn = warn
@@ -41,6 +53,10 @@ class ChatSession:
         self.tools: dict[str, Tool] = {}
         self.always_allowed: set[str] = set()
         self.auto_approve = False
+        self.pending_files: list[Sized] = []  # /read: sent with the next message
+        self.role: str | None = None
+        self.config: Config | None = None  # roles and aliases, for /role and /model
+        self.load_options: LoadOptions | None = None  # how the model was loaded, for /model
 
     # -- what the model sees ------------------------------------------------------------
 
@@ -57,8 +73,37 @@ class ChatSession:
         """The system prompt as sent: the Hermes JSON or tool prompt, then the user's."""
         return self.reply_mode().system_prompt(self.conversation.system)
 
-    def prompt_ids(self) -> list[int]:
-        return self.chat.render(self.conversation.with_system(self.effective_system()))
+    @property
+    def backend(self) -> Backend:
+        """Where replies are written: the loaded model, or the served engine."""
+        if self.served is not None:
+            return self.served
+        assert self.engine is not None and self.chat is not None
+        return LocalBackend(self.engine, self.chat)
+
+    def describe(self) -> str:
+        """What the chat runs on, for its header and /model."""
+        if self.served is not None:
+            return f"{self.served.model} at {self.served.pool.primary.base_url}"
+        assert self.engine is not None
+        info = self.engine.info
+        return (f"{info.path} · context {info.n_ctx} (trained {info.n_ctx_train}) · GPU layers "
+                f"{info.n_gpu_layers}{'' if info.gpu_offload_supported else ' (no GPU)'} · "
+                f"threads {info.n_threads}")
+
+    def prompt_text(self) -> str:
+        """Exactly what the model is sent: the rendered ChatML, or the request's JSON."""
+        messages = self.conversation.with_system(self.effective_system())
+        if self.served is not None:
+            body = self.served.request(messages, self.conversation.params)
+            return json.dumps(body, ensure_ascii=False, indent=2)
+        assert self.engine is not None and self.chat is not None
+        ids = self.chat.render(messages)
+        return self.engine.detokenize(ids, special=True) + f"\n({len(ids)} tokens)"
+
+    def _prefetch(self) -> None:
+        if self.engine is not None:
+            self.engine.prefetch_grammars()
 
     def record(self, result: GenerationResult, generated: int) -> None:
         """Account for a finished reply (for /stats and the footer)."""
@@ -74,7 +119,7 @@ class ChatSession:
     def set_json(self, on: bool) -> None:
         self.conversation.json_mode = on
         if on:
-            self.engine.prefetch_grammars()
+            self._prefetch()
         self.save()
 
     def set_schema(self, spec: str | None) -> str:
@@ -87,14 +132,14 @@ class ChatSession:
         mode = load_schema(spec)
         mode.check()  # refuse a schema we cannot turn into a grammar, now
         conv.json_schema, conv.json_mode = mode.schema, True
-        self.engine.prefetch_grammars()
+        self._prefetch()
         self.save()
         return mode.source
 
     def set_tools(self, tools: dict[str, Tool]) -> None:
         self.tools = tools
         if tools:
-            self.engine.prefetch_grammars()
+            self._prefetch()
 
     def add_tools(self, path: str) -> list[str]:
         from hermes_cli.modes.tools.loading import check_unique, load_tools_file
@@ -136,6 +181,115 @@ class ChatSession:
         self.save()
         return len(loaded.messages)
 
+    # -- files in the prompt ------------------------------------------------------------
+
+    def _count(self) -> Any:
+        engine = self.engine
+        return (lambda text: len(engine.tokenize(text))) if engine is not None else None
+
+    def prompt_tokens(self, extra: str = "") -> int:
+        """Tokens the prompt takes now (with `extra` as one more user turn)."""
+        if self.engine is None or self.chat is None:
+            return 0
+        from hermes_cli.prompt.messages import Message
+
+        messages = self.conversation.with_system(self.effective_system())
+        return len(self.chat.render([*messages, Message("user", extra)] if extra else messages))
+
+    def attach(self, specs: list[str]) -> list[Sized]:
+        """/read: files for the next message, measured and checked against the context now."""
+        if not specs:
+            raise UsageError("usage: /read PATH… (globs too: /read src/*.py)")
+        sized = measure(read_files(specs), self._count())
+        if self.engine is not None:
+            check_fit(self.pending_files + sized, self.prompt_tokens(), self.engine.n_ctx)
+        self.pending_files += sized
+        return sized
+
+    def compose(self, text: str) -> tuple[str, list[Sized]]:
+        """The user turn for `text`: its `@path` files and the /read ones appended, fenced.
+        Raises (and keeps the /read files) when they cannot fit."""
+        _text, mentioned = expand_mentions(text)
+        files = self.pending_files + measure(mentioned, self._count())
+        if not files:
+            return text, []
+        content = with_files(text, [f.attachment for f in files])
+        if self.engine is not None:
+            check_fit(files, self.prompt_tokens(text), self.engine.n_ctx)
+        self.pending_files = []
+        return content, files
+
+    # -- branches -------------------------------------------------------------------------
+
+    def fork(self) -> int:
+        k = branches.fork(self.conversation)
+        self.save()
+        return k
+
+    def edit(self, n: int, text: str) -> int:
+        k = branches.edit(self.conversation, n, text)
+        self.save()
+        return k
+
+    def switch_branch(self, k: int) -> int:
+        branches.switch(self.conversation, k)
+        self.save()
+        return k
+
+    # -- roles and models -----------------------------------------------------------------
+
+    def apply_role(self, config: Config, name: str) -> list[str]:
+        """/role NAME: its system prompt, sampling, schema and tools; what changed."""
+        role = config.role(name)
+        changed = []
+        conv = self.conversation
+        if role.system is not None:
+            conv.system = role.system
+            changed.append("system prompt")
+        if role.sampling:
+            current = {k: v for k, v in dataclasses.asdict(conv.params).items() if k != "ignore_eos"}
+            conv.params = sampling_from({**current, **role.sampling})
+            changed.append(", ".join(f"{k}={v}" for k, v in role.sampling.items()))
+        if role.schema is not None:
+            self.set_schema(role.schema if isinstance(role.schema, str) else json.dumps(role.schema))
+            changed.append("schema (JSON mode on)")
+        if role.tools:
+            from hermes_cli.modes.tools.loading import check_unique, load_tools_file
+
+            loaded = [t for path in role.tools for t in load_tools_file(path)]
+            self.set_tools(check_unique(list(self.tools.values()) + loaded))
+            changed.append("tools " + ", ".join(t.name for t in loaded))
+        self.role = name
+        self.save()
+        return changed
+
+    def switch_model(self, opts: LoadOptions, err: Any) -> str:
+        """/model REF: load another model (downloading if needed) and keep the conversation;
+        its history is re-tokenized for the new vocabulary. The old model stays loaded
+        until the new one is ready, so a failure leaves the chat as it was."""
+        from hermes_cli.core.loading import load_engine
+        from hermes_cli.prompt.template import template_for
+
+        if self.served is not None:
+            raise UsageError("this chat runs on a served engine: restart it with another --model")
+        engine = load_engine(opts, err=err)
+        try:
+            template = template_for(engine)
+        except Exception:
+            engine.close()
+            raise
+        old, self.engine, self.chat = self.engine, engine, template
+        if old is not None:
+            old.close()
+        for branch in self.conversation.synced_branches():
+            for msg in branch.messages:
+                msg.token_ids = None  # ids of the old vocabulary mean nothing here
+        self.conversation.model = opts.model
+        if self.conversation.json_mode or self.tools:
+            self._prefetch()
+        self.save()
+        return str(engine.info.path.name)
+
     # -- saving --------------------------------------------------------------------------
 
     def save(self) -> None:
@@ -148,7 +302,7 @@ class ChatSession:
 
     def save_state(self) -> None:
         """Keep the KV cache for an instant `--continue` (only for recent sessions)."""
-        if not self.autosave or not self.conversation.messages:
+        if not self.autosave or not self.conversation.messages or self.engine is None:
             return
         try:
             sessions.save_state(self.engine, self.conversation.id)
@@ -157,4 +311,6 @@ class ChatSession:
                       f"conversation): {e.strerror or e}")
 
     def restore_state(self) -> int:
-        return sessions.restore_state(self.engine, self.conversation.id) if self.autosave else 0
+        if not self.autosave or self.engine is None:
+            return 0
+        return sessions.restore_state(self.engine, self.conversation.id)

@@ -9,7 +9,7 @@ from typing import Any
 
 from hermes_cli import env
 from hermes_cli.core.conversation import Conversation, valid_id
-from hermes_cli.errors import UsageError
+from hermes_cli.errors import HermesError, UsageError
 
 
 def sessions_dir() -> Path:
@@ -28,6 +28,8 @@ class SessionSummary:
     messages: int
     first_line: str
     path: Path
+    branches: int = 1
+    model: str = ""
 
 
 def list_sessions() -> list[SessionSummary]:
@@ -39,10 +41,50 @@ def list_sessions() -> list[SessionSummary]:
             msgs = data.get("messages", [])
         except (OSError, ValueError, AttributeError):
             continue
-        first = next((m.get("content", "") for m in msgs if m.get("role") == "user"), "")
+        if not isinstance(msgs, list):
+            continue
+        first = next((m.get("content", "") for m in msgs if isinstance(m, dict) and m.get("role") == "user"), "")
+        first = first if isinstance(first, str) else ""
+        branches = data.get("branches")
         out.append(SessionSummary(path.stem, len(msgs), first.strip().splitlines()[0][:60]
-                                  if first.strip() else "", path))
+                                  if first.strip() else "", path,
+                                  len(branches) if isinstance(branches, list) and branches else 1,
+                                  str(data.get("model") or "")))
     return out
+
+
+@dataclass(frozen=True)
+class Match:
+    id: str
+    branch: int
+    role: str
+    snippet: str
+
+
+def grep(text: str) -> list[Match]:
+    """Every message of every branch of every saved conversation that contains `text`
+    (case-insensitive), with the line around it."""
+    needle = text.casefold()
+    found = []
+    for summary in list_sessions():
+        try:
+            conv = Conversation.load(summary.path)
+        except HermesError:
+            continue  # a damaged file is listed by `hermes history`, not searched
+        for k, branch in enumerate(conv.synced_branches()):
+            # a branch's own messages: what it shares with its parent is searched there
+            if k == 0:
+                messages = conv.with_system(conv.system)[:1] if conv.system else []
+                messages += branch.messages
+            else:
+                messages = branch.messages[branch.at:]
+            for m in messages:
+                at = m.content.casefold().find(needle)
+                if at >= 0:
+                    start = max(0, at - 30)
+                    snippet = m.content[start: at + len(text) + 30].replace("\n", " ")
+                    found.append(Match(conv.id, k, m.role, ("…" if start else "") + snippet))
+    return found
 
 
 def load(conversation_id: str | None) -> Conversation:
@@ -71,14 +113,13 @@ def _state_paths(conversation_id: str) -> tuple[Path, Path]:
 
 def _signature(engine: Any) -> dict[str, Any]:
     """What a state depends on: the model file, the context size, the chat tokens."""
-    from hermes_cli.prompt.chatml import ChatML
+    from hermes_cli.prompt.template import template_for
 
     path = Path(engine.info.path).resolve()
     st = path.stat()
-    chat = ChatML(engine)
     return {"format": STATE_FORMAT, "model": str(path), "size": st.st_size,
             "mtime_ns": st.st_mtime_ns, "n_ctx": engine.n_ctx,
-            "chatml": [chat.im_start, chat.im_end]}
+            "template": template_for(engine).signature()}
 
 
 def save_state(engine: Any, conversation_id: str) -> None:

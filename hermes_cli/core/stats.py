@@ -6,7 +6,12 @@ from hermes_cli.engine.model import Engine
 from hermes_cli.engine.params import GenerationResult
 
 
-def format_stats(result: GenerationResult, engine: Engine) -> str:
+def format_stats(result: GenerationResult, engine: Engine | None) -> str:
+    if engine is None:  # a served engine: its usage figures and our time to first token
+        return (f"prompt {result.prompt_tokens} tokens ({result.prompt_reused} cached on the server) · "
+                f"time to first token {result.prompt_seconds:.2f} s · reply {result.completion_tokens} "
+                f"tokens in {result.generation_seconds:.2f} s [{result.tokens_per_second:.1f} tok/s] · "
+                f"stop: {result.finish_reason}")
     return (
         f"prompt {result.prompt_tokens} tokens ({result.prompt_evaluated} evaluated, "
         f"{result.prompt_reused} reused) in {result.prompt_seconds:.2f} s "

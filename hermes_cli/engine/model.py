@@ -194,6 +194,20 @@ class Engine:
     def ids_spell(self, ids: Sequence[int], text: str) -> bool:
         return self.vocab.ids_spell(ids, text)
 
+    def control_tokens(self) -> dict[str, int]:
+        return self.vocab.control_tokens()
+
+    def bos_text(self) -> str:
+        return self.vocab.bos_text()
+
+    def eos_text(self) -> str:
+        return self.vocab.eos_text()
+
+    def chat_template(self) -> str | None:
+        """The Jinja chat template embedded in the GGUF, if any."""
+        source = self.info.metadata.get("tokenizer.chat_template")
+        return source if isinstance(source, str) else None
+
     def eog_tokens(self) -> list[int]:
         """Every end-of-generation token of the vocabulary."""
         return sorted(self.vocab.eog)

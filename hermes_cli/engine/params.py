@@ -106,6 +106,11 @@ class Grammar:
     kind: str
     source: str
     trigger: str | None = None
+    # For a served engine, which cannot take this grammar: the JSON Schema it can enforce
+    # (response_format), and the text around the JSON it writes (a Hermes tool call's
+    # tags). None: the server writes freely, and the reply is checked here.
+    server_schema: dict[str, Any] | None = None
+    server_wrap: tuple[str, str] = ("", "")
 
 
 @dataclass
@@ -121,10 +126,11 @@ class GenerationResult:
     prompt_seconds: float  # from the call to the first token (time to first token)
     generation_seconds: float  # from the first token to the last
     resampled: int = 0  # tokens the grammar rejected and the sampler drew again
+    generated: int | None = None  # a served engine's count (its ids are not sent to us)
 
     @property
     def completion_tokens(self) -> int:
-        return len(self.token_ids)
+        return self.generated if self.generated is not None else len(self.token_ids)
 
     @property
     def prompt_tokens_per_second(self) -> float:

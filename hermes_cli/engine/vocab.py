@@ -32,11 +32,12 @@ class Vocab:
         self.text_pieces: dict[int, bytes] = {}  # token -> bytes, filled as tokens are seen
         self._special_pieces: dict[int, bytes] = {}
         self._control: dict[int, bool] = {}
-        self.eog: frozenset[int] = self._find_eog(token_types)
+        self._specials = self._special_candidates(token_types)
+        self.eog: frozenset[int] = frozenset(t for t in self._specials if self._c.llama_vocab_is_eog(self.ptr, t))
         self._bos: list[int] | None = None
 
-    def _find_eog(self, token_types: Sequence[int] | None) -> frozenset[int]:
-        c, ptr = self._c, self.ptr
+    def _special_candidates(self, token_types: Sequence[int] | None) -> Sequence[int]:
+        """Control and user-defined tokens (the only ones that can be EOG or markers)."""
         if isinstance(token_types, array) and token_types.itemsize == 4 and len(token_types) == self.n_tokens:
             raw = token_types.tobytes()  # find the special tokens at C speed, not per token
             candidates: Sequence[int] = [m.start() // 4 for m in _SPECIAL_TYPES.finditer(raw)
@@ -45,7 +46,18 @@ class Vocab:
             candidates = [t for t, kind in enumerate(token_types) if kind in (_CONTROL, _USER_DEFINED)]
         else:  # no types in the header: ask about every token once
             candidates = range(self.n_tokens)
-        return frozenset(t for t in candidates if c.llama_vocab_is_eog(ptr, t))
+        return candidates
+
+    def control_tokens(self) -> dict[str, int]:
+        """The text of every control token (the markers a chat template may write)."""
+        return {self.piece(t, special=True).decode("utf-8", errors="replace"): t
+                for t in self._specials if self.is_control(t)}
+
+    def bos_text(self) -> str:
+        return self.piece(int(self._c.llama_vocab_bos(self.ptr)), special=True).decode("utf-8", errors="replace")
+
+    def eos_text(self) -> str:
+        return self.piece(int(self._c.llama_vocab_eos(self.ptr)), special=True).decode("utf-8", errors="replace")
 
     def close(self) -> None:
         self.ptr = None  # the model owns the vocabulary: after it is freed, refuse

@@ -47,7 +47,8 @@ SAFE_INTEGER = 2**53 - 1  # the largest integer every JSON reader keeps exactly
 
 def schema_grammar(schema: dict[str, Any] | None) -> Grammar:
     """The grammar for answers to `schema` (None: any JSON object)."""
-    return Grammar("json_schema", json.dumps(grammar_schema(schema)))
+    return Grammar("json_schema", json.dumps(grammar_schema(schema)),
+                   server_schema=schema if schema is not None else ANY_OBJECT)
 
 
 def grammar_schema(schema: dict[str, Any] | None, *, lenient: bool | None = None) -> dict[str, Any]:

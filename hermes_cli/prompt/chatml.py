@@ -37,6 +37,8 @@ class Tokenizer(Protocol):
 class ChatML:
     """Renders messages for one model's vocabulary."""
 
+    kind = "chatml"
+
     def __init__(self, tokenizer: Tokenizer) -> None:
         self._tok = tokenizer
         im_start = tokenizer.special_token("<|im_start|>")
@@ -80,6 +82,9 @@ class ChatML:
                 return None
             msg.ids_checked_by = self._tok
         return ids
+
+    def signature(self) -> list[int]:
+        return [self.im_start, self.im_end]
 
     def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> list[int]:
         """The whole prompt: BOS (when the vocabulary wants one), turns, then

@@ -165,7 +165,8 @@ def _call_rules(tools: list[Tool]) -> str:
 
 def forced_call_grammar(tools: list[Tool]) -> Grammar:
     """Exactly one `<tool_call>` to one of `tools`, with schema-valid arguments."""
-    return Grammar("lark", f"start: {json.dumps(MARK)} rest\n" + _call_rules(tools))
+    return Grammar("lark", f"start: {json.dumps(MARK)} rest\n" + _call_rules(tools),
+                   server_schema=call_schema(tools), server_wrap=(MARK + "\n", "\n</tool_call>"))
 
 
 def lazy_call_grammar(tools: list[Tool]) -> Grammar:

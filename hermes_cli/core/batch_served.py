@@ -1,0 +1,79 @@
+"""`hermes batch --endpoint URL --concurrency N`: the batch's lines against served engines,
+N requests in flight, each line's record appended as it completes (one write and fsync).
+
+Each line runs the same reply logic as locally (text, JSON with validation and retry,
+tools run here), on a worker thread; the writer stays on this thread. Retries, backoff
+and skipping a failing endpoint happen per request (served/pool.py). A line whose own
+input is at fault gets an error record; when the servers cannot be reached at all the
+batch stops with one line (exit 5), the records so far kept: the same command resumes
+it with exactly one record per id.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from hermes_cli.core.batch import BatchOptions, Item, ResultWriter, Summary
+from hermes_cli.core.batch_run import Progress, error_record, item_logic, item_mode, record
+from hermes_cli.core.reply import run
+from hermes_cli.errors import HermesError, ServerError
+from hermes_cli.served.backend import ServedBackend
+
+
+def run_served_batch(backend: ServedBackend, items: list[Item], writer: ResultWriter, done: set[str],
+                     opts: BatchOptions, *, concurrency: int = 4,
+                     progress: Progress | None = None) -> Summary:
+    todo = [it for it in items if json.dumps(it.id) not in done]
+    summary = Summary(skipped=len(items) - len(todo))
+    started = time.perf_counter()
+
+    def finished(item: Item, rec: dict[str, Any]) -> None:
+        writer.write(rec)
+        if "error" in rec:
+            summary.failed += 1
+            summary.failed_lines.append(item.line)
+        else:
+            summary.done += 1
+            summary.tokens += rec["completion_tokens"]
+        summary.seconds = time.perf_counter() - started
+        if progress:
+            progress(summary.done + summary.failed, len(todo), summary.tokens)
+
+    def answer(item: Item) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        try:
+            reply = run(backend, item_logic(item, opts))
+        except ServerError:
+            raise  # the servers, not the line: stop the batch
+        except HermesError as e:
+            return error_record(item, str(e))
+        return record(item, reply, time.perf_counter() - t0, item_mode(item, opts).name)
+
+    lines: Iterator[Item] = iter(todo)
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="hermes-batch") as pool:
+        running: dict[Future[dict[str, Any]], Item] = {}
+        try:
+            while True:
+                while len(running) < concurrency:
+                    item = next(lines, None)
+                    if item is None:
+                        break
+                    if item.error is not None:
+                        finished(item, error_record(item, item.error))
+                        continue
+                    running[pool.submit(answer, item)] = item
+                if not running:
+                    return summary
+                ready, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in ready:
+                    item = running.pop(future)
+                    finished(item, future.result())  # a ServerError ends the batch here
+        except BaseException:
+            for future in running:
+                future.cancel()
+            backend.pool.close()  # requests in flight fail at once: their threads end
+            raise

@@ -1,0 +1,237 @@
+"""A served engine as a reply backend: the same `start(messages, params, grammar)` as the
+local engine (core/reply.py), so JSON mode, tools and batch work the same against it.
+
+The Hermes prompts are ours (the system message carries the JSON or tool prompt), so any
+server works. JSON mode also goes out as `response_format` where the server takes it
+(OpenAI's `json_schema`, else llama-cpp-python's `json_object` with a schema, else
+nothing); every answer is validated here anyway, with the same bounded retry. Tool calls
+come back as `<tool_call>` text, or as the API's `tool_calls`, which are turned into the
+same text. Ctrl-C closes the HTTP stream, which cancels the request on the server.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from hermes_cli.engine.params import GenerationResult, Grammar, SamplingParams
+from hermes_cli.errors import ServerError
+from hermes_cli.prompt.messages import Message
+from hermes_cli.served.client import Endpoint, translate
+from hermes_cli.served.pool import EndpointPool
+
+_FINISH = {"stop": "stop", "length": "length", "tool_calls": "stop", "content_filter": "stop"}
+
+
+class StreamEndedEarly(ConnectionError):
+    """The event stream stopped before the server said why (a dropped connection, or a
+    server that interrupts one request for the next, as llama-cpp-python's does)."""
+
+
+class ServedBackend:
+    """`buffered`: read each answer whole inside the retry loop, so a stream cut short is
+    asked again (batch: nobody watches it stream); otherwise text streams as it comes."""
+
+    def __init__(self, pool: EndpointPool, model: str, *, buffered: bool = False) -> None:
+        self.pool = pool
+        self.model = model
+        self.buffered = buffered
+
+    def start(self, messages: list[Message], params: SamplingParams,
+              grammar: Grammar | None) -> ServedStream:
+        return ServedStream(self, messages, params, grammar)
+
+    def request(self, messages: list[Message], params: SamplingParams) -> dict[str, Any]:
+        """The chat-completions body, as sent (for `--show-prompt` and the stream)."""
+        body: dict[str, Any] = {"model": self.model, "messages": wire_messages(messages),
+                                "temperature": params.temperature, "top_p": params.top_p}
+        if params.max_tokens is not None:
+            body["max_tokens"] = params.max_tokens
+        if params.seed is not None:
+            body["seed"] = params.seed
+        # Not in OpenAI's API, but what vLLM, llama.cpp and llama-cpp-python read.
+        body["extra_body"] = {"top_k": params.top_k, "min_p": params.min_p,
+                              "repeat_penalty": params.repeat_penalty,
+                              "repetition_penalty": params.repeat_penalty}
+        return body
+
+
+def wire_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """OpenAI-style messages; a Hermes tool turn stays a `tool` message (the API wants an
+    id on it, which only names the turn)."""
+    out: list[dict[str, Any]] = []
+    for i, m in enumerate(messages):
+        item: dict[str, Any] = {"role": m.role, "content": m.content}
+        if m.role == "tool":
+            item["tool_call_id"] = f"call_{i}"
+        out.append(item)
+    return out
+
+
+class ServedStream:
+    """One streamed request: iterate for text; `result` once it ends or is closed."""
+
+    def __init__(self, backend: ServedBackend, messages: list[Message], params: SamplingParams,
+                 grammar: Grammar | None) -> None:
+        self._backend = backend
+        self._messages = messages
+        self._params = params
+        self._grammar = grammar
+        self._iter: Iterator[str] | None = None
+        self._stream: Any = None
+        self.result: GenerationResult | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        if self._iter is None:
+            self._iter = self._run()
+        return self._iter
+
+    def close(self) -> None:
+        if self._iter is not None:
+            self._iter.close()  # type: ignore[attr-defined]
+
+    def _open(self, endpoint: Endpoint) -> tuple[Any, Any]:
+        """Send the request and wait for its first event (retried by the pool until then)."""
+        body = self._backend.request(self._messages, self._params)
+        schema = self._grammar.server_schema if self._grammar is not None else None
+        client = endpoint.client()
+        for fmt in _formats(endpoint, schema):
+            kwargs = dict(body)
+            if fmt is not None:
+                kwargs["response_format"] = fmt
+            try:
+                stream = client.chat.completions.create(stream=True, stream_options={"include_usage": True},
+                                                        **kwargs)
+            except Exception as e:
+                if fmt is not None and _rejected_format(e):
+                    continue  # this server does not take that form (some answer 500): the next one
+                raise
+            if fmt is not None:
+                endpoint.json_format = fmt["type"]
+            elif schema is not None:
+                endpoint.json_format = "none"
+            kind = stream.response.headers.get("content-type", "")
+            if not kind.startswith("text/event-stream"):
+                stream.close()
+                raise ServerError(f"{endpoint.base_url} did not stream its answer (content-type {kind!r})",
+                                  hint="hermes-cli needs a server that supports stream=true")
+            return stream, next(stream, None)
+        raise AssertionError("unreachable")
+
+    def _run(self) -> Iterator[str]:
+        started = time.perf_counter()
+        first: float | None = None
+        chunks: list[str] = []
+        calls: dict[int, dict[str, str]] = {}
+        usage: Any = None
+        pieces = 0  # content events: the token count when the server sends no usage
+        reason = "interrupted"
+        opening, closing = self._grammar.server_wrap if self._grammar is not None else ("", "")
+        endpoint = self._backend.pool.primary
+        try:
+            if self._backend.buffered:
+                events = self._backend.pool.call(self._read_whole, model=self._backend.model)
+                stream, chunk = None, (events.pop(0) if events else None)
+                rest = iter(events)
+            else:
+                stream, chunk = self._backend.pool.call(self._open, model=self._backend.model)
+                self._stream = stream
+                rest = stream
+            if opening:
+                chunks.append(opening)
+                yield opening
+            while chunk is not None:
+                if getattr(chunk, "usage", None):
+                    usage = chunk.usage
+                for choice in chunk.choices or []:
+                    delta = choice.delta
+                    text = getattr(delta, "content", None)
+                    if text:
+                        if first is None:
+                            first = time.perf_counter()
+                        pieces += 1
+                        chunks.append(text)
+                        yield text
+                    for call in getattr(delta, "tool_calls", None) or []:
+                        slot = calls.setdefault(call.index or 0, {"name": "", "arguments": ""})
+                        if call.function is not None:
+                            slot["name"] += call.function.name or ""
+                            slot["arguments"] += call.function.arguments or ""
+                    if choice.finish_reason:
+                        reason = _FINISH.get(choice.finish_reason, "stop")
+                chunk = next(rest, None)
+            if reason == "interrupted":
+                raise StreamEndedEarly("the server ended its answer before saying why")
+            for call in calls.values():  # the server parsed the calls: write them the Hermes way
+                text = "<tool_call>\n" + json.dumps(_call_object(call), ensure_ascii=False) + "\n</tool_call>"
+                chunks.append(text)
+                yield text
+            if closing and reason == "stop":
+                chunks.append(closing)
+                yield closing
+        except ServerError:
+            raise
+        except StreamEndedEarly as e:
+            raise ServerError(f"{endpoint.base_url}: {e}") from None
+        except Exception as e:
+            if isinstance(e, GeneratorExit):
+                raise
+            raise translate(e, endpoint, self._backend.model) from None
+        finally:
+            if self._stream is not None:
+                self._stream.close()  # Ctrl-C or an error: the server stops writing
+            end = time.perf_counter()
+            ttft = (first or end) - started
+            prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+            cached = getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None) or 0
+            self.result = GenerationResult(
+                text="".join(chunks), token_ids=[], finish_reason=reason, prompt_tokens=prompt_tokens,
+                prompt_evaluated=prompt_tokens - int(cached), prompt_reused=int(cached),
+                prompt_seconds=ttft, generation_seconds=end - (first or end),
+                generated=int(getattr(usage, "completion_tokens", 0) or 0) if usage else pieces)
+
+
+
+    def _read_whole(self, endpoint: Endpoint) -> list[Any]:
+        """Every event of one answer (retried by the pool as a whole if cut short)."""
+        stream, chunk = self._open(endpoint)
+        events = []
+        try:
+            while chunk is not None:
+                events.append(chunk)
+                chunk = next(stream, None)
+        finally:
+            stream.close()
+        if not any(choice.finish_reason for event in events for choice in (event.choices or [])):
+            raise StreamEndedEarly("the server ended its answer before saying why")
+        return events
+
+
+def _formats(endpoint: Endpoint, schema: dict[str, Any] | None) -> list[dict[str, Any] | None]:
+    """The response_format forms to try, best first, starting from what worked before."""
+    if schema is None:
+        return [None]
+    forms: list[dict[str, Any] | None] = [
+        {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}},
+        {"type": "json_object", "schema": schema},
+        None,
+    ]
+    known = {"json_schema": 0, "json_object": 1, "none": 2}.get(endpoint.json_format or "", 0)
+    return forms[known:]
+
+
+def _rejected_format(e: BaseException) -> bool:
+    """An HTTP error to a request carrying response_format: try the next form (servers
+    answer 400, 422, and llama-cpp-python's 500, to a form they do not know)."""
+    status = getattr(e, "status_code", None)
+    return isinstance(status, int) and status in (400, 422, 500)
+
+
+def _call_object(call: dict[str, str]) -> dict[str, Any]:
+    try:
+        arguments = json.loads(call["arguments"]) if call["arguments"].strip() else {}
+    except ValueError:
+        arguments = call["arguments"]
+    return {"name": call["name"], "arguments": arguments}

@@ -1,0 +1,210 @@
+"""`--endpoint`: ask, chat and batch against a real OpenAI-compatible server the tests
+start (llama-cpp-python's own, serving the suite's tiny models), with faults injected
+by a proxy in front of it."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.servers import FaultProxy, Faults, LlamaServer
+
+
+@pytest.fixture(scope="module")
+def server(models, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("server")
+    srv = LlamaServer({"hi": models["hi"], "endless": models["endless"], "caller": models["caller"],
+                       "random": models["random"]}, tmp).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(autouse=True)
+def _quick_retries(monkeypatch) -> None:
+    monkeypatch.setenv("HERMES_RETRY_BASE_SECONDS", "0.01")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("HERMES_ENDPOINT", raising=False)
+
+
+def hermes(exe, *args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([*exe, *args], capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL, **kw)
+
+
+def test_ask_streams_text_from_the_server_with_its_stats(hermes_exe, server) -> None:
+    proc = hermes(hermes_exe, "ask", "hello", "--endpoint", server.url, "--model", "hi", "--stats")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "Hi!\n"
+    assert "time to first token" in proc.stderr and "reply 3 tokens" in proc.stderr
+
+
+def test_ask_json_is_enforced_by_the_server_and_validated_here(hermes_exe, server) -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    proc = hermes(hermes_exe, "ask", "x", "--endpoint", server.url, "--model", "random", "--schema",
+                  json.dumps(schema), "--seed", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert isinstance(json.loads(proc.stdout)["n"], int)
+
+
+def test_ask_with_a_forced_tool_call_runs_it_here(hermes_exe, server, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    (tmp_path / "t.py").write_text(
+        f"def note(n: int) -> str:\n    open({str(marker)!r}, 'w').write(str(n))\n    return 'noted'\n")
+    proc = hermes(hermes_exe, "ask", "go", "--endpoint", server.url, "--model", "hi", "--tools",
+                  str(tmp_path / "t.py"), "--tool-choice", "note", "--yes", "-v")
+    assert proc.returncode == 0, proc.stderr
+    assert marker.read_text().lstrip("-").isdigit()  # the call had an integer argument
+    assert "← note noted" in proc.stderr and proc.stdout == "Hi!\n"
+
+
+def test_show_prompt_shows_the_request_without_the_key(hermes_exe, server) -> None:
+    proc = hermes(hermes_exe, "ask", "x", "--endpoint", server.url, "--model", "hi", "--json",
+                  "--show-prompt", env={**os.environ, "OPENAI_API_KEY": "sk-secret-123"})
+    body = json.loads(proc.stdout)
+    assert body["model"] == "hi" and body["messages"][0]["role"] == "system"
+    assert "answers in JSON" in body["messages"][0]["content"]
+    assert "sk-secret-123" not in proc.stdout + proc.stderr
+
+
+def test_unknown_model_lists_the_served_ones(hermes_exe, server) -> None:
+    proc = hermes(hermes_exe, "ask", "x", "--endpoint", server.url, "--model", "nope")
+    assert proc.returncode == 5 and "Traceback" not in proc.stderr
+    assert "does not serve the model 'nope'; it serves: caller, endless, hi, random" in proc.stderr
+
+
+def test_models_lists_what_an_endpoint_serves(hermes_exe, server) -> None:
+    proc = hermes(hermes_exe, "models", "--endpoint", server.url)
+    assert proc.stdout.split() == ["caller", "endless", "hi", "random"]
+
+
+def test_unreachable_server_is_one_line(hermes_exe) -> None:
+    proc = hermes(hermes_exe, "ask", "x", "--endpoint", "http://127.0.0.1:9")
+    assert proc.returncode == 5 and proc.stderr.startswith("Error: ")
+    assert "cannot reach the server at http://127.0.0.1:9/v1" in proc.stderr
+
+
+def test_a_bad_key_is_refused_without_echoing_it(hermes_exe, models, tmp_path: Path) -> None:
+    locked = LlamaServer({"hi": models["hi"]}, tmp_path, api_key="right-key").start()
+    try:
+        proc = hermes(hermes_exe, "ask", "x", "--endpoint", locked.url, "--api-key-env", "MY_KEY",
+                      env={**os.environ, "MY_KEY": "wrong-key-456"})
+        assert proc.returncode == 5 and "Traceback" not in proc.stderr
+        assert "refused the request (401): check the API key in $MY_KEY (set)" in proc.stderr
+        assert "wrong-key-456" not in proc.stderr + proc.stdout
+        ok = hermes(hermes_exe, "ask", "x", "--endpoint", locked.url, "--api-key-env", "MY_KEY",
+                    env={**os.environ, "MY_KEY": "right-key"})
+        assert ok.returncode == 0 and ok.stdout == "Hi!\n"
+    finally:
+        locked.stop()
+
+
+def test_injected_429_500_and_a_reset_are_retried(hermes_exe, server) -> None:
+    faults = Faults([("status", 429, {"Retry-After": "0"}), ("status", 500, {}), ("reset",)])
+    with FaultProxy(server.port, faults) as proxy:
+        proc = subprocess.run([*hermes_exe, "batch", "-", "--endpoint", proxy.url, "--model", "hi", "-q"],
+                              input="one\n", capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["output"] == "Hi!"
+    assert faults.seen[:4] == ["429", "500", "reset", "pass"]
+
+
+def test_batch_with_text_json_and_tool_lines_and_several_endpoints(hermes_exe, server, tmp_path: Path) -> None:
+    (tmp_path / "t.py").write_text("def add(a: int, b: int) -> int:\n    return a + b\n")
+    lines = [{"id": "text", "prompt": "x", "tools": False},
+             {"id": "json", "prompt": "y", "schema": {"type": "object"}},
+             {"id": "tool", "prompt": "z"}] + [{"id": i, "prompt": "x", "tools": False} for i in range(6)]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out = tmp_path / "out.jsonl"
+    dead = "http://127.0.0.1:9"  # a second endpoint that is down: skipped while it fails
+    proc = hermes(hermes_exe, "batch", str(tmp_path / "in.jsonl"), "-o", str(out), "--endpoint", server.url,
+                  "--endpoint", dead, "--model", "hi", "--tools", str(tmp_path / "t.py"), "--yes",
+                  "--tool-choice", "add", "--concurrency", "3", "-q")
+    assert proc.returncode == 0, proc.stderr
+    recs = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert set(recs) == {x["id"] for x in lines}
+    assert recs["text"]["output"] == "Hi!" and isinstance(recs["json"]["output"], dict)
+    assert recs["tool"]["output"] == "Hi!" and recs["tool"]["rounds"] == 1
+
+
+def test_the_server_killed_mid_batch_then_resumed_gives_one_record_per_id(hermes_exe, models,
+                                                                        tmp_path: Path) -> None:
+    srv = LlamaServer({"endless": models["endless"]}, tmp_path).start()
+    n = 40
+    (tmp_path / "in.txt").write_text("\n".join(f"q{i}" for i in range(n)) + "\n")
+    out = tmp_path / "out.jsonl"
+    cmd = [*hermes_exe, "batch", str(tmp_path / "in.txt"), "-o", str(out), "--endpoint", srv.url,
+           "--max-tokens", "64", "--concurrency", "2", "-q"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 120
+    while not out.exists() or out.read_text().count("\n") < 5:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr and proc.stderr.read()
+        time.sleep(0.005)  # polling the output, not waiting for time to pass
+    srv.kill()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 5 and "Traceback" not in err, err
+    before = out.read_text().count("\n")
+    assert 5 <= before < n
+    srv.start()
+    try:
+        resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    finally:
+        srv.stop()
+    assert resumed.returncode == 0, resumed.stderr
+    recs = [json.loads(x) for x in out.read_text().splitlines()]
+    assert sorted(r["id"] for r in recs) == list(range(1, n + 1))
+    assert all(r["output"] == "ab" * 32 for r in recs)
+
+
+def test_ctrl_c_during_a_streamed_reply_cancels_the_request(hermes_exe, server) -> None:
+    proc = subprocess.Popen([*hermes_exe, "ask", "go", "--endpoint", server.url, "--model", "endless",
+                             "--max-tokens", "200000"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    first = proc.stdout.read(16)  # the reply is streaming
+    assert first.startswith(b"abab")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    # The server is free again at once: the next request does not wait behind the old one.
+    after = hermes(hermes_exe, "ask", "x", "--endpoint", server.url, "--model", "hi")
+    assert after.returncode == 0 and after.stdout == "Hi!\n"
+
+
+def test_chat_against_the_server_in_every_mode(server, tmp_path: Path) -> None:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import InMemoryHistory
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+    from rich.console import Console
+
+    from hermes_cli.chat.repl import Repl
+    from hermes_cli.core.conversation import Conversation
+    from hermes_cli.core.loading import connect
+
+    (tmp_path / "t.py").write_text("def add(a: int, b: int) -> int:\n    return a + b\n")
+    served = connect([server.url], "hi", "OPENAI_API_KEY")
+    out = io.StringIO()
+    with create_pipe_input() as pipe:
+        pipe.send_text("".join(line + "\r" for line in [
+            "hello", "/json on", "some json", "/json off", f"/tools {tmp_path / 't.py'}", "go", "/model",
+            "/prompt"]))
+        pipe.close()
+        session = PromptSession(input=pipe, output=DummyOutput(), history=InMemoryHistory())
+        repl = Repl(None, Conversation(model="hi"), console=Console(file=out, width=100, color_system=None),
+                    session=session, served=served)
+        assert repl.run() == 0
+    served.pool.close()
+    text = out.getvalue()
+    assert "hi at " + server.url + "/v1" in text and "Hi!" in text
+    roles = [m.role for m in repl.conversation.messages]
+    assert roles[:4] == ["user", "assistant", "user", "assistant"]
+    assert isinstance(json.loads(repl.conversation.messages[3].content), dict)
+    assert '"messages"' in text  # /prompt shows the request that is sent
