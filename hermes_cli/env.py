@@ -70,3 +70,11 @@ def gpu_hint_silenced() -> bool:
 def endpoints() -> list[str]:
     """`HERMES_ENDPOINT`: served engines to use instead of a local model (comma-separated)."""
     return [u.strip() for u in os.environ.get("HERMES_ENDPOINT", "").split(",") if u.strip()]
+
+
+def mcp_start_timeout() -> float:
+    """`HERMES_MCP_START_TIMEOUT`: seconds an MCP server may take to start (default 30)."""
+    try:
+        return max(0.1, float(os.environ.get("HERMES_MCP_START_TIMEOUT", "30")))
+    except ValueError:
+        return 30.0

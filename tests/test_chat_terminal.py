@@ -183,3 +183,60 @@ def test_ctrl_c_in_tool_mode_keeps_the_streamed_text(hermes_exe, models, tmp_pat
     saved = sorted((tmp_path / "data" / "sessions").glob("*.json"))
     messages = json.loads(saved[0].read_text())["messages"]
     assert messages[-1]["role"] == "assistant" and messages[-1]["content"].startswith("abab")
+
+
+def test_files_completion_branches_role_and_model_in_a_real_terminal(hermes_exe, models, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes-for-hermes.txt").write_text("remember the milk\n")
+    config = tmp_path / "config.toml"
+    config.write_text('[roles.terse]\nsystem = "One word."\n')
+    env = {**env_for(tmp_path), "HERMES_CONFIG": str(config)}
+    term = Terminal([*hermes_exe, "chat", "-m", str(models["hi"])], env, preexec=lambda: os.chdir(work))
+    term.expect(r"(^|\n)>")
+    term.send("summarize @notes-f")
+    term.expect(r"notes-for-hermes\.txt")  # offered as you type
+    term.send("\t\r")  # Tab takes it (the message then names the whole file), Enter sends
+    term.expect(r"with notes-for-hermes\.txt \(\d+ tokens\) · prompt \d+ of 2,048 tokens")
+    term.expect(r"Hi!")
+    term.expect(r"tokens · [^\n]*\n[\s\S]*>")
+    term.send("/read notes-for-hermes.txt\r")
+    term.expect(r"attached notes-for-hermes\.txt \(\d+ tokens\)")
+    term.send("/fork\r")
+    term.expect(r"branch 1: a copy of the conversation so far")
+    term.send("second\r")
+    term.expect(r"Hi![\s\S]*tokens · [\s\S]*Hi![\s\S]*tokens · [^\n]*\n[\s\S]*>")
+    term.send("/branch 0\r")
+    term.expect(r"on branch 0: 2 messages")
+    term.send("/role terse\r")
+    term.expect(r"role terse: system prompt")
+    term.send(f"/model {models['gemma_hi']}\r")
+    term.expect(r"loaded gemma_hi\.gguf; the conversation \(2 messages\) goes on with it")
+    term.send("again\r")
+    term.expect(r"Hi![\s\S]*Hi![\s\S]*Hi!")
+    term.send("/exit\r")
+    assert term.wait() == 0
+    saved = json.loads(next((tmp_path / "data" / "sessions").glob("*.json")).read_text())
+    assert len(saved["branches"]) == 2 and saved["current"] == 0
+    assert saved["messages"][0]["content"] == "One word."  # the role's system prompt
+    assert "remember the milk" in saved["messages"][1]["content"]
+    assert "remember the milk" in saved["branches"][1]["messages"][2]["content"]  # /read went with "second"
+
+
+def test_chat_continue_max_tokens_on_the_command_line_beats_the_saved_setting(hermes_exe, models,
+                                                                              tmp_path: Path) -> None:
+    env = env_for(tmp_path)
+    term = Terminal([*hermes_exe, "chat", "-m", str(models["endless"]), "--max-tokens", "40"], env)
+    term.expect(r"(^|\n)>")
+    term.send("go\r")
+    term.expect(r"40 tokens · ")
+    term.send("/exit\r")
+    assert term.wait() == 0
+    term = Terminal([*hermes_exe, "chat", "--continue", "--max-tokens", "3"], env)
+    term.expect(r"resumed conversation")
+    term.send("again\r")
+    term.expect(r"\n3 tokens · ")
+    term.send("/params\r")
+    term.expect(r"max_tokens = 3")
+    term.send("/exit\r")
+    assert term.wait() == 0

@@ -126,11 +126,13 @@ def _schema(s: ChatSession, ui: ChatUI, arg: str) -> None:
          choices=("list", "off"), path_arg=True)
 def _tools(s: ChatSession, ui: ChatUI, arg: str) -> None:
     if arg in ("", "list"):
-        if not s.tools:
-            ui.say("no tools (load some with /tools FILE)")
-        for tool in s.tools.values():
+        tools = s.all_tools()
+        if not tools:
+            ui.say("no tools (load some with /tools FILE, or start chat with --mcp)")
+        for tool in tools.values():
             params = ", ".join(tool.parameters.get("properties", {}))
-            ui.say(f"{tool.name}({params}): {tool.description}")
+            where = f" [MCP {tool.server}]" if tool.server else ""
+            ui.say(f"{tool.name}({params}){where}: {tool.description}")
         return
     if arg == "off":
         s.clear_tools()
@@ -139,6 +141,27 @@ def _tools(s: ChatSession, ui: ChatUI, arg: str) -> None:
     names = s.add_tools(arg)
     ui.say(f"tools: {', '.join(names)} (each call asks first; 'a' allows a tool for "
            "the rest of the session)")
+
+
+@command("/mcp", "/mcp [restart NAME]", "the MCP servers: state and tools; restart one",
+         choices=("restart",))
+def _mcp(s: ChatSession, ui: ChatUI, arg: str) -> None:
+    if s.mcp is None:
+        ui.say("no MCP servers (start chat with --mcp 'COMMAND ARGS…', or add [mcp.servers.NAME] "
+               "to the config file)")
+        return
+    action, _, name = arg.partition(" ")
+    if action == "restart" and name.strip():
+        server = s.mcp.restart(name.strip())
+        ui.say(f"{server.name}: {server.state}" + (f" ({server.error})" if server.error else "")
+               + (f", {len(server.tools)} tools" if server.state == "ready" else ""))
+        return
+    if arg:
+        raise UsageError("usage: /mcp, or /mcp restart NAME")
+    for st in s.mcp.status():
+        ui.say(f"{st.name} [{st.state}] {st.where}" + (f": {st.error}" if st.error else ""))
+        if st.tools:
+            ui.say("  tools: " + ", ".join(st.tools), style="dim")
 
 
 @command("/set", "/set PARAM VALUE", "set a sampling parameter (" + ", ".join(PARAMS) + ")",

@@ -17,10 +17,13 @@ from hermes_cli import env
 from hermes_cli.cli.main import guard_stdout
 from hermes_cli.cli.options import (
     LOADING,
+    MCP,
     ROLE,
     SAMPLING,
     LoadFlags,
+    McpFlags,
     load_options,
+    mcp_tools,
     role_schema,
     settings,
     with_options,
@@ -44,7 +47,7 @@ SCHEMA_HELP = (
 
 
 @guard_stdout
-@with_options(SAMPLING, LOADING, ROLE)
+@with_options(SAMPLING, LOADING, ROLE, MCP)
 def ask(
     prompt: Annotated[Optional[str], typer.Argument(
         help="The question. Piped stdin is appended after a blank line.", show_default=False)] = None,
@@ -53,6 +56,7 @@ def ask(
     sampling: dict[str, Any],
     load: LoadFlags,
     role: Optional[str],
+    mcp: McpFlags,
     files: Annotated[Optional[list[str]], typer.Option(
         "--file", "-f", help="Put this file's text into the question, fenced with its name "
         "(repeatable; globs too).", show_default=False)] = None,
@@ -87,7 +91,10 @@ def ask(
     """
     if tokens and not show_prompt:
         raise typer.BadParameter("--tokens goes with --show-prompt", param_hint="--tokens")
-    chosen = settings(sampling, load, role=role, system=system)
+    from hermes_cli.core.config import load_config
+
+    config = load_config()
+    chosen = settings(sampling, load, role=role, system=system, config=config)
     if schema is None and not json_ and chosen.role is not None and chosen.role.schema is not None:
         schema = role_schema(chosen.role.schema)
     if chosen.role is not None and chosen.role.tools:
@@ -97,22 +104,29 @@ def ask(
         from hermes_cli.modes.json_mode import JsonMode, load_schema
 
         json_mode = load_schema(schema) if schema is not None else JsonMode()
-    tool_opts = None
-    if tools or tools_json:
-        from hermes_cli.modes.tools.loading import load_all
-        from hermes_cli.modes.tools.loop import ToolOptions
-
-        tool_opts = ToolOptions(load_all(tools, tools_json), choice=tool_choice,
-                                max_rounds=max_rounds, timeout=tool_timeout, yes=yes)
-    elif tool_choice != "auto":
-        raise typer.BadParameter("--tool-choice needs --tools", param_hint="--tool-choice")
     if tokens and load.endpoints:
         raise typer.BadParameter("a served engine's token ids are not known here", param_hint="--tokens")
-    code = run_ask(prompt, stdin_text=read_stdin(), system=chosen.system, load=load_options(load, chosen),
+    from hermes_cli.modes.tools.loading import load_all
+    from hermes_cli.modes.tools.loop import ToolOptions
+
+    local = load_all(tools, tools_json) if tools or tools_json else {}
+    with mcp_tools(mcp, config, local, sys.stderr) as remote:
+        tool_opts = None
+        if local or remote:
+            tool_opts = ToolOptions({**local, **remote}, choice=tool_choice, max_rounds=max_rounds,
+                                    timeout=tool_timeout, yes=yes)
+        elif tool_choice != "auto":
+            raise typer.BadParameter("--tool-choice needs --tools or --mcp", param_hint="--tool-choice")
+        code = _run(prompt, chosen, load, files, stats, show_prompt, tokens, json_mode, tool_opts)
+    raise typer.Exit(code)
+
+
+def _run(prompt: str | None, chosen: Any, load: LoadFlags, files: list[str] | None, stats: bool,
+         show_prompt: bool, tokens: bool, json_mode: Any, tool_opts: Any) -> int:
+    return run_ask(prompt, stdin_text=read_stdin(), system=chosen.system, load=load_options(load, chosen),
                    params=chosen.params, files=files or [], stats=stats, show_prompt=show_prompt,
                    show_tokens=tokens, json_mode=json_mode, tools=tool_opts,
                    endpoints=load.endpoints, api_key_env=load.api_key_env, served_model=load.model)
-    raise typer.Exit(code)
 
 
 def read_stdin() -> str | None:
@@ -174,7 +188,7 @@ def run_ask(
         json_mode.check()  # a schema no grammar can be built from fails before loading
     messages = mode.messages(system, [Message("user", user_text)])
     approve = _approver(tools, err)
-    schema_only = tools is not None and any(t.function is None for t in tools.tools.values())
+    schema_only = tools is not None and any(not t.runnable for t in tools.tools.values())
 
     if endpoints:  # a served engine: the same prompts and logic, its stream
         served = connect(endpoints, served_model, api_key_env)

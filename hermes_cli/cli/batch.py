@@ -13,10 +13,13 @@ import typer
 from hermes_cli.cli.main import guard_stdout
 from hermes_cli.cli.options import (
     LOADING,
+    MCP,
     ROLE,
     SAMPLING,
     LoadFlags,
+    McpFlags,
     load_options,
+    mcp_tools,
     role_schema,
     settings,
     with_options,
@@ -32,7 +35,7 @@ MIN_SLOT_TOKENS = 64
 @guard_stdout
 @with_options(SAMPLING.with_help(seed="Base seed: line i uses SEED+i, so a run (and a resumed "
                                       "run) is reproducible."),
-              LOADING.with_help(quiet="No progress bar or summary."), ROLE)
+              LOADING.with_help(quiet="No progress bar or summary."), ROLE, MCP)
 def batch(
     input_: Annotated[str, typer.Argument(
         metavar="INPUT", help="A text file (one prompt per line), a JSONL file ({\"id\", "
@@ -45,6 +48,7 @@ def batch(
     sampling: dict[str, Any],
     load: LoadFlags,
     role: Optional[str],
+    mcp: McpFlags,
     json_: Annotated[bool, typer.Option("--json", help="Every answer is one JSON object.")] = False,
     schema: Annotated[Optional[str], typer.Option(
         "--schema", help="Every answer matches this schema (FILE, inline JSON or module:Model).",
@@ -69,8 +73,6 @@ def batch(
     usage or input, 3 model unloadable, 130 interrupted (results so far are kept).
     """
     from hermes_cli.core import batch as batch_mod
-    from hermes_cli.core.batch_run import run_batch
-    from hermes_cli.core.loading import load_engine
     from hermes_cli.modes.tools.loop import ToolOptions
 
     if parallel > MAX_PARALLEL:
@@ -81,7 +83,10 @@ def batch(
             items = batch_mod.read_items(stream)
         except UnicodeDecodeError:
             raise UsageError(f"{input_} is not UTF-8 text") from None
-    chosen = settings(sampling, load, role=role, system=system)
+    from hermes_cli.core.config import load_config
+
+    config = load_config()
+    chosen = settings(sampling, load, role=role, system=system, config=config)
     opts = batch_mod.BatchOptions(system=chosen.system, parallel=parallel, params=chosen.params)
     if schema is None and not json_ and chosen.role is not None and chosen.role.schema is not None:
         schema = role_schema(chosen.role.schema)
@@ -92,14 +97,26 @@ def batch(
         opts.json_mode.check()
     if chosen.role is not None:
         tools = [*chosen.role.tools, *(tools or [])]
-    if tools:
-        if not yes:
-            raise UsageError("a batch cannot ask before running tools",
-                             hint="pass --yes to let them run")
-        from hermes_cli.modes.tools.loading import load_all
+    from hermes_cli.modes.tools.loading import load_all
 
-        opts.tools = ToolOptions(load_all(tools), choice=tool_choice, max_rounds=max_rounds,
-                                 timeout=tool_timeout, yes=True)
+    local = load_all(tools) if tools else {}
+    with mcp_tools(mcp, config, local, sys.stderr) as remote:
+        every = {**local, **remote}
+        if every:
+            if not yes and not all(t.preapproved for t in every.values()):
+                raise UsageError("a batch cannot ask before running tools",
+                                 hint="pass --yes to let them run (or allow MCP tools in the config)")
+            opts.tools = ToolOptions(every, choice=tool_choice, max_rounds=max_rounds,
+                                     timeout=tool_timeout, yes=True)
+        _run(load, chosen, items, output, opts, parallel, concurrency, request_timeout)
+
+
+def _run(load: LoadFlags, chosen: Any, items: list[Any], output: Path | None, opts: Any, parallel: int,
+         concurrency: int, request_timeout: float) -> None:
+    from hermes_cli.core import batch as batch_mod
+    from hermes_cli.core.batch_run import run_batch
+    from hermes_cli.core.loading import load_engine
+
     done = batch_mod.repair_and_read_done(output) if output else set()
     if load.endpoints:
         summary = _served(load, items, output, done, opts, concurrency, request_timeout)
@@ -125,6 +142,8 @@ def batch(
         print(summary.line(), file=sys.stderr)
     if summary.failed:
         raise typer.Exit(batch_mod.SomeLinesFailed.exit_code)
+
+
 
 
 def progress_bar(total_items: int, err: TextIO) -> tuple[Callable[[int, int, int], None], Callable[[], None]]:

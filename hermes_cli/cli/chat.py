@@ -11,9 +11,11 @@ from hermes_cli import env
 from hermes_cli.cli.main import guard_stdout
 from hermes_cli.cli.options import (
     LOADING,
+    MCP,
     ROLE,
     SAMPLING,
     LoadFlags,
+    McpFlags,
     load_options,
     settings,
     with_options,
@@ -21,13 +23,14 @@ from hermes_cli.cli.options import (
 
 
 @guard_stdout
-@with_options(SAMPLING, LOADING, ROLE)
+@with_options(SAMPLING, LOADING, ROLE, MCP)
 def chat(
     *,
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt.")] = None,
     sampling: dict[str, Any],
     load: LoadFlags,
     role: Optional[str],
+    mcp: McpFlags,
     plain: Annotated[bool, typer.Option("--plain", help="Plain text, no Markdown or colour "
                                         "(also when NO_COLOR is set).")] = False,
     continue_: Annotated[bool, typer.Option("--continue", "-c",
@@ -49,6 +52,7 @@ def chat(
     from hermes_cli.core.config import load_config
     from hermes_cli.core.conversation import Conversation
     from hermes_cli.core.loading import connect, load_engine
+    from hermes_cli.core.mcp_tools import toolset_for
 
     if continue_ and resume:
         raise typer.BadParameter("--continue and --resume exclude each other")
@@ -63,26 +67,37 @@ def chat(
     plain = plain or env.no_color()
     console = Console(no_color=plain, highlight=False)
     session = make_session(env.data_dir() / "history")
-    if load.endpoints:  # a served engine: the same chat, its stream
-        served = connect(load.endpoints, load.model, load.api_key_env)
-        conversation.model = served.model
-        try:
-            repl = Repl(None, conversation, console=console, session=session, plain=plain, served=served)
-            _prepare(repl, chosen, config, None, yes)
-            code = repl.run()
-        finally:
-            served.pool.close()
-        raise typer.Exit(code)
-    opts = load_options(load, chosen)
-    conversation.model = opts.model
-    engine = load_engine(opts, err=sys.stderr)
-    repl = Repl(engine, conversation, console=console, session=session, plain=plain)
-    _prepare(repl, chosen, config, opts, yes)
-    raise typer.Exit(repl.run())
+    def warn(message: str) -> None:
+        sys.stderr.write(f"warning: {message}\n")
+
+    toolset = toolset_for(mcp.servers, config, use_config=mcp.use_config, warn=warn)
+    try:
+        if toolset is not None:
+            toolset.start()  # before the model loads: a server that fails is said first
+        if load.endpoints:  # a served engine: the same chat, its stream
+            served = connect(load.endpoints, load.model, load.api_key_env)
+            conversation.model = served.model
+            try:
+                repl = Repl(None, conversation, console=console, session=session, plain=plain, served=served)
+                _prepare(repl, chosen, config, None, yes, toolset)
+                code = repl.run()
+            finally:
+                served.pool.close()
+            raise typer.Exit(code)
+        opts = load_options(load, chosen)
+        conversation.model = opts.model
+        engine = load_engine(opts, err=sys.stderr)
+        repl = Repl(engine, conversation, console=console, session=session, plain=plain)
+        _prepare(repl, chosen, config, opts, yes, toolset)
+        code = repl.run()
+    finally:
+        if toolset is not None:
+            toolset.close()  # no server outlives the chat
+    raise typer.Exit(code)
 
 
-def _prepare(repl: Any, chosen: Any, config: Any, opts: Any, yes: bool) -> None:
-    """The role's schema and tools, and what /role and /model need."""
+def _prepare(repl: Any, chosen: Any, config: Any, opts: Any, yes: bool, toolset: Any) -> None:
+    """The role's schema and tools, the MCP servers, and what /role and /model need."""
     s = repl.chat_session
     s.config, s.load_options, s.auto_approve = config, opts, yes
     role = chosen.role
@@ -94,3 +109,7 @@ def _prepare(repl: Any, chosen: Any, config: Any, opts: Any, yes: bool) -> None:
             s.set_schema(role.schema if isinstance(role.schema, str) else json.dumps(role.schema))
         for path in role.tools:
             s.add_tools(path)
+    if toolset is not None:
+        s.mcp, toolset.warn = toolset, repl.error
+        for line in toolset.clashes(s.tools):
+            repl.say(line, style="yellow")

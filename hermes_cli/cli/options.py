@@ -9,10 +9,11 @@ from the core (`SamplingParams`), which the help text quotes, so they live in on
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
@@ -140,6 +141,22 @@ ROLE = Group("role", (
 ), lambda role: role)
 
 
+@dataclass(frozen=True)
+class McpFlags:
+    servers: list[str]
+    use_config: bool
+
+
+MCP = Group("mcp", (
+    _opt("mcp_servers", Annotated[Optional[list[str]], typer.Option(
+        "--mcp", help="An MCP server whose tools the model may call: 'COMMAND ARGS…' (stdio), "
+        "'NAME=COMMAND ARGS…', or a Streamable HTTP URL (repeatable). Calls ask first unless "
+        "--yes.", show_default=False)]),
+    _opt("no_mcp", Annotated[bool, typer.Option(
+        "--no-mcp", help="Do not start the config file's [mcp.servers] (only --mcp ones).")], False),
+), lambda mcp_servers, no_mcp: McpFlags(list(mcp_servers or []), not no_mcp))
+
+
 def with_options(*groups: Group) -> Callable[[F], F]:
     """Expand each group's parameter of the decorated command into the group's options."""
 
@@ -192,3 +209,26 @@ def role_schema(schema: Any) -> str:
     import json
 
     return schema if isinstance(schema, str) else json.dumps(schema)
+
+
+@contextlib.contextmanager
+def mcp_tools(flags: McpFlags, config: Config, local: dict[str, Any], err: Any) -> Iterator[dict[str, Any]]:
+    """Start the command's MCP servers; yield their tools (named beside `local`); stop them
+    all when the command is done, whatever happens (no server outlives hermes)."""
+    from hermes_cli.core.mcp_tools import toolset_for
+
+    def warn(message: str) -> None:
+        err.write(f"warning: {message}\n")
+        err.flush()
+
+    toolset = toolset_for(flags.servers, config, use_config=flags.use_config, warn=warn)
+    if toolset is None:
+        yield {}
+        return
+    try:
+        toolset.start()
+        for line in toolset.clashes(local):
+            warn(line)
+        yield toolset.tools(local)
+    finally:
+        toolset.close()

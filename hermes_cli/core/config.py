@@ -18,6 +18,7 @@ from typing import Any
 from hermes_cli import env
 from hermes_cli.engine.params import SAMPLING_LIMITS, sampling_problem
 from hermes_cli.errors import UsageError
+from hermes_cli.mcp_servers.server import ServerSpec
 
 TEMPLATE = """\
 # hermes-cli configuration (TOML). Every key is optional.
@@ -49,11 +50,13 @@ TEMPLATE = """\
 # [roles.reviewer.sampling]
 # temperature = 0.2
 
+# MCP servers: started (command) or reached (url) by ask, chat and batch; --no-mcp skips them.
 # [mcp.servers.files]
 # command = "npx"
 # args = ["-y", "@modelcontextprotocol/server-filesystem", "/home/me/notes"]
 # env = { }
 # allow = ["read_file", "list_directory"]   # run without asking
+# timeout = 30                               # seconds per call
 # [mcp.servers.search]
 # url = "http://127.0.0.1:8765/mcp"
 """
@@ -74,17 +77,6 @@ class Role:
 
 
 @dataclass
-class McpServerConfig:
-    name: str
-    command: str | None = None
-    args: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-    url: str | None = None
-    allow: list[str] = field(default_factory=list)
-    timeout: float | None = None
-
-
-@dataclass
 class Config:
     path: Path | None = None
     model: str | None = None
@@ -95,7 +87,7 @@ class Config:
     sampling: dict[str, Any] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
     roles: dict[str, Role] = field(default_factory=dict)
-    mcp: dict[str, McpServerConfig] = field(default_factory=dict)
+    mcp: dict[str, ServerSpec] = field(default_factory=dict)
 
     def resolve_model(self, ref: str) -> str:
         """An alias to what it names (one level); anything else as it is."""
@@ -217,7 +209,7 @@ def _config(data: dict[str, Any], path: Path) -> Config:
     return cfg
 
 
-def _mcp(data: Any) -> dict[str, McpServerConfig]:
+def _mcp(data: Any) -> dict[str, ServerSpec]:
     if not isinstance(data, dict):
         raise _Bad("[mcp] must be a table")
     _check_keys(data, {"servers"}, "[mcp] ")
@@ -241,6 +233,8 @@ def _mcp(data: Any) -> dict[str, McpServerConfig]:
         if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow):
             raise _Bad(f"{where}allow must be a list of tool names")
         timeout = _typed(table, "timeout", (int, float), where)
-        out[name] = McpServerConfig(name, command, list(args), dict(env_vars), url, list(allow),
-                                    float(timeout) if timeout is not None else None)
+        if timeout is not None and timeout <= 0:
+            raise _Bad(f"{where}timeout must be more than 0 seconds")
+        out[name] = ServerSpec(name, command, list(args), dict(env_vars), url, list(allow),
+                               float(timeout) if timeout is not None else None)
     return out

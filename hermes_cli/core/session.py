@@ -30,6 +30,7 @@ from hermes_cli.prompt.template import template_for
 if TYPE_CHECKING:
     from hermes_cli.core.config import Config
     from hermes_cli.core.loading import LoadOptions
+    from hermes_cli.mcp_servers.toolset import McpToolset
     from hermes_cli.served.backend import ServedBackend
 
 
@@ -57,6 +58,7 @@ class ChatSession:
         self.role: str | None = None
         self.config: Config | None = None  # roles and aliases, for /role and /model
         self.load_options: LoadOptions | None = None  # how the model was loaded, for /model
+        self.mcp: McpToolset | None = None  # MCP servers, whose tools join `tools`
 
     # -- what the model sees ------------------------------------------------------------
 
@@ -65,9 +67,15 @@ class ChatSession:
         conv = self.conversation
         if conv.json_mode:
             return ReplyMode(json=JsonMode(conv.json_schema, "/schema"))
-        if self.tools:
-            return ReplyMode(tools=ToolOptions(self.tools))
+        tools = self.all_tools()
+        if tools:
+            return ReplyMode(tools=ToolOptions(tools))
         return ReplyMode()
+
+    def all_tools(self) -> dict[str, Tool]:
+        """The user's --tools functions, then the running MCP servers' tools."""
+        remote = self.mcp.tools(self.tools) if self.mcp is not None else {}
+        return {**self.tools, **remote}
 
     def effective_system(self) -> str | None:
         """The system prompt as sent: the Hermes JSON or tool prompt, then the user's."""

@@ -91,7 +91,7 @@ def tools_reply(history: list[Message], opts: ToolOptions, params: SamplingParam
             return Reply(result.text, [*added, reply], results, stopped="answer", rounds=rounds)
         if rounds >= opts.max_rounds:
             return Reply(result.text, [*added, reply], results, stopped="round_limit", rounds=rounds)
-        schema_only = [c for c in parsed.calls if c.name in tools and tools[c.name].function is None]
+        schema_only = [c for c in parsed.calls if c.name in tools and not tools[c.name].runnable]
         if schema_only:
             return Reply(result.text, [*added, reply], results, stopped="schema_only",
                          rounds=rounds, pending=schema_only)
@@ -125,9 +125,9 @@ def _run_one(call: ToolCall, tools: dict[str, Tool], timeout: float,
     problems = validate_arguments(tool, call.arguments)
     if problems:
         return "error", "invalid arguments: " + "; ".join(problems[:5])
-    if not approve(call):
+    if not (tool.preapproved or approve(call)):
         return "declined", "the user declined to run this tool"
-    ok, content = run_call(tool, call.arguments, timeout)
+    ok, content = run_call(tool, call.arguments, tool.timeout or timeout)
     return ("ok", content) if ok else ("error", content)
 
 

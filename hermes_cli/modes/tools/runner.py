@@ -55,8 +55,11 @@ def _function_from_file(path: str, name: str) -> Callable[..., Any]:
 def run_call(tool: Tool, arguments: dict[str, Any], timeout: float) -> tuple[bool, Any]:
     """Run one call in a child process, so a tool that hangs can be stopped.
 
-    Returns (ok, content): the result, or an error message for the model.
+    Returns (ok, content): the result, or an error message for the model. A remote
+    tool (an MCP server's) is called where it lives, under the same timeout.
     """
+    if tool.remote is not None:
+        return tool.remote(arguments, timeout)
     assert tool.function is not None
     method = env.tool_start_method() or ("fork" if sys.platform.startswith("linux") else "spawn")
     ctx = multiprocessing.get_context(method)

@@ -1,0 +1,250 @@
+"""One MCP server: started over stdio (a command) or reached over Streamable HTTP (a
+URL), its tools listed, calls forwarded, stopped at the end (its process included).
+
+The SDK's context managers (the transport, the session) must be entered and left in
+one task, so each server lives in one long task on the private loop: it connects,
+reports ready, then waits to be told to stop; calls run as other tasks on the session.
+A server's stderr goes to a log file (never the chat's screen), and its last line is
+quoted when the server fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from hermes_cli import env
+from hermes_cli.errors import UsageError
+from hermes_cli.mcp_servers.loop import LoopThread
+
+
+@dataclass
+class ServerSpec:
+    """How to reach one server (from `--mcp` or a `[mcp.servers.NAME]` table)."""
+
+    name: str
+    command: str | None = None
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    url: str | None = None
+    allow: list[str] = field(default_factory=list)  # tools that run without asking
+    timeout: float | None = None  # seconds per call
+
+    def describe(self) -> str:
+        return self.url or shlex.join([self.command or "", *self.args])
+
+
+_NAME = re.compile(r"^([A-Za-z][\w.-]*)=(.*)$", re.S)
+
+
+def spec_from_option(text: str) -> ServerSpec:
+    """`--mcp 'CMD ARGS…'`, `--mcp 'NAME=CMD ARGS…'` or `--mcp URL` (Streamable HTTP)."""
+    named = _NAME.match(text.strip())
+    name, rest = (named.group(1), named.group(2)) if named else (None, text.strip())
+    if re.match(r"^https?://", rest):
+        return ServerSpec(name or _name_from_url(rest), url=rest)
+    try:
+        words = shlex.split(rest)
+    except ValueError as e:
+        raise UsageError(f"--mcp {text!r}: {e}") from None
+    if not words:
+        raise UsageError("--mcp needs a command to start (or a URL)")
+    return ServerSpec(name or _name_from_command(words), command=words[0], args=words[1:])
+
+
+def _name_from_command(words: list[str]) -> str:
+    """`python weather.py` -> weather; `npx -y @scope/server-git` -> server-git; `uvx mcp-x` -> mcp-x."""
+    program = Path(words[0]).name
+    rest = [w for w in words[1:] if not w.startswith("-")]
+    if re.match(r"^(python[\d.]*|node|deno|bun|npx|uvx|pipx|uv)$", program) and rest:
+        target = rest[1] if program == "uv" and rest[0] == "run" and len(rest) > 1 else rest[0]
+        if program.startswith("python") and target == "-m" and len(rest) > 1:
+            target = rest[1]
+        return re.sub(r"\.(py|js|mjs|ts)$", "", target.rsplit("/", 1)[-1].split("@")[0] or target) or program
+    return program
+
+
+def _name_from_url(url: str) -> str:
+    host = re.sub(r"^https?://", "", url).split("/", 1)[0]
+    return re.sub(r"[^\w-]", "-", host)
+
+
+@dataclass(frozen=True)
+class RemoteTool:
+    """A tool as the server lists it."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+class McpServer:
+    """One server's connection; `state` is "stopped", "ready", "failed" or "crashed"."""
+
+    def __init__(self, spec: ServerSpec, loop: LoopThread) -> None:
+        self.spec = spec
+        self._loop = loop
+        self.state = "stopped"
+        self.error: str | None = None
+        self.tools: list[RemoteTool] = []
+        self._session: Any = None
+        self._stop: asyncio.Event | None = None
+        self._task: concurrent.futures.Future[None] | None = None
+        safe = re.sub(r"[^\w.-]", "_", spec.name)
+        self.log_path = env.cache_dir() / "mcp" / f"{safe}.log"
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    # -- starting and stopping -------------------------------------------------------------
+
+    def begin(self) -> concurrent.futures.Future[list[RemoteTool]]:
+        """Start connecting; the future gives the tools once the server is ready."""
+        ready: concurrent.futures.Future[list[RemoteTool]] = concurrent.futures.Future()
+        self.state, self.error = "starting", None
+        self._task = self._loop.submit(self._main(ready))
+        return ready
+
+    def finish_start(self, ready: concurrent.futures.Future[list[RemoteTool]], timeout: float) -> bool:
+        """Wait for `begin`'s connection; False (and `error` set) when it failed."""
+        try:
+            self.tools = ready.result(timeout)
+            self.state = "ready"
+            return True
+        except concurrent.futures.TimeoutError:
+            self._fail("failed", f"did not start within {timeout:g} s")
+        except Exception as e:  # noqa: BLE001 - any failure to start is one line about this server
+            self._fail("failed", _why(e))
+        self.stop()
+        return False
+
+    async def _main(self, ready: concurrent.futures.Future[list[RemoteTool]]) -> None:
+        from contextlib import AsyncExitStack
+
+        from mcp import ClientSession
+
+        self._stop = asyncio.Event()
+        log: TextIO | None = None
+        try:
+            async with AsyncExitStack() as stack:
+                if self.spec.url is not None:
+                    from mcp.client.streamable_http import streamable_http_client
+
+                    read, write = await stack.enter_async_context(streamable_http_client(self.spec.url))
+                else:
+                    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+                    self.log_path.parent.mkdir(parents=True, exist_ok=True)
+                    log = stack.enter_context(open(self.log_path, "w", encoding="utf-8"))  # noqa: SIM115
+                    params = StdioServerParameters(command=self.spec.command or "", args=self.spec.args,
+                                                   env=self.spec.env or None)
+                    read, write = await stack.enter_async_context(stdio_client(params, errlog=log))
+                session = await stack.enter_async_context(ClientSession(read, write))
+                await session.initialize()
+                listed = await session.list_tools()
+                self._session = session
+                if not ready.done():
+                    ready.set_result([RemoteTool(t.name, t.description or "", dict(t.input_schema or {}))
+                                      for t in listed.tools])
+                await self._stop.wait()
+        except BaseException as e:  # noqa: BLE001 - reported through `ready` or the state
+            if not ready.done():
+                ready.set_exception(e if isinstance(e, Exception) else RuntimeError("cancelled"))
+            elif self.state == "ready":
+                self._fail("crashed", _why(e))
+            if not isinstance(e, Exception):
+                raise
+        finally:
+            self._session = None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Leave the session and end the process (the SDK terminates its process tree)."""
+        task, stop_event = self._task, self._stop
+        if task is None:
+            return
+        if stop_event is not None:
+            self._loop.loop.call_soon_threadsafe(stop_event.set)
+        try:
+            task.result(timeout)
+        except concurrent.futures.TimeoutError:
+            task.cancel()
+            try:
+                task.result(timeout)
+            except BaseException:  # noqa: BLE001 - it is going away either way
+                pass
+        except BaseException:  # noqa: BLE001 - its failure is already recorded
+            pass
+        self._task = None
+        if self.state in ("ready", "starting"):
+            self.state = "stopped"
+
+    # -- calls --------------------------------------------------------------------------------
+
+    def call(self, tool: str, arguments: dict[str, Any], timeout: float) -> tuple[bool, Any]:
+        """(ok, content) for the model: the result, or why there is none (the server's
+        error, a timeout, or the server gone)."""
+        if self.state != "ready" or self._session is None:
+            return False, f"the MCP server {self.name} is not running ({self.error or self.state})"
+        try:
+            result = self._loop.run(self._session.call_tool(tool, arguments, read_timeout_seconds=timeout),
+                                    timeout + 1)
+        except concurrent.futures.TimeoutError:
+            return self._timed_out(tool, timeout)
+        except Exception as e:  # noqa: BLE001 - the server's failure is the model's tool error
+            if "timed out" in str(e):  # the SDK's own read timeout
+                return self._timed_out(tool, timeout)
+            if self._task is not None and self._task.done() or "closed" in str(e).lower():
+                self._fail("crashed", _why(e))
+                return False, f"the MCP server {self.name} stopped while running {tool}"
+            return False, f"the MCP server {self.name} failed to run {tool}: {_why(e)}"
+        return _content(result)
+
+    def _timed_out(self, tool: str, timeout: float) -> tuple[bool, str]:
+        self.error = f"{tool} did not answer within {timeout:g} s"
+        return False, f"the MCP server {self.name} did not answer {tool} within {timeout:g} s"
+
+    def _fail(self, state: str, why: str) -> None:
+        self.state = state
+        tail = self.stderr_tail()
+        self.error = why + (f" (its last words: {tail})" if tail and tail not in why else "")
+
+    def stderr_tail(self) -> str:
+        try:
+            lines = [ln.strip() for ln in self.log_path.read_text(errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            return ""
+        return lines[-1][:200] if lines else ""
+
+
+def _why(error: BaseException) -> str:
+    """One line for an exception, however deeply the SDK grouped it."""
+    while getattr(error, "exceptions", None):  # an (anyio) exception group
+        error = error.exceptions[0]  # type: ignore[attr-defined]
+    if isinstance(error, FileNotFoundError):
+        return f"cannot start it: {error.strerror or 'no such program'}: {error.filename or ''}".rstrip(": ")
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text if type(error).__name__ in text else f"{type(error).__name__}: {text}"
+
+
+def _content(result: Any) -> tuple[bool, Any]:
+    """A CallToolResult as the tool response: structured content as JSON, else the text;
+    other content (images, resources) named, not inlined."""
+    parts = []
+    for item in result.content or []:
+        kind = getattr(item, "type", "")
+        if kind == "text":
+            parts.append(item.text)
+        else:
+            parts.append(f"[{kind} content: {getattr(item, 'mime_type', None) or getattr(item, 'uri', '')}]")
+    text = "\n".join(parts)
+    if result.is_error:
+        return False, text or "the tool reported an error"
+    if result.structured_content is not None:
+        return True, result.structured_content
+    return True, text
