@@ -215,6 +215,9 @@ def role_schema(schema: Any) -> str:
 def mcp_tools(flags: McpFlags, config: Config, local: dict[str, Any], err: Any) -> Iterator[dict[str, Any]]:
     """Start the command's MCP servers; yield their tools (named beside `local`); stop them
     all when the command is done, whatever happens (no server outlives hermes)."""
+    if not flags.servers and not (flags.use_config and config.mcp):
+        yield {}  # no server: not even the SDK's event loop is imported
+        return
     from hermes_cli.core.mcp_tools import toolset_for
 
     def warn(message: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from hermes_cli import env
 from hermes_cli.engine.params import SAMPLING_LIMITS, sampling_problem
 from hermes_cli.errors import UsageError
-from hermes_cli.mcp_servers.server import ServerSpec
+from hermes_cli.mcp_servers.spec import ServerSpec
 
 TEMPLATE = """\
 # hermes-cli configuration (TOML). Every key is optional.

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hermes_cli.core.config import Config
-from hermes_cli.mcp_servers.server import spec_from_option
+from hermes_cli.mcp_servers.spec import spec_from_option
 from hermes_cli.mcp_servers.toolset import McpToolset
 
 

@@ -17,7 +17,8 @@ from typing import Any
 from hermes_cli import env
 from hermes_cli.errors import UsageError
 from hermes_cli.mcp_servers.loop import LoopThread
-from hermes_cli.mcp_servers.server import McpServer, RemoteTool, ServerSpec
+from hermes_cli.mcp_servers.server import McpServer, RemoteTool
+from hermes_cli.mcp_servers.spec import ServerSpec
 from hermes_cli.modes.tools.tool import Tool
 
 SEPARATOR = "__"
