@@ -128,20 +128,31 @@ def _run(load: LoadFlags, chosen: Any, items: list[Any], output: Path | None, op
         raise UsageError(f"--parallel {parallel} gives each prompt {engine.n_ctx // parallel} of the "
                          f"{engine.n_ctx}-token context; at least {MIN_SLOT_TOKENS} are needed",
                          hint="raise --ctx or lower --parallel")
+    summary = _with_writer(load, output, len(items),
+                           lambda writer, progress: run_batch(engine, items, writer, done, opts, progress=progress))
+    if summary.failed:
+        raise typer.Exit(batch_mod.SomeLinesFailed.exit_code)
+
+
+def _with_writer(load: LoadFlags, output: Path | None, total: int,
+                 run: Callable[[Any, Callable[[int, int, int], None] | None], Any]) -> Any:
+    """Run the lines into the result writer, with a progress bar on a terminal (not with
+    -q); the writer is closed and the summary printed however the run ends."""
+    from hermes_cli.core import batch as batch_mod
+
     writer = batch_mod.ResultWriter(output, sys.stdout)
     progress: Callable[[int, int, int], None] | None = None
     stop: Callable[[], None] = _nothing
     if not load.quiet and sys.stderr.isatty():
-        progress, stop = progress_bar(len(items), sys.stderr)
+        progress, stop = progress_bar(total, sys.stderr)
     try:
-        summary = run_batch(engine, items, writer, done, opts, progress=progress)
+        summary = run(writer, progress)
     finally:
         stop()
         writer.close()
     if not load.quiet:
         print(summary.line(), file=sys.stderr)
-    if summary.failed:
-        raise typer.Exit(batch_mod.SomeLinesFailed.exit_code)
+    return summary
 
 
 
@@ -169,7 +180,6 @@ def progress_bar(total_items: int, err: TextIO) -> tuple[Callable[[int, int, int
 def _served(load: LoadFlags, items: list[Any], output: Path | None, done: set[str], opts: Any,
             concurrency: int, timeout: float) -> Any:
     """The batch against served engines (several: the lines are shared among them)."""
-    from hermes_cli.core import batch as batch_mod
     from hermes_cli.core.batch_served import run_served_batch
     from hermes_cli.core.loading import connect
 
@@ -177,21 +187,11 @@ def _served(load: LoadFlags, items: list[Any], output: Path | None, done: set[st
     backend.buffered = True  # a cut answer is asked again: nobody watches a batch line stream
     for endpoint in backend.pool.endpoints:
         endpoint.timeout = timeout
-    writer = batch_mod.ResultWriter(output, sys.stdout)
-    progress: Callable[[int, int, int], None] | None = None
-    stop: Callable[[], None] = _nothing
-    if not load.quiet and sys.stderr.isatty():
-        progress, stop = progress_bar(len(items), sys.stderr)
     try:
-        summary = run_served_batch(backend, items, writer, done, opts, concurrency=concurrency,
-                                   progress=progress)
+        return _with_writer(load, output, len(items), lambda writer, progress: run_served_batch(
+            backend, items, writer, done, opts, concurrency=concurrency, progress=progress))
     finally:
-        stop()
-        writer.close()
         backend.pool.close()
-    if not load.quiet:
-        print(summary.line(), file=sys.stderr)
-    return summary
 
 
 def _nothing() -> None:

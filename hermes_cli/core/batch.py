@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -28,6 +30,10 @@ if TYPE_CHECKING:
     from hermes_cli.modes.tools.loop import ToolOptions
 
 
+
+
+# done lines, lines to do, tokens so far -> the progress bar
+Progress = Callable[[int, int, int], None]
 
 
 class SomeLinesFailed(HermesError):
@@ -255,3 +261,26 @@ class Summary:
             "…)" if len(self.failed_lines) > 10 else ")") if self.failed_lines else ""
         return (f"done {self.done}, failed {self.failed}{where}, skipped {self.skipped} "
                 f"(already in the output), {self.tokens} tokens, {self.seconds:.1f} s")
+
+
+class Recorder:
+    """What every batch driver does with a finished line: write its record, count it in
+    the summary, move the progress bar. Called as `recorder(item, record)`."""
+
+    def __init__(self, writer: ResultWriter, todo: int, skipped: int, progress: Progress | None) -> None:
+        self.writer, self.todo, self.progress = writer, todo, progress
+        self.summary = Summary(skipped=skipped)
+        self._started = time.perf_counter()
+
+    def __call__(self, item: Item, rec: dict[str, Any]) -> None:
+        summary = self.summary
+        self.writer.write(rec)
+        if "error" in rec:
+            summary.failed += 1
+            summary.failed_lines.append(item.line)
+        else:
+            summary.done += 1
+            summary.tokens += rec["completion_tokens"]
+        summary.seconds = time.perf_counter() - self._started
+        if self.progress:
+            self.progress(summary.done + summary.failed, self.todo, summary.tokens)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from hermes_cli.core.batch import BatchOptions, Item, ResultWriter, Summary
+from hermes_cli.core.batch import BatchOptions, Item, Progress, Recorder, ResultWriter, Summary
 from hermes_cli.core.reply import LocalBackend, run
 from hermes_cli.engine.model import Engine
 from hermes_cli.engine.parallel import ParallelDecoder, ParallelJob
@@ -28,8 +28,6 @@ from hermes_cli.modes.events import Logic, Reply, Request
 from hermes_cli.modes.json_mode import JsonMode
 from hermes_cli.modes.reply_mode import ReplyMode
 from hermes_cli.prompt.template import PromptFormat, template_for
-
-Progress = Callable[[int, int, int], None]
 
 
 def _approve_all(_call: Any) -> bool:
@@ -94,22 +92,10 @@ def run_batch(engine: Engine, items: list[Item], writer: ResultWriter, done: set
     """Answer every item not in `done`, writing one record each as it completes."""
     chat = template_for(engine)
     todo = [it for it in items if json.dumps(it.id) not in done]
-    summary = Summary(skipped=len(items) - len(todo))
-    started = time.perf_counter()
+    finished = Recorder(writer, len(todo), len(items) - len(todo), progress)
+    summary = finished.summary
     if any(item_mode(it, opts).name != "text" for it in todo if it.error is None):
         engine.prefetch_grammars()
-
-    def finished(item: Item, rec: dict[str, Any]) -> None:
-        writer.write(rec)
-        if "error" in rec:
-            summary.failed += 1
-            summary.failed_lines.append(item.line)
-        else:
-            summary.done += 1
-            summary.tokens += rec["completion_tokens"]
-        summary.seconds = time.perf_counter() - started
-        if progress:
-            progress(summary.done + summary.failed, len(todo), summary.tokens)
 
     if opts.parallel > 1:
         _Parallel(engine, chat, opts, finished).run(todo)

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from hermes_cli.core.batch import BatchOptions, Item, ResultWriter, Summary
-from hermes_cli.core.batch_run import Progress, error_record, item_logic, item_mode, record
+from hermes_cli.core.batch import BatchOptions, Item, Progress, Recorder, ResultWriter, Summary
+from hermes_cli.core.batch_run import error_record, item_logic, item_mode, record
 from hermes_cli.core.reply import run
 from hermes_cli.errors import HermesError, ServerError
 from hermes_cli.served.backend import ServedBackend
@@ -28,20 +28,8 @@ def run_served_batch(backend: ServedBackend, items: list[Item], writer: ResultWr
                      opts: BatchOptions, *, concurrency: int = 4,
                      progress: Progress | None = None) -> Summary:
     todo = [it for it in items if json.dumps(it.id) not in done]
-    summary = Summary(skipped=len(items) - len(todo))
-    started = time.perf_counter()
-
-    def finished(item: Item, rec: dict[str, Any]) -> None:
-        writer.write(rec)
-        if "error" in rec:
-            summary.failed += 1
-            summary.failed_lines.append(item.line)
-        else:
-            summary.done += 1
-            summary.tokens += rec["completion_tokens"]
-        summary.seconds = time.perf_counter() - started
-        if progress:
-            progress(summary.done + summary.failed, len(todo), summary.tokens)
+    finished = Recorder(writer, len(todo), len(items) - len(todo), progress)
+    summary = finished.summary
 
     def answer(item: Item) -> dict[str, Any]:
         t0 = time.perf_counter()
