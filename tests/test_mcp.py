@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from hermes_cli.chat.repl import Repl
-from hermes_cli.mcp_servers.server import spec_from_option
+from hermes_cli.mcp_servers.spec import spec_from_option
 from hermes_cli.mcp_servers.toolset import McpToolset
 from tests.test_chat_terminal import Terminal, env_for
 from tests.test_repl import Driven
