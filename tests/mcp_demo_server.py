@@ -13,7 +13,11 @@ import sys
 import threading
 import time
 
-from mcp.server.mcpserver import MCPServer
+if "--pidfile" in sys.argv:  # first thing: a test can find the process however early it is stopped
+    with open(sys.argv[sys.argv.index("--pidfile") + 1], "w") as f:
+        f.write(str(os.getpid()))
+
+from mcp.server.mcpserver import MCPServer  # noqa: E402
 
 app = MCPServer("demo")
 
@@ -53,9 +57,6 @@ def hang() -> str:
 
 def main() -> None:
     args = sys.argv[1:]
-    if "--pidfile" in args:
-        with open(args[args.index("--pidfile") + 1], "w") as f:
-            f.write(str(os.getpid()))
     if "--hang-at-start" in args:
         threading.Event().wait()  # never reads stdin, never answers initialize
     if "--http" in args:

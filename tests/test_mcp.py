@@ -172,7 +172,7 @@ def test_a_call_that_never_answers_times_out(hermes_exe, models, pidfile) -> Non
 
 def test_a_server_that_hangs_at_start_up_is_skipped(hermes_exe, models, pidfile) -> None:
     env = {**os.environ, "HERMES_MCP_START_TIMEOUT": "2"}
-    proc = ask(hermes_exe, models, "--mcp", demo(pidfile), model="hi", env=env)
+    proc = ask(hermes_exe, models, "--mcp", demo(pidfile, "--hang-at-start"), model="hi", env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "Hi!\n"  # the answer, without its tools
     assert "warning: MCP server demo failed: did not start within 2 s; going on without its tools" in proc.stderr

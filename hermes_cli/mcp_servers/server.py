@@ -42,6 +42,7 @@ class McpServer:
         self._session: Any = None
         self._stop: asyncio.Event | None = None
         self._task: concurrent.futures.Future[None] | None = None
+        self._main_task: asyncio.Task[None] | None = None  # the same, as the loop sees it
         safe = re.sub(r"[^\w.-]", "_", spec.name)
         self.log_path = env.cache_dir() / "mcp" / f"{safe}.log"
 
@@ -68,7 +69,7 @@ class McpServer:
             self._fail("failed", f"did not start within {timeout:g} s")
         except Exception as e:  # noqa: BLE001 - any failure to start is one line about this server
             self._fail("failed", _why(e))
-        self.stop()
+        self.stop(graceful=0.0)  # it never came up: nothing to say goodbye to
         return False
 
     async def _main(self, ready: concurrent.futures.Future[list[RemoteTool]]) -> None:
@@ -77,6 +78,7 @@ class McpServer:
         from mcp import ClientSession
 
         self._stop = asyncio.Event()
+        self._main_task = asyncio.current_task()
         log: TextIO | None = None
         try:
             async with AsyncExitStack() as stack:
@@ -110,26 +112,34 @@ class McpServer:
         finally:
             self._session = None
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Leave the session and end the process (the SDK terminates its process tree)."""
-        task, stop_event = self._task, self._stop
-        if task is None:
+    def stop(self, graceful: float = 5.0) -> None:
+        """Leave the session and end the process: ask the server task to finish, and
+        cancel it after `graceful` seconds; either way wait until its clean-up (the SDK
+        closes the server's stdin, then terminates its process tree) is done."""
+        if self._task is None:
             return
-        if stop_event is not None:
-            self._loop.loop.call_soon_threadsafe(stop_event.set)
         try:
-            task.result(timeout)
-        except concurrent.futures.TimeoutError:
-            task.cancel()
-            try:
-                task.result(timeout)
-            except BaseException:  # noqa: BLE001 - it is going away either way
-                pass
-        except BaseException:  # noqa: BLE001 - its failure is already recorded
+            self._loop.run(self._shutdown(graceful), graceful + 30)
+        except BaseException:  # noqa: BLE001 - it is going away either way
             pass
         self._task = None
         if self.state in ("ready", "starting"):
             self.state = "stopped"
+
+    async def _shutdown(self, graceful: float) -> None:
+        task = self._main_task
+        if task is None or task.done():
+            return
+        if self._stop is not None:
+            self._stop.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), graceful)
+        except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - then it is cancelled
+            task.cancel()
+        try:
+            await task
+        except BaseException:  # noqa: BLE001 - its failure is recorded; its clean-up has run
+            pass
 
     # -- calls --------------------------------------------------------------------------------
 
