@@ -24,7 +24,6 @@ from hermes_cli.cli.options import (
     McpFlags,
     load_options,
     mcp_tools,
-    role_schema,
     settings,
     with_options,
 )
@@ -95,8 +94,8 @@ def ask(
 
     config = load_config()
     chosen = settings(sampling, load, role=role, system=system, config=config)
-    if schema is None and not json_ and chosen.role is not None and chosen.role.schema is not None:
-        schema = role_schema(chosen.role.schema)
+    if schema is None and not json_ and chosen.role is not None:
+        schema = chosen.role.schema_spec()
     if chosen.role is not None and chosen.role.tools:
         tools = [*chosen.role.tools, *(tools or [])]
     json_mode = None

@@ -20,7 +20,6 @@ from hermes_cli.cli.options import (
     McpFlags,
     load_options,
     mcp_tools,
-    role_schema,
     settings,
     with_options,
 )
@@ -88,8 +87,8 @@ def batch(
     config = load_config()
     chosen = settings(sampling, load, role=role, system=system, config=config)
     opts = batch_mod.BatchOptions(system=chosen.system, parallel=parallel, params=chosen.params)
-    if schema is None and not json_ and chosen.role is not None and chosen.role.schema is not None:
-        schema = role_schema(chosen.role.schema)
+    if schema is None and not json_ and chosen.role is not None:
+        schema = chosen.role.schema_spec()
     if schema is not None or json_:
         from hermes_cli.modes.json_mode import JsonMode, load_schema
 

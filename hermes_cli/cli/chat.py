@@ -104,9 +104,7 @@ def _prepare(repl: Any, chosen: Any, config: Any, opts: Any, yes: bool, toolset:
     if role is not None:
         s.role = role.name
         if role.schema is not None:
-            import json
-
-            s.set_schema(role.schema if isinstance(role.schema, str) else json.dumps(role.schema))
+            s.set_schema(role.schema_spec())
         for path in role.tools:
             s.add_tools(path)
     if toolset is not None:

@@ -204,12 +204,6 @@ def load_options(flags: LoadFlags, chosen: Settings) -> LoadOptions:
                        gpu_hint=chosen.gpu_hint)
 
 
-def role_schema(schema: Any) -> str:
-    """A role's schema as `--schema` takes it: its file, or the inline table as JSON."""
-    import json
-
-    return schema if isinstance(schema, str) else json.dumps(schema)
-
 
 @contextlib.contextmanager
 def mcp_tools(flags: McpFlags, config: Config, local: dict[str, Any], err: Any) -> Iterator[dict[str, Any]]:

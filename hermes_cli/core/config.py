@@ -75,6 +75,14 @@ class Role:
     tools: list[str] = field(default_factory=list)
     sampling: dict[str, Any] = field(default_factory=dict)
 
+    def schema_spec(self) -> str | None:
+        """The schema as `--schema` and `/schema` take it: its file, or the inline table as JSON."""
+        if self.schema is None:
+            return None
+        import json
+
+        return self.schema if isinstance(self.schema, str) else json.dumps(self.schema)
+
 
 @dataclass
 class Config:

@@ -259,7 +259,7 @@ class ChatSession:
             conv.params = sampling_from({**current, **role.sampling})
             changed.append(", ".join(f"{k}={v}" for k, v in role.sampling.items()))
         if role.schema is not None:
-            self.set_schema(role.schema if isinstance(role.schema, str) else json.dumps(role.schema))
+            self.set_schema(role.schema_spec())
             changed.append("schema (JSON mode on)")
         if role.tools:
             from hermes_cli.modes.tools.loading import check_unique, load_tools_file
