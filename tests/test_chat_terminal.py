@@ -148,15 +148,20 @@ def test_json_reply_streams_and_ctrl_c_keeps_the_partial_json(hermes_exe, models
     assert messages[1]["content"].startswith('{') and "abab" in messages[1]["content"]
 
 
-def test_tool_calls_show_as_made_with_approval_and_results(hermes_exe, models, tmp_path: Path) -> None:
-    """"caller" opens a call after every assistant header: each is shown, asked about,
-    run, and its result shown, until the round limit."""
+def chat_with_add_tool(hermes_exe: list[str], model: Path, ctx: str, tmp_path: Path) -> Terminal:
+    """A chat on `model` with a one-function tools file (`add`) loaded, at the prompt."""
     (tmp_path / "t.py").write_text("def add(a: int, b: int) -> int:\n    \"\"\"Add.\"\"\"\n    return a + b\n")
-    term = Terminal([*hermes_exe, "chat", "-m", str(models["caller"]), "--ctx", "8192"],
-                    env_for(tmp_path))
+    term = Terminal([*hermes_exe, "chat", "-m", str(model), "--ctx", ctx], env_for(tmp_path))
     term.expect(r"(^|\n)>")
     term.send(f"/tools {tmp_path / 't.py'}\r")
     term.expect(r"tools: add")
+    return term
+
+
+def test_tool_calls_show_as_made_with_approval_and_results(hermes_exe, models, tmp_path: Path) -> None:
+    """"caller" opens a call after every assistant header: each is shown, asked about,
+    run, and its result shown, until the round limit."""
+    term = chat_with_add_tool(hermes_exe, models["caller"], "8192", tmp_path)
     term.send("go\r")
     term.expect(r"→ add \{\"a\": -?\d+")
     term.expect(r"run add\(\{[^\n]*\}\)\? \[y\]es/\[n\]o/\[a\]lways:")
@@ -168,12 +173,7 @@ def test_tool_calls_show_as_made_with_approval_and_results(hermes_exe, models, t
 
 
 def test_ctrl_c_in_tool_mode_keeps_the_streamed_text(hermes_exe, models, tmp_path: Path) -> None:
-    (tmp_path / "t.py").write_text("def add(a: int, b: int) -> int:\n    \"\"\"Add.\"\"\"\n    return a + b\n")
-    term = Terminal([*hermes_exe, "chat", "-m", str(models["endless"]), "--ctx", "0"],
-                    env_for(tmp_path))
-    term.expect(r"(^|\n)>")
-    term.send(f"/tools {tmp_path / 't.py'}\r")
-    term.expect(r"tools: add")
+    term = chat_with_add_tool(hermes_exe, models["endless"], "0", tmp_path)
     term.send("go\r")
     term.expect(r"(ab){20}")
     term.send("\x03")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,18 +25,6 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, needle: 
     assert proc.stderr.startswith("Error: ")
     assert needle in proc.stderr.splitlines()[0]
     assert proc.stdout == ""
-
-
-def test_help_and_version_do_not_import_llama_cpp() -> None:
-    code = (
-        "import sys; from hermes_cli.cli.main import run; rc = run(['--help']); "
-        "rc2 = run(['--version']); "
-        "heavy = [m for m in ('llama_cpp', 'huggingface_hub', 'prompt_toolkit', 'rich.markdown') "
-        "if m in sys.modules]; print('HEAVY', heavy, rc, rc2)"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert "HEAVY [] 0 0" in proc.stdout, proc.stdout + proc.stderr
-    assert "hermes-cli 0." in proc.stdout
 
 
 def test_piped_stdin_joins_the_prompt_and_stdout_holds_only_the_answer(hermes_exe, models) -> None:

@@ -19,16 +19,18 @@ def test_the_lazy_command_table_matches_each_commands_docstring() -> None:
         assert doc.splitlines()[0] == short_help, name
 
 
-def test_help_imports_no_command_module_and_nothing_heavy() -> None:
+def test_help_and_version_import_no_command_module_and_nothing_heavy() -> None:
     code = (
         "import sys; from hermes_cli.cli.main import run; rc = run(['--help']); "
+        "rc2 = run(['--version']); "
         "loaded = sorted(m for m in sys.modules if m.startswith('hermes_cli.cli.') "
         "and m.split('.')[-1] not in ('app', 'main')); "
-        "heavy = [m for m in ('llama_cpp', 'huggingface_hub', 'prompt_toolkit', 'rich') "
-        "if m in sys.modules]; print('LOADED', loaded, heavy, rc)"
+        "heavy = [m for m in ('llama_cpp', 'huggingface_hub', 'prompt_toolkit', 'rich', 'rich.markdown') "
+        "if m in sys.modules]; print('LOADED', loaded, heavy, rc, rc2)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert "LOADED [] [] 0" in proc.stdout, proc.stdout + proc.stderr
+    assert "LOADED [] [] 0 0" in proc.stdout, proc.stdout + proc.stderr
+    assert "hermes-cli 0." in proc.stdout
     for name in COMMANDS:
         assert f"  {name} " in proc.stdout
 
