@@ -64,8 +64,9 @@ def test_per_line_schema_and_global_json(hermes_exe, models, tmp_path: Path) -> 
         json.dumps({"id": 1, "prompt": "x", "schema": schema}) + "\n"
         + json.dumps({"id": 2, "prompt": "y"}) + "\n")
     out = tmp_path / "out.jsonl"
+    # Greedy: a random model's "any object" can run to the context on an unlucky seed.
     proc = hermes(hermes_exe, "batch", str(tmp_path / "in.jsonl"), "-o", str(out), "--json",
-                  "-m", str(models["random"]), "--seed", "4")
+                  "-m", str(models["random"]), "--temperature", "0")
     assert proc.returncode == 0, proc.stderr
     got = {r["id"]: r["output"] for r in records(out)}
     assert isinstance(got[1]["ok"], bool) and set(got[1]) == {"ok"}

@@ -13,7 +13,7 @@ import pytest
 from hermes_cli.core.reply import LocalBackend
 from hermes_cli.core.reply import run as drive
 from hermes_cli.engine.params import GenerationResult, SamplingParams
-from hermes_cli.errors import UsageError
+from hermes_cli.errors import OutputContractError, ServerError, UsageError
 from hermes_cli.modes.tools.loading import check_unique, load_tools_file
 from hermes_cli.modes.tools.loop import ToolOptions, tools_reply
 from hermes_cli.modes.tools.protocol import parse_tool_calls, system_prompt, validate_arguments
@@ -314,6 +314,24 @@ def test_auto_calls_are_constrained_once_the_model_opens_a_tool_call(load, tool_
         assert engine.detokenize(first.token_ids, special=False) == first.content
 
 
+def test_fast_forward_takes_the_forced_span_unsampled_and_the_call_stays_valid(loop_setup) -> None:
+    """With fast-forward the forced opening (`<tool_call>\\n{"name": "add", "arguments":
+    {"a": `) is taken without sampling; without it every token is sampled. Both calls
+    are whole and valid, on several seeds."""
+    engine, chat, tools, history = loop_setup
+    for seed in range(3):
+        for fast in (True, False):
+            loop = run_tool_loop(engine, chat, history, tools,
+                                 SamplingParams(seed=seed, max_tokens=120, fast_forward=fast),
+                                 tool_choice="add", max_rounds=1, approve=lambda c: False)
+            first = loop.results[0]
+            assert first.forced >= 20 if fast else first.forced == 0
+            calls = parse_tool_calls(loop.messages[0].content).calls
+            assert [c.name for c in calls] == ["add"]
+            assert validate_arguments(tools["add"], calls[0].arguments) == []
+            assert engine.detokenize(first.token_ids, special=False) == first.text
+
+
 def test_unknown_forced_tool_is_a_usage_error(loop_setup) -> None:
     with pytest.raises(UsageError, match="no such tool"):
         run(loop_setup, "nope")
@@ -325,18 +343,60 @@ def scripted(*texts: str) -> list[str]:
     return list(texts)
 
 
-def test_invalid_arguments_and_unknown_tools_go_back_to_the_model(loop_setup) -> None:
+BAD_CALLS = ('<tool_call>{"name": "add", "arguments": {"a": "one", "b": 2}}</tool_call>'
+             '<tool_call>{"name": "nope", "arguments": {}}</tool_call>'
+             '<tool_call>{oops</tool_call>')
+GOOD_CALL = '<tool_call>{"name": "add", "arguments": {"a": 1, "b": 2}}</tool_call>'
+
+
+class RecordingBackend(ScriptedBackend):
+    """A scripted backend that keeps what each request was (messages, grammar)."""
+
+    def __init__(self, texts, *, served: bool = False) -> None:
+        super().__init__(texts)
+        self.requests: list = []
+        self.served = served
+
+    def start(self, messages, params, grammar):
+        self.requests.append((list(messages), grammar))
+        gen = super().start(messages, params, grammar)
+        if self.served:
+            gen.result.generated = 5  # a served engine's result carries its own count
+        return gen
+
+
+def test_malformed_and_invalid_calls_are_asked_again_as_calls_and_never_answer(loop_setup) -> None:
     engine, chat, tools, history = loop_setup
-    loop = run_tool_loop(engine, chat, history, tools, SamplingParams(), approve=lambda c: True,
-                         generate=scripted(
-                             '<tool_call>{"name": "add", "arguments": {"a": "one", "b": 2}}</tool_call>'
-                             '<tool_call>{"name": "nope", "arguments": {}}</tool_call>'
-                             '<tool_call>{oops</tool_call>'))
-    tool_turn = loop.messages[1].content
-    assert "invalid arguments: a: 'one' is not of type 'integer'" in tool_turn
-    assert "unknown tool nope; the tools are: add, boom, hang, forge" in tool_turn
-    assert "malformed tool call" in tool_turn
-    assert loop.text == "final answer"
+    backend = RecordingBackend([BAD_CALLS, GOOD_CALL])
+    opts = ToolOptions(tools, choice="auto", max_rounds=1)
+    loop = drive(backend, tools_reply(history, opts, SamplingParams(), approve=lambda c: True))
+    retry_messages, retry_grammar = backend.requests[1]
+    feedback = retry_messages[-1].content
+    assert "invalid arguments for add: a: 'one' is not of type 'integer'" in feedback
+    assert "unknown tool nope; the tools are: add, boom, hang, forge" in feedback
+    assert "malformed tool call" in feedback
+    assert retry_grammar is not None and retry_grammar.trigger is None  # a call, not free text
+    # the failed attempt is not part of the conversation; the good call ran
+    assert [m.content for m in loop.messages[:1]] == [GOOD_CALL]
+    assert tool_content(loop) == {"name": "add", "content": 3}
+
+
+def test_calls_still_malformed_after_the_retries_are_exit_6_locally(loop_setup) -> None:
+    engine, chat, tools, history = loop_setup
+    opts = ToolOptions(tools, choice="auto")
+    with pytest.raises(OutputContractError, match="still malformed after 3 attempts"):
+        drive(RecordingBackend([BAD_CALLS, "no call", "{oops"]),
+              tools_reply(history, opts, SamplingParams(), approve=lambda c: True))
+
+
+def test_calls_still_malformed_from_a_server_are_the_servers_fault(loop_setup) -> None:
+    """llama-cpp-python's json_object grammar lets a raw newline into a string (issue 19)."""
+    engine, chat, tools, history = loop_setup
+    broken = '<tool_call>\n{ "a": ");\n{"} }\n</tool_call>'
+    opts = ToolOptions(tools, choice="add")
+    with pytest.raises(ServerError, match="the server wrote no valid tool call"):
+        drive(RecordingBackend([broken] * 3, served=True),
+              tools_reply(history, opts, SamplingParams(), approve=lambda c: True))
 
 
 def test_the_round_limit_is_reported(loop_setup) -> None:
@@ -370,6 +430,18 @@ def test_cli_yes_verbose_and_clean_stdout(hermes_exe, models, tool_file: Path) -
     assert proc.returncode == 0, proc.stderr
     assert "→ add {" in proc.stderr and "← add " in proc.stderr
     assert "<tool_call>" not in proc.stdout and "→" not in proc.stdout
+
+
+@pytest.mark.parametrize("max_tokens", [1, 6])
+def test_cli_forced_call_cut_anywhere_even_inside_the_tag_is_exit_6_with_nothing_printed(
+        hermes_exe, models, tool_file: Path, max_tokens: int) -> None:
+    proc = subprocess.run([*hermes_exe, "ask", "go", "-m", str(models["random"]), "--tools",
+                           str(tool_file), "--tool-choice", "add", "--yes", "--seed", "1",
+                           "--max-tokens", str(max_tokens)],
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 6, proc.stderr
+    assert proc.stdout == ""
+    assert f"a tool call was cut after {max_tokens} tokens by --max-tokens" in proc.stderr
 
 
 def test_cli_tools_json_hands_the_calls_over(hermes_exe, models, tmp_path: Path) -> None:

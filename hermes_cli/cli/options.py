@@ -82,6 +82,9 @@ SAMPLING = Group("sampling", (
         min=1, show_default=False)]),
     _opt("seed", Annotated[Optional[int], typer.Option(
         help="Seed, for reproducible output. Default: random.", show_default=False)]),
+    _opt("fast_forward", Annotated[Optional[bool], typer.Option(
+        "--fast-forward/--no-fast-forward", help="JSON and tool calls: take the tokens the "
+        "grammar forces without sampling, in one batch. Default: on.", show_default=False)]),
 ), _given)
 
 

@@ -74,7 +74,8 @@ def _generate(backend: Backend, request: Request) -> Generator[Event, None, Gene
         for text in gen:
             yield from _events(text, request.show, splitter)
         if splitter is not None:
-            yield from splitter.finish()
+            cut = gen.result is not None and gen.result.finish_reason in ("length", "context")
+            yield from splitter.finish(cut=cut)
     except KeyboardInterrupt:
         gen.close()
     except GeneratorExit:

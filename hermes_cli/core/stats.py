@@ -16,7 +16,8 @@ def format_stats(result: GenerationResult, engine: Engine | None) -> str:
         f"prompt {result.prompt_tokens} tokens ({result.prompt_evaluated} evaluated, "
         f"{result.prompt_reused} reused) in {result.prompt_seconds:.2f} s "
         f"[{result.prompt_tokens_per_second:.1f} tok/s] · reply {result.completion_tokens} "
-        f"tokens in {result.generation_seconds:.2f} s [{result.tokens_per_second:.1f} tok/s] · "
+        f"tokens{f' ({result.forced} forced by the grammar)' if result.forced else ''} in "
+        f"{result.generation_seconds:.2f} s [{result.tokens_per_second:.1f} tok/s] · "
         f"stop: {result.finish_reason} · context {result.prompt_tokens + result.completion_tokens}"
         f"/{engine.n_ctx} · threads {engine.info.n_threads} · gpu layers {engine.info.n_gpu_layers}"
     )

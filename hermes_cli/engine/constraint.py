@@ -50,13 +50,20 @@ class Constraint(Protocol):
     def allowed(self) -> np.ndarray:
         """Every token id that may come next (only after `check` said no)."""
 
+    def open(self) -> bool:
+        """A span the grammar holds was begun and is not finished."""
+
+    def forced(self) -> list[int]:
+        """The tokens the grammar allows no choice about next (empty: the model chooses)."""
+
 
 class Matcher:
     """One generation's grammar state."""
 
-    def __init__(self, matcher: Any, n_vocab: int) -> None:
+    def __init__(self, matcher: Any, n_vocab: int, tokenizer: Any = None) -> None:
         self._m = matcher
         self._n_vocab = n_vocab
+        self._tokenizer = tokenizer
 
     def check(self, token: int) -> bool:
         return bool(self._m.validate_tokens([token]) == 1)
@@ -75,6 +82,22 @@ class Matcher:
 
     def complete(self) -> bool:
         return bool(self._m.is_accepting())
+
+    def open(self) -> bool:
+        return not self.complete()
+
+    def forced(self) -> list[int]:
+        """Every byte the grammar forces, tokenized whole (jump-forward, as SGLang does).
+        llguidance's own `compute_ff_tokens` leaves out a last token that a longer one
+        could extend (` "` of `"expression": "`); the model then picks the token itself,
+        and a weak one picks a lone space, meaning a number, and is held to a string it
+        never closes (SmolLM2: 2 of 10 forced calls whole within 60 tokens, against 6 of
+        10 with the bytes forced whole)."""
+        data = self._m.compute_ff_bytes()
+        if not data:
+            return []
+        tokens = list(self._tokenizer.tokenize_bytes(data))
+        return tokens[: self._m.validate_tokens(tokens)]
 
 
 class LazyMatcher:
@@ -119,6 +142,12 @@ class LazyMatcher:
     def allowed(self) -> np.ndarray:
         assert self.active is not None, "a lazy grammar rejects tokens only once active"
         return self.active.allowed()
+
+    def open(self) -> bool:
+        return self.active is not None
+
+    def forced(self) -> list[int]:
+        return self.active.forced() if self.active is not None else []
 
 
 class Grammars:
@@ -238,7 +267,7 @@ class Grammars:
         pristine = self._compiled.get(key)
         if pristine is None:
             pristine = self._compiled[key] = self._compile(kind, source)
-        return Matcher(pristine.deep_copy(), self._vocab.n_tokens)
+        return Matcher(pristine.deep_copy(), self._vocab.n_tokens, self._tokenizer)
 
     def _compile(self, kind: str, source: str) -> Any:
         from llguidance import LLMatcher

@@ -3,7 +3,8 @@
 Stopping early (break, `close()`, Ctrl-C) is normal: the result then says "interrupted"
 and the engine's KV bookkeeping stays exact for the next call. Per token the loop is one
 llama_decode of the last token, one C sampler call (plus one grammar check when
-constrained) and the slot's O(1) step.
+constrained) and the slot's O(1) step; under a grammar, the tokens it forces go into
+the same llama_decode as the sampled one (fast-forward, engine/slot.py).
 """
 
 from __future__ import annotations
@@ -66,12 +67,27 @@ class Generation:
             slot = self._slot
             slot.sampler = Sampler(engine.vocab, self._params, constraint)
             ctx = engine.ctx
+            # A grammar may force the reply's first tokens (a forced call's opening).
+            batch, text = slot.fast_forward() if constraint is not None else ([], "")
+            if text:
+                yield text
+            if batch and slot.finish is None:
+                engine.evaluate(batch)
             while slot.finish is None:
                 text = slot.step(ctx, -1)
                 if text:
                     yield text
-                if slot.finish is None:
-                    engine.evaluate(slot.ids[-1:])
+                if slot.finish is not None:
+                    break
+                batch = slot.ids[-1:]
+                if constraint is not None:  # the forced tokens after it, in the same batch
+                    forced, text = slot.fast_forward()
+                    if text:
+                        yield text
+                    batch += forced
+                    if slot.finish is not None:
+                        break
+                engine.evaluate(batch)
         finally:
             if self._slot.sampler is not None:
                 self._slot.sampler.close()

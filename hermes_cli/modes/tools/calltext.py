@@ -1,0 +1,200 @@
+"""Where a Hermes tool call begins and ends in a reply's text.
+
+A call is `<tool_call>`, a JSON object, then `</tool_call>`. It ends where its JSON ends
+(the same place the call grammar says it is complete), not at the first `</tool_call>`
+the text contains: the model may write that inside a JSON string (an argument that
+quotes the tag, or `}}</tool_call>` in an expression), and there it is only string
+content. Cutting at the textual tag was the defect behind malformed calls on real
+weights (issue 19).
+
+`CallScanner` reads text incrementally, in O(1) amortised work per character (a regex
+jumps to the next quote, backslash or bracket), so both the stream (modes/tools/stream)
+and the final parse (modes/tools/protocol) use it: one definition of a call's extent.
+
+A block whose body does not start with `{` (nothing, or prose) has no object to follow;
+it ends at the textual closing tag, and the parser reports what it is.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+OPEN = "<tool_call>"
+CLOSE = "</tool_call>"
+
+# Inside a string: its closing quote or a backslash. Outside: a quote or a bracket. Single
+# quotes open strings too, for served models that write Python dicts (never valid JSON
+# outside a string, so JSON is read the same).
+_IN_STRING = {'"': re.compile(r'["\\]'), "'": re.compile(r"['\\]")}
+_IN_JSON = re.compile(r"""[{}\[\]"']""")
+
+
+@dataclass(frozen=True)
+class Text:
+    """Text outside any call."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Block:
+    """One call's body (what stands between the tags, stripped). `closed` is False for
+    a block the text ended inside (cut, or a JSON object never finished)."""
+
+    body: str
+    closed: bool = True
+
+
+Segment = Text | Block
+
+
+def partial_open_length(text: str) -> int:
+    """How many trailing characters of `text` could begin `<tool_call>`."""
+    for k in range(min(len(OPEN) - 1, len(text)), 0, -1):
+        if text.endswith(OPEN[:k]):
+            return k
+    return 0
+
+
+class CallScanner:
+    """Splits text, fed in pieces, into `Text` and `Block` segments.
+
+    States: "text" (outside, holding a tail that may begin the tag), "head" (after the
+    tag, before the body), "json" (inside the body's object), "tail" (the object ended:
+    whitespace and the closing tag), "raw" (a body that is not JSON: up to the closing tag).
+    """
+
+    def __init__(self) -> None:
+        self._steps = {"text": self._text, "head": self._head, "json": self._json,
+                       "tail": self._tail, "raw": self._raw}
+        self._reset()
+
+    def _reset(self) -> None:
+        self._state = "text"
+        self._held = ""  # "text": a possible tag start; "tail"/"raw": a possible closing tag
+        self._body: list[str] = []
+        self._depth = 0
+        self._quote = ""
+        self._escape = False
+
+    @property
+    def inside(self) -> bool:
+        """The text so far ends inside a call (or inside its opening tag)."""
+        return self._state != "text" or bool(self._held)
+
+    def feed(self, text: str) -> list[Segment]:
+        out: list[Segment] = []
+        data = text
+        while data:
+            data = self._steps[self._state](data, out)
+        return out
+
+    def finish(self, *, cut: bool = False) -> list[Segment]:
+        """The end of the text (the scanner starts afresh after). A held partial opening
+        tag is text, unless the text was `cut` (then it may have begun a call, and is
+        dropped). A block still open is returned unclosed, except one whose JSON is whole
+        and only lacks its closing tag (servers that stop at `</tool_call>` as a stop
+        word): that one is complete."""
+        state, held, body = self._state, self._held, "".join(self._body)
+        self._reset()
+        if state == "text":
+            return [Text(held)] if held and not cut else []
+        if state == "tail":
+            return [Block(body.strip())]
+        return [Block((body + held).strip(), closed=False)]
+
+    # -- states: each consumes some of `data` and returns the rest ------------------------
+
+    def _text(self, data: str, out: list[Segment]) -> str:
+        data, self._held = self._held + data, ""
+        at = data.find(OPEN)
+        if at >= 0:
+            if at:
+                out.append(Text(data[:at]))
+            self._state, self._body = "head", []
+            return data[at + len(OPEN):]
+        keep = partial_open_length(data)
+        if len(data) > keep:
+            out.append(Text(data[: len(data) - keep]))
+        self._held = data[len(data) - keep:]
+        return ""
+
+    def _head(self, data: str, out: list[Segment]) -> str:
+        rest = data.lstrip()
+        if not rest:
+            self._body.append(data)
+            return ""
+        if rest[0] == "{":
+            self._state, self._depth, self._quote, self._escape = "json", 0, "", False
+        else:
+            self._state = "raw"
+        return rest
+
+    def _json(self, data: str, out: list[Segment]) -> str:
+        i, n = 0, len(data)
+        while i < n:
+            if self._escape:
+                self._escape = False
+                i += 1
+                continue
+            if self._quote:
+                m = _IN_STRING[self._quote].search(data, i)
+                if m is None:
+                    break
+                i = m.end()
+                if m.group() == "\\":
+                    self._escape = True
+                else:
+                    self._quote = ""
+                continue
+            m = _IN_JSON.search(data, i)
+            if m is None:
+                break
+            i = m.end()
+            ch = m.group()
+            if ch in "\"'":
+                self._quote = ch
+            elif ch in "{[":
+                self._depth += 1
+            else:
+                self._depth -= 1
+                if self._depth <= 0:
+                    self._body.append(data[:i])
+                    self._state, self._held = "tail", ""
+                    return data[i:]
+        self._body.append(data)
+        return ""
+
+    def _tail(self, data: str, out: list[Segment]) -> str:
+        """After the object: blanks, then `</tool_call>`. Anything else ends the block
+        at the object (its closing tag missing) and is read as text again."""
+        window = self._held + data
+        stripped = window.lstrip()
+        if not stripped:
+            self._held = window
+            return ""
+        if stripped.startswith(CLOSE):
+            out.append(Block("".join(self._body).strip()))
+            self._state, self._held, self._body = "text", "", []
+            return stripped[len(CLOSE):]
+        if CLOSE.startswith(stripped):
+            self._held = window
+            return ""
+        out.append(Block("".join(self._body).strip()))
+        self._state, self._held, self._body = "text", "", []
+        return stripped
+
+    def _raw(self, data: str, out: list[Segment]) -> str:
+        window = self._held + data
+        at = window.find(CLOSE)
+        if at >= 0:
+            self._body.append(window[:at])
+            out.append(Block("".join(self._body).strip()))
+            self._state, self._held, self._body = "text", "", []
+            return window[at + len(CLOSE):]
+        keep = next((k for k in range(min(len(CLOSE) - 1, len(window)), 0, -1)
+                     if window.endswith(CLOSE[:k])), 0)
+        self._body.append(window[: len(window) - keep])
+        self._held = window[len(window) - keep:]
+        return ""
