@@ -23,6 +23,8 @@ Sections (benchmarks/ beside this file, one module each):
   render    streaming Markdown renderer vs one rich render
   batch     hermes batch vs a loop of `hermes ask` vs no prefix reuse
   resume    time to first token after resuming, with and without the saved KV state
+  schemabench  real-world schemas (JSONSchemaBench sample, --schemabench DIR): hermes's JSON
+            mode vs llama-cpp-python's response_format, accepted / valid / cut / time
 
 Timings are wall clock; each figure is the best of N runs, alternated between the
 variants it compares (the least disturbed by other load on the machine).
@@ -40,9 +42,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchmarks import batch, common, decode, misc, modes, parallel, served  # noqa: E402
+from benchmarks import batch, common, decode, misc, modes, parallel, schemabench, served  # noqa: E402
 
-ALL = "decode,modes,parallel,served,reuse,startup,render,batch,resume"
+ALL = "decode,modes,parallel,served,reuse,startup,render,batch,resume,schemabench"
 
 
 def header() -> None:
@@ -68,6 +70,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer tokens and runs")
     ap.add_argument("--sections", default=ALL, help=f"comma-separated, from {ALL}")
     ap.add_argument("--no-real", action="store_true", help="only the tiny generated model")
+    ap.add_argument("--schemabench", type=Path, default=None,
+                    help="the data/ folder of a jsonschemabench checkout (or $HERMES_SCHEMABENCH)")
     args = ap.parse_args()
     sections = set(args.sections.split(","))
     repeat = 2 if args.quick else 3
@@ -97,6 +101,8 @@ def main() -> None:
             batch.section(tmpdir, 20 if args.quick else 100)
         if "resume" in sections:
             misc.resume(tmpdir, repeat)
+        if "schemabench" in sections:
+            schemabench.section(args.schemabench, 2 if args.quick else 3)
 
 
 if __name__ == "__main__":
