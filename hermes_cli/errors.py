@@ -28,6 +28,12 @@ class UsageError(HermesError):
     exit_code = 2
 
 
+class SettingError(UsageError, ValueError):
+    """A sampling or hardware value outside what llama.cpp takes (engine/params.py's
+    tables). A ValueError too, so readers of files (sessions, batch lines, config) that
+    turn bad values into their own one-line errors keep doing so."""
+
+
 class ModelError(HermesError):
     """The model file is missing, is not a GGUF, is truncated, or llama.cpp refused it."""
 

@@ -14,6 +14,7 @@ from typing import Any
 from hermes_cli.chat.clipboard import copy_to_clipboard
 from hermes_cli.chat.ui import ChatUI
 from hermes_cli.core.session import ChatSession
+from hermes_cli.engine.params import SAMPLING_LIMITS
 from hermes_cli.errors import UsageError
 
 Handler = Callable[[ChatSession, ChatUI, str], "bool | None"]
@@ -50,34 +51,20 @@ def dispatch(session: ChatSession, ui: ChatUI, line: str) -> bool:
     return bool(cmd.handler(session, ui, arg.strip()))
 
 
-# Sampling parameters /set accepts: name -> (parser, check, description).
-def _float(lo: float, hi: float | None = None) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        value = float(text)
-        if value < lo or (hi is not None and value > hi):
-            raise ValueError(f"must be between {lo} and {hi}" if hi is not None else f"must be ≥ {lo}")
-        return value
-    return parse
+def _parse_setting(name: str, text: str) -> Any:
+    """A /set value as the table's type (engine/params.py: SAMPLING_LIMITS); the range is
+    checked by the session, against the same table as the options and files."""
+    kind, _low, _high, nullable = SAMPLING_LIMITS[name]
+    if nullable and text.lower() in ("none", "off", "default"):
+        return None
+    if kind is bool:
+        if text.lower() not in ("on", "off", "true", "false", "yes", "no"):
+            raise ValueError("say on or off")
+        return text.lower() in ("on", "true", "yes")
+    return int(text) if kind is int else float(text)
 
 
-def _int(lo: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < lo:
-            raise ValueError(f"must be ≥ {lo}")
-        return value
-    return parse
-
-
-def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    return lambda text: None if text.lower() in ("none", "off", "default") else parse(text)
-
-
-PARAMS: dict[str, Callable[[str], Any]] = {
-    "temperature": _float(0.0), "top_p": _float(0.0, 1.0), "top_k": _int(0),
-    "min_p": _float(0.0, 1.0), "repeat_penalty": _float(0.0),
-    "max_tokens": _optional(_int(1)), "seed": _optional(_int(0)),
-}
+PARAMS = tuple(SAMPLING_LIMITS)
 
 
 @command("/help", "/help", "list the commands")
@@ -165,15 +152,14 @@ def _mcp(s: ChatSession, ui: ChatUI, arg: str) -> None:
 
 
 @command("/set", "/set PARAM VALUE", "set a sampling parameter (" + ", ".join(PARAMS) + ")",
-         choices=tuple(PARAMS))
+         choices=PARAMS)
 def _set(s: ChatSession, ui: ChatUI, arg: str) -> None:
     name, _, value = arg.partition(" ")
-    parse = PARAMS.get(name)
-    if parse is None or not value.strip():
+    if name not in PARAMS or not value.strip():
         raise UsageError(f"usage: /set PARAM VALUE, PARAM one of {', '.join(PARAMS)}")
     try:
-        parsed = parse(value.strip())
-    except ValueError as e:
+        parsed = _parse_setting(name, value.strip())
+    except (ValueError, OverflowError) as e:
         raise UsageError(f"/set {name}: {value.strip()!r} is not valid ({e})") from None
     s.set_param(name, parsed)
     ui.say(f"{name} = {parsed}")

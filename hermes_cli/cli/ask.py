@@ -129,16 +129,23 @@ def _run(prompt: str | None, chosen: Any, load: LoadFlags, files: list[str] | No
 
 
 def read_stdin() -> str | None:
-    """Piped stdin as text, or None when stdin is a terminal or absent."""
+    """Piped stdin as text, or None when stdin is a terminal or absent. Read as bytes and
+    decoded strictly: text decoding would turn a stray byte into a lone surrogate that
+    fails much later, deep in tokenizing, as a UnicodeEncodeError."""
     stream = sys.stdin
     if stream is None or stream.closed:
         return None
     try:
         if stream.isatty():
             return None
-        return stream.read()
+        data = stream.buffer.read() if hasattr(stream, "buffer") else stream.read().encode("utf-8", "surrogateescape")
     except (OSError, ValueError):
         return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"stdin is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start:,})",
+                         hint="convert it first, e.g. iconv -f latin1 -t utf-8") from None
 
 
 def build_prompt(prompt: str | None, stdin_text: str | None, *, files: bool = False) -> str:

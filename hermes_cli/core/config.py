@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hermes_cli import env
-from hermes_cli.engine.params import SAMPLING_LIMITS, sampling_problem
+from hermes_cli.engine.params import LOAD_LIMITS, SAMPLING_LIMITS, sampling_problem
 from hermes_cli.errors import UsageError
 from hermes_cli.mcp_servers.spec import ServerSpec
 
@@ -184,8 +184,11 @@ def _config(data: dict[str, Any], path: Path) -> Config:
                  gpu_layers=_typed(data, "gpu_layers", int, ""), threads=_typed(data, "threads", int, ""))
     hint = _typed(data, "gpu_hint", bool, "")
     cfg.gpu_hint = True if hint is None else hint
-    if cfg.ctx is not None and cfg.ctx < 0:
-        raise _Bad("ctx must be 0 or more")
+    for name in LOAD_LIMITS:  # the same bounds as the options
+        low, high = LOAD_LIMITS[name]
+        value = getattr(cfg, name)
+        if value is not None and not low <= value <= high:
+            raise _Bad(f"{name} must be between {low} and {high:,}, not {value}")
     if "sampling" in data:
         cfg.sampling = _sampling(data["sampling"], "[sampling]")
     aliases = data.get("aliases", {})

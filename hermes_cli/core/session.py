@@ -19,7 +19,7 @@ from hermes_cli.core.attachments import Sized, check_fit, expand_mentions, measu
 from hermes_cli.core.conversation import Conversation, new_id
 from hermes_cli.core.reply import Backend, LocalBackend
 from hermes_cli.engine.model import Engine
-from hermes_cli.engine.params import GenerationResult, sampling_from
+from hermes_cli.engine.params import GenerationResult, check_sampling, sampling_from
 from hermes_cli.errors import UsageError
 from hermes_cli.modes.json_mode import JsonMode, load_schema
 from hermes_cli.modes.reply_mode import ReplyMode
@@ -159,6 +159,9 @@ class ChatSession:
         self.tools, self.always_allowed = {}, set()
 
     def set_param(self, name: str, value: Any) -> None:
+        """Change one sampling setting, checked against the same table as the options,
+        the config file and session files (a value saved here must load again)."""
+        check_sampling(name, value)
         conv = self.conversation
         conv.params = dataclasses.replace(conv.params, **{name: value})
         self.save()

@@ -15,7 +15,7 @@ from typing import Any
 from hermes_cli import env
 from hermes_cli.core.config import Config, Role
 from hermes_cli.core.conversation import Conversation
-from hermes_cli.engine.params import SamplingParams, sampling_from
+from hermes_cli.engine.params import SamplingParams, check_sampling, sampling_from
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,8 @@ class Settings:
 
 
 def resolve(given: Given, config: Config, session: Conversation | None = None) -> Settings:
+    for name, value in given.sampling.items():  # the command line's, named as typed
+        check_sampling(name, value, label="--" + name.replace("_", "-"))
     role = config.role(given.role) if given.role else None
     model = _first(given.model, env.model_from_env(), role.model if role else None,
                    session.model if session else None, config.model) or env.DEFAULT_MODEL_REF

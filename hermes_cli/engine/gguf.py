@@ -247,6 +247,22 @@ def _parse(reader: _Reader, tensors: bool) -> tuple[dict[str, Any], list[Tensor]
         reader.data.release()
 
 
+# Hyperparameters llama.cpp divides by or allocates per, and their sane range: outside
+# it llama.cpp aborts (block_count 0 is SIGABRT with nothing printed) instead of refusing.
+_SHAPE = {"block_count": (1, 10_000), "embedding_length": (1, 1 << 20),
+          "attention.head_count": (1, 1 << 16), "feed_forward_length": (1, 1 << 22)}
+
+
+def check_shape(meta: dict[str, Any], path: Path) -> None:
+    """Raise ModelError (exit 3) for a header whose model shape llama.cpp would crash on."""
+    arch = meta.get("general.architecture")
+    for key, (low, high) in _SHAPE.items():
+        value = meta.get(f"{arch}.{key}")
+        if isinstance(value, int) and not isinstance(value, bool) and not low <= value <= high:
+            raise ModelError(f"{path} is not a usable model: {arch}.{key} is {value} "
+                             f"(a model needs {low} to {high:,})")
+
+
 def trained_context(meta: dict[str, Any]) -> int | None:
     """The context length the model was trained with, if the file declares it."""
     arch = meta.get("general.architecture")

@@ -28,16 +28,19 @@ from hermes_cli.engine.llama import lib
 from hermes_cli.engine.offload import OffloadPlan
 from hermes_cli.engine.params import (
     DEFAULT_CTX_CAP,
+    LOAD_LIMITS,
     EngineInfo,
     Grammar,
     SamplingParams,
+    check_load,
     common_prefix_length,
 )
 from hermes_cli.engine.quiet import quiet
 from hermes_cli.engine.vocab import Vocab
-from hermes_cli.errors import HermesError, ModelError, UsageError
+from hermes_cli.errors import ContextOverflowError, HermesError, ModelError, UsageError
 
 N_BATCH = 512  # prompt tokens per llama_decode: also how often Ctrl-C can land in a long prompt
+_COUNT_CHUNK = 1 << 16  # characters tokenized at a time when counting a large text (Engine.tokenize)
 
 
 class DecodeError(HermesError):
@@ -98,19 +101,18 @@ class Engine:
         Raises:
             ModelError: missing, not a GGUF, truncated or rejected by llama.cpp.
         """
+        for name, value in (("ctx", n_ctx), ("threads", n_threads), ("gpu_layers", n_gpu_layers)):
+            check_load(name, value)
         path = Path(path)
         meta = gguf.read_metadata(path)
+        gguf.check_shape(meta, path)
         trained = gguf.trained_context(meta) or 4096
         if n_ctx is None:
             n_ctx = min(trained, DEFAULT_CTX_CAP)
         elif n_ctx == 0:
-            n_ctx = trained
-        elif n_ctx < 0:
-            raise UsageError(f"--ctx must be 0 or more, not {n_ctx}")
+            n_ctx = min(trained, LOAD_LIMITS["ctx"][1])
         if n_threads is None:
-            n_threads = usable_cpu_count()
-        elif n_threads < 1:
-            raise UsageError(f"--threads must be 1 or more, not {n_threads}")
+            n_threads = min(usable_cpu_count(), LOAD_LIMITS["threads"][1])
 
         c = lib(verbose=verbose)
         offload = bool(c.llama_supports_gpu_offload())
@@ -179,7 +181,22 @@ class Engine:
         return self.info.n_ctx
 
     def tokenize(self, text: str, *, special: bool = False) -> list[int]:
-        """Text to ids, no BOS. `special=False` keeps "<|im_start|>" plain text."""
+        """Text to ids, no BOS. `special=False` keeps "<|im_start|>" plain text.
+
+        A text larger than `_COUNT_CHUNK` characters is first counted chunk by chunk,
+        and refused (ContextOverflowError) as soon as it cannot fit the context: 50 MB on
+        stdin cost 3.4 GB when tokenized whole only to be refused. Chunk edges can only
+        split merges, adding at most one token each, so the count less the chunks is a
+        lower bound of the whole text's tokens."""
+        if self.ctx is not None and len(text) > 4 * _COUNT_CHUNK:
+            count = 0
+            for chunks, start in enumerate(range(0, len(text), _COUNT_CHUNK), 1):
+                count += len(self.vocab.tokenize(text[start:start + _COUNT_CHUNK], special=special))
+                if count - chunks > self.n_ctx:
+                    raise ContextOverflowError(count - chunks, self.n_ctx, message=(
+                        f"the text is more than {count - chunks:,} tokens (counted in its first "
+                        f"{min(len(text), start + _COUNT_CHUNK):,} of {len(text):,} characters) but "
+                        f"the context holds {self.n_ctx:,}"))
         return self.vocab.tokenize(text, special=special)
 
     def bos_prefix(self) -> list[int]:

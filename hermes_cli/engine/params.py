@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hermes_cli.errors import SettingError
+
 # A model whose trained context is huge (128k) would allocate gigabytes of KV cache by
 # default; above this the user asks for more with --ctx.
 DEFAULT_CTX_CAP = 16384
@@ -43,6 +45,23 @@ SAMPLING_LIMITS: dict[str, tuple[type, float, float | None, bool]] = {
 }
 
 
+# What loading may ask of llama.cpp (beyond these it crashes rather than refuses: 100,000
+# threads segfault, 30,000 hang; a context over 2^32 wraps to a tiny one and aborts).
+# GGML_MAX_N_THREADS is 512; 2^24 tokens is past every model's trained context.
+LOAD_LIMITS: dict[str, tuple[int, int]] = {
+    "ctx": (0, 2**24), "threads": (1, 512), "gpu_layers": (-1, 100_000),
+}
+
+
+def check_load(name: str, value: int | None) -> None:
+    """Raise SettingError (exit 2) when `value` is outside LOAD_LIMITS[name] (None: default)."""
+    if value is None:
+        return
+    low, high = LOAD_LIMITS[name]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SettingError(f"--{name.replace('_', '-')} must be between {low} and {high:,}, not {value}")
+
+
 def sampling_problem(name: str, value: Any) -> str | None:
     """Why `value` cannot be the sampling setting `name` (None: it can). Values come from
     batch lines, saved sessions and config files, so they are checked before llama.cpp
@@ -59,19 +78,29 @@ def sampling_problem(name: str, value: Any) -> str | None:
     if kind is int and not (isinstance(value, int) or float(value).is_integer()):
         return f"must be an integer, not {value}"
     if value != value or value < low or (high is not None and value > high):  # NaN too
-        bounds = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+        bounds = f"between {_number(low)} and {_number(high)}" if high is not None else f"at least {_number(low)}"
         return f"must be {bounds}, not {value}"
     return None
 
 
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def check_sampling(name: str, value: Any, *, label: str | None = None) -> None:
+    """Raise SettingError (exit 2) when `value` cannot be the sampling setting `name`;
+    `label` is how the user wrote the name (`--top-k`, `/set top_k`)."""
+    problem = sampling_problem(name, value)
+    if problem:
+        raise SettingError(f"{label or name} {problem}")
+
+
 def sampling_from(values: dict[str, Any]) -> SamplingParams:
-    """SamplingParams from checked values (ints where C wants ints); ValueError names the
-    first bad one."""
+    """SamplingParams from checked values (ints where C wants ints); SettingError (a
+    ValueError) names the first bad one."""
     clean: dict[str, Any] = {}
     for name, value in values.items():
-        problem = sampling_problem(name, value)
-        if problem:
-            raise ValueError(f"{name} {problem}")
+        check_sampling(name, value)
         kind = SAMPLING_LIMITS[name][0]
         clean[name] = value if value is None else kind(value)
     return SamplingParams(**clean)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from hermes_cli.errors import UsageError
+from hermes_cli.modes.tools.runner import stdout_to_stderr
 from hermes_cli.modes.tools.signature import tool_from_function
 from hermes_cli.modes.tools.tool import Tool
 
@@ -26,7 +27,10 @@ def load_tools_file(path: str | Path) -> list[Tool]:
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
-        spec.loader.exec_module(module)
+        with stdout_to_stderr():
+            spec.loader.exec_module(module)
+    except SystemExit as e:  # sys.exit() at import: it would end hermes, exit status and all
+        raise UsageError(f"--tools {path}: importing it called sys.exit({e.code!r})") from None
     except Exception as e:  # noqa: BLE001 - the user's file: one line about it
         raise UsageError(f"--tools {path}: importing it failed: {type(e).__name__}: {e}") from None
     tools = [tool_from_function(obj) for name, obj in vars(module).items()

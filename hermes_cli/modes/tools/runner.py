@@ -9,10 +9,12 @@ HERMES_TOOL_START_METHOD=spawn forces that path on Linux (the suite runs it too)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from hermes_cli import env
@@ -28,6 +30,11 @@ def _jsonable(value: Any) -> Any:
 
 
 def _child(fn: Callable[..., Any] | tuple[str, str], arguments: dict[str, Any], conn: Any) -> None:
+    try:
+        os.dup2(2, 1)  # the tool's prints go to our stderr, never into our stdout
+        sys.stdout = sys.stderr
+    except OSError:
+        pass
     try:
         if isinstance(fn, tuple):
             fn = _function_from_file(*fn)
@@ -50,6 +57,28 @@ def _function_from_file(path: str, name: str) -> Callable[..., Any]:
     fn = getattr(module, name)
     assert callable(fn)
     return fn
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """The user's tool code runs with its stdout on our stderr, Python's and the file
+    descriptor's (a C library or `os.write(1, ...)` too): what a tools file prints can
+    never land in `ask`'s answer or `batch`'s JSONL on stdout."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no fd 1 (a closed stdout): Python's stream is all there is
+        saved = -1
+    old, sys.stdout = sys.stdout, sys.stderr
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        sys.stdout = old
+        if saved >= 0:
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 def run_call(tool: Tool, arguments: dict[str, Any], timeout: float) -> tuple[bool, Any]:

@@ -34,3 +34,4 @@ class Tool:
     def definition(self) -> dict[str, Any]:
         return {"type": "function", "function": {
             "name": self.name, "description": self.description, "parameters": self.parameters}}
+
