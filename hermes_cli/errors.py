@@ -9,17 +9,35 @@ overflow, 5 download or network, 6 an answer that failed its contract (JSON sche
 
 from __future__ import annotations
 
+_SECRETS: set[str] = set()
+
+
+def keep_secret(value: str | None) -> None:
+    """Register a secret (an API key read from the environment): from now on it is
+    replaced by `***` in every error message and hint, whatever a server echoes back."""
+    if value and len(value) >= 4:
+        _SECRETS.add(value)
+
+
+def redact(text: str) -> str:
+    for secret in _SECRETS:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
 
 class HermesError(Exception):
-    """Base class: a failure the user can act on, shown without a traceback."""
+    """Base class: a failure the user can act on, shown without a traceback. Its message
+    and hint are redacted (`keep_secret`) when made, so no copy of it, printed, logged
+    or saved in a batch record, can hold a secret."""
 
     exit_code = 1
     hint: str | None = None
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(redact(message))
         if hint is not None:
-            self.hint = hint
+            self.hint = redact(hint)
 
 
 class UsageError(HermesError):

@@ -82,7 +82,8 @@ class LlamaServer:
 @dataclass
 class Faults:
     """What the proxy does to the next requests, in order: ("status", code, headers),
-    ("reset",) after the response starts, or ("pass",)."""
+    ("echo", code, headers) (an error quoting the Authorization header back), ("reset",)
+    after the response starts, or ("pass",)."""
 
     plan: list[tuple] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)  # what it did to each completion request
@@ -123,8 +124,11 @@ def _handler(upstream_port: int, faults: Faults) -> Callable[..., BaseHTTPReques
             action = faults.plan.pop(0) if (faults.plan and completion) else ("pass",)
             if completion:
                 faults.seen.append(action[0] if action[0] != "status" else str(action[1]))
-            if action[0] == "status":
-                payload = json.dumps({"error": {"message": f"injected {action[1]}"}}).encode()
+            if action[0] in ("status", "echo"):
+                # "echo": a server that quotes the request's Authorization header back
+                text = (f"rejected request from {self.headers.get('Authorization')}" if action[0] == "echo"
+                        else f"injected {action[1]}")
+                payload = json.dumps({"error": {"message": text}}).encode()
                 self.send_response(action[1])
                 for k, v in {"Content-Type": "application/json", **action[2]}.items():
                     self.send_header(k, v)

@@ -188,3 +188,152 @@ def test_ctrl_c_during_a_batch_exits_130_and_does_not_record_the_cut_line(hermes
     ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
     assert ids == [1]  # line 2 was cut: not recorded, so a resume answers it
     assert os.path.getsize(out) > 0
+
+
+# -- 5: one bad batch line blocks nothing ----------------------------------------------------
+
+def test_a_lone_surrogate_or_deep_nesting_in_a_batch_line_is_that_lines_error(hermes_exe, models,
+                                                                              tmp_path: Path) -> None:
+    (tmp_path / "in.jsonl").write_text(
+        '{"id": 1, "prompt": "x \\ud83d"}\n'
+        + '{"id": 2, "prompt": ' + "[" * 100_000 + "]" * 100_000 + "}\n"
+        + '{"id": 3, "prompt": "ok"}\n')
+    out = tmp_path / "out.jsonl"
+    proc = run(hermes_exe, "batch", str(tmp_path / "in.jsonl"), "-o", str(out), "-m", str(models["hi"]), "-q")
+    assert proc.returncode == 1, proc.stderr  # some lines failed: the documented code
+    recs = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert "a lone surrogate" in recs[1]["error"] and "nested deeper than" in recs[2]["error"]
+    assert recs[3]["output"] == "Hi!"
+    again = run(hermes_exe, "batch", str(tmp_path / "in.jsonl"), "-o", str(out), "-m", str(models["hi"]), "-q")
+    assert again.returncode == 0 and len(out.read_text().splitlines()) == 3  # the resume does not stop there
+
+
+# -- 6: hostile session files ------------------------------------------------------------------
+
+def _session(tmp_path: Path, **raw_fields: str) -> str:
+    """A saved conversation whose `raw_fields` are replaced by the given JSON text."""
+    from hermes_cli.core.conversation import Conversation
+    from hermes_cli.core.sessions import path_for
+
+    conv = Conversation(model="m")
+    conv.add("user", "hello ZEBRA")
+    conv.add("assistant", "hi")
+    data = conv.to_dict()
+    text = json.dumps({k: v for k, v in data.items() if k not in raw_fields})[:-1]
+    text += "".join(f", {json.dumps(k)}: {v}" for k, v in raw_fields.items()) + "}"
+    path_for(conv.id).parent.mkdir(parents=True, exist_ok=True)
+    path_for(conv.id).write_text(text)
+    return conv.id
+
+
+@pytest.mark.parametrize(("field", "raw", "message"), [
+    ("messages", '[{"role": "user", "content": "x \\ud83d"}]', "a lone surrogate"),
+    ("created", "1" + "0" * 400, "created must be a time in seconds"),
+    ("messages", "[" * 100_000 + "]" * 100_000, "nested deeper than"),
+])
+def test_a_hostile_session_file_is_refused_in_one_line_and_skipped_by_history(
+        hermes_exe, models, tmp_path: Path, field, raw, message) -> None:
+    good = _session(tmp_path)
+    time.sleep(0.002)  # ids sort by time: the bad one is the newest
+    bad = _session(tmp_path, **{field: raw})
+    proc = run(hermes_exe, "chat", "-m", str(models["hi"]), "--resume", bad, input=b"")
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr.decode() and "Traceback" not in proc.stderr.decode()
+    listing = run(hermes_exe, "history")
+    assert listing.returncode == 0 and good in listing.stdout.decode()
+    found = run(hermes_exe, "history", "--grep", "ZEBRA")
+    assert found.returncode == 0 and good in found.stdout.decode()
+
+
+# -- 7: a schema nested 5,000 deep ------------------------------------------------------------
+
+def test_a_schema_nested_5000_deep_is_a_usage_error(hermes_exe, models, tmp_path: Path) -> None:
+    deep = '{"type": "object", "properties": {"a": ' + '{"type": "array", "items": ' * 5000 + "{}" \
+        + "}" * 5000 + "}}"
+    (tmp_path / "deep.json").write_text(deep)
+    proc = run(hermes_exe, "ask", "-m", str(models["hi"]), "--schema", str(tmp_path / "deep.json"), "hi")
+    assert proc.returncode == 2 and "nested deeper than 200 levels" in proc.stderr.decode()
+
+
+# -- 13: batch files are confined to the working directory -----------------------------------
+
+def test_batch_files_outside_the_working_directory_are_refused_unless_allowed(hermes_exe, models,
+                                                                             tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "ok.txt").write_text("fine")
+    (work / "link.txt").symlink_to(secret)
+    lines = [{"id": 1, "prompt": "a", "files": ["../secret.txt"]}, {"id": 2, "prompt": "b", "files": [str(secret)]},
+             {"id": 3, "prompt": "c", "files": ["link.txt"]}, {"id": 4, "prompt": "d", "files": ["ok.txt"]}]
+    (work / "in.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    proc = run(hermes_exe, "batch", "in.jsonl", "-o", "out.jsonl", "-m", str(models["hi"]), "-q", cwd=work)
+    recs = {r["id"]: r for r in map(json.loads, (work / "out.jsonl").read_text().splitlines())}
+    assert proc.returncode == 1
+    for i in (1, 2, 3):
+        assert "is outside the working directory" in recs[i]["error"]
+    assert recs[4]["output"] == "Hi!"
+    (work / "out.jsonl").unlink()
+    allowed = run(hermes_exe, "batch", "in.jsonl", "-o", "out.jsonl", "-m", str(models["hi"]), "-q",
+                  "--allow-files-outside", cwd=work)
+    assert allowed.returncode == 0, allowed.stderr
+
+
+# -- 16: `-o -` is stdout ---------------------------------------------------------------------
+
+def test_output_dash_writes_stdout_not_a_file_named_dash(hermes_exe, models, tmp_path: Path) -> None:
+    (tmp_path / "in.txt").write_text("a\n")
+    proc = run(hermes_exe, "batch", "in.txt", "-o", "-", "-m", str(models["hi"]), "-q", cwd=tmp_path)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["output"] == "Hi!"
+    assert not (tmp_path / "-").exists()
+
+
+# -- 11: a model's escape sequences on a terminal ----------------------------------------------
+
+def test_escape_sequences_are_shown_on_a_terminal_and_byte_exact_when_piped(hermes_exe, tmp_path: Path) -> None:
+    import pty
+
+    title = b"\x1b]0;x\x07"  # OSC 0: retitle the window
+    model = tm.write_model(tmp_path / "esc.gguf", kind="bigram", bigram=tm.chain(title))
+    piped = run(hermes_exe, "ask", "-m", str(model), "hi")
+    assert piped.returncode == 0 and piped.stdout == title + b"\n"
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.run([*hermes_exe, "ask", "-m", str(model), "hi"], stdout=secondary,
+                              stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=60,
+                              preexec_fn=_default_sigint)
+        os.close(secondary)
+        shown = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(primary, 4096):
+                shown += chunk
+    finally:
+        os.close(primary)
+    assert proc.returncode == 0, proc.stderr
+    assert b"^[]0;x^G" in shown and b"\x1b" not in shown and b"\x07" not in shown
+
+
+def _on_a_terminal(exe: list[str], *args: str) -> bytes:
+    import pty
+
+    primary, secondary = pty.openpty()
+    try:
+        subprocess.run([*exe, *args], stdout=secondary, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                       timeout=60, preexec_fn=_default_sigint)
+        os.close(secondary)
+        shown = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(primary, 4096):
+                shown += chunk
+        return shown
+    finally:
+        os.close(primary)
+
+
+def test_history_grep_shows_saved_escape_sequences_visibly_on_a_terminal(hermes_exe, tmp_path: Path) -> None:
+    _session(tmp_path, messages='[{"role": "user", "content": "ZEBRA \\u001b]0;pwned\\u0007 end"}]')
+    shown = _on_a_terminal(hermes_exe, "history", "--grep", "ZEBRA")
+    assert b"ZEBRA ^[]0;pwned^G end" in shown and b"\x1b]0" not in shown
+    piped = run(hermes_exe, "history", "--grep", "ZEBRA")
+    assert b"ZEBRA \x1b]0;pwned\x07 end" in piped.stdout

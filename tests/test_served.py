@@ -208,3 +208,20 @@ def test_chat_against_the_server_in_every_mode(server, tmp_path: Path) -> None:
     assert roles[:4] == ["user", "assistant", "user", "assistant"]
     assert isinstance(json.loads(repl.conversation.messages[3].content), dict)
     assert '"messages"' in text  # /prompt shows the request that is sent
+
+
+def test_a_server_that_echoes_the_key_never_gets_it_printed_or_recorded(hermes_exe, server, tmp_path: Path) -> None:
+    """Issue 21, row 9: a 400 whose message quotes `Authorization: Bearer sk-…` back."""
+    key = "sk-secret-0123456789abcdef"
+    env = {**os.environ, "MY_KEY": key}
+    with FaultProxy(server.port, Faults([("echo", 400, {})] * 4)) as proxy:
+        asked = hermes(hermes_exe, "ask", "x", "--endpoint", proxy.url, "--model", "hi", "--api-key-env", "MY_KEY",
+                       env=env)
+        out = tmp_path / "out.jsonl"
+        batch = subprocess.run([*hermes_exe, "batch", "-", "-o", str(out), "--endpoint", proxy.url, "--model", "hi",
+                                "--api-key-env", "MY_KEY", "-q"], input="one\n", capture_output=True, text=True,
+                               timeout=120, env=env)
+    assert asked.returncode == 5 and "rejected request from Bearer ***" in asked.stderr
+    assert key not in asked.stderr + asked.stdout
+    assert batch.returncode == 5 and "rejected request from Bearer ***" in batch.stderr
+    assert key not in batch.stderr + batch.stdout + (out.read_text() if out.exists() else "")

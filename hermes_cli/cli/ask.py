@@ -268,6 +268,13 @@ class _Printer:
         self.out, self.err, self.engine = out, err, engine
         self.mode, self.stats, self.verbose, self.schema_only = mode, stats, verbose, schema_only
         self.ends_with_newline = True
+        # On a terminal a model's escape sequences are shown, never run (chat does the
+        # same); piped, the answer stays byte-exact.
+        self._shown: Callable[[str], str] = _identity
+        if out.isatty():
+            from hermes_cli.chat.visible import visible
+
+            self._shown = visible
 
     def show(self, events: Iterator[Any]) -> None:
         from hermes_cli.modes import events as ev
@@ -286,7 +293,7 @@ class _Printer:
 
     def write(self, text: str) -> None:
         if text:
-            self.out.write(text)
+            self.out.write(self._shown(text))
             self.out.flush()
             self.ends_with_newline = text.endswith("\n")
 
@@ -330,6 +337,10 @@ class _Printer:
         elif reply.last.finish_reason == "context" and self.engine is not None:
             self.err.write(f"warning: the reply filled the context ({self.engine.n_ctx} tokens) "
                            "and was cut\n")
+
+
+def _identity(text: str) -> str:
+    return text
 
 
 def write_json(value: Any, out: TextIO) -> None:

@@ -41,7 +41,7 @@ def batch(
         "\"prompt\"|\"messages\", \"system\", \"schema\", sampling overrides}), or - for stdin.")],
     *,
     output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="Results JSONL, appended and resumable. Default: stdout.",
+        "--output", "-o", help="Results JSONL, appended and resumable. Default (or -): stdout.",
         show_default=False)] = None,
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt.")] = None,
     sampling: dict[str, Any],
@@ -65,6 +65,9 @@ def batch(
         help="With --endpoint: requests in flight at once.", min=1, max=256)] = 4,
     request_timeout: Annotated[float, typer.Option(
         help="With --endpoint: seconds one request may take.", min=1.0)] = 600.0,
+    allow_files_outside: Annotated[bool, typer.Option(
+        "--allow-files-outside", help="Let lines' \"files\" name paths outside the working directory "
+        "(by default they may not: a JSONL file is often data from elsewhere).")] = False,
 ) -> None:
     """Answer many prompts with one loaded model; one JSON result per line, resumable.
 
@@ -79,7 +82,7 @@ def batch(
                          "sequences together")
     for stream in open_input(input_):
         try:
-            items = batch_mod.read_items(stream)
+            items = batch_mod.read_items(stream, files_root=None if allow_files_outside else Path.cwd())
         except UnicodeDecodeError:
             raise UsageError(f"{input_} is not UTF-8 text") from None
     from hermes_cli.core.config import load_config
@@ -107,7 +110,8 @@ def batch(
                                  hint="pass --yes to let them run (or allow MCP tools in the config)")
             opts.tools = ToolOptions(every, choice=tool_choice, max_rounds=max_rounds,
                                      timeout=tool_timeout, yes=True)
-        _run(load, chosen, items, output, opts, parallel, concurrency, request_timeout)
+        _run(load, chosen, items, None if output == Path("-") else output, opts, parallel, concurrency,
+             request_timeout)
 
 
 def _run(load: LoadFlags, chosen: Any, items: list[Any], output: Path | None, opts: Any, parallel: int,

@@ -9,6 +9,18 @@ from typing import Annotated, Optional
 import typer
 
 
+def _shown(text: str) -> str:
+    """Saved text as printed: on a terminal its escape sequences are made visible (a
+    model's `ESC ]0;… BEL` would retitle the window); piped, byte-exact."""
+    import sys
+
+    if not sys.stdout.isatty():
+        return text
+    from hermes_cli.chat.visible import visible
+
+    return visible(text)
+
+
 def history(
     grep: Annotated[Optional[str], typer.Option(
         "--grep", help="Search every message of every branch of every saved conversation "
@@ -21,7 +33,7 @@ def history(
         matches = sessions.grep(grep)
         for m in matches:
             where = f" branch {m.branch}" if m.branch else ""
-            print(f"{m.id}{where}  {m.role:<9} {m.snippet}")
+            print(f"{m.id}{where}  {m.role:<9} {_shown(m.snippet)}")
         if not matches:
             print(f"no saved message contains {grep!r}")
             raise typer.Exit(1)
@@ -32,7 +44,7 @@ def history(
         return
     for s in found:
         branches = f"  {s.branches} branches" if s.branches > 1 else ""
-        print(f"{s.id}  {s.messages:>4} messages{branches}  {s.first_line}")
+        print(f"{s.id}  {s.messages:>4} messages{branches}  {_shown(s.first_line)}")
 
 
 def export(
@@ -54,7 +66,7 @@ def export(
     conv = sessions.load(conversation_id)
     text = conv.markdown() if format_ == "md" else json.dumps(conv.to_dict(), ensure_ascii=False, indent=2) + "\n"
     if output is None:
-        print(text, end="" if text.endswith("\n") else "\n")
+        print(_shown(text), end="" if text.endswith("\n") else "\n")
         return
     try:
         write_atomic(output, text)

@@ -40,16 +40,21 @@ class Attachment:
         return f"File: {self.name}\n{fence}{lang}\n{body}{fence}"
 
 
-def read_files(specs: list[str], *, cwd: Path | None = None) -> list[Attachment]:
-    """Every file the specs name (paths or globs), in order, each once."""
+def read_files(specs: list[str], *, cwd: Path | None = None, root: Path | None = None) -> list[Attachment]:
+    """Every file the specs name (paths or globs), in order, each once; with `root`,
+    each must resolve (symbolic links followed) to a file under it."""
     cwd = cwd or Path.cwd()
     out: list[Attachment] = []
     seen: set[Path] = set()
     for spec in specs:
         for path in _expand(spec, cwd):
-            if path.resolve() in seen:
+            real = path.resolve()
+            if root is not None and not real.is_relative_to(root.resolve()):
+                raise UsageError(f"{spec} is outside the working directory {root}",
+                                 hint="batch lines may name only files under it; --allow-files-outside lifts this")
+            if real in seen:
                 continue
-            seen.add(path.resolve())
+            seen.add(real)
             out.append(Attachment(_display(path, cwd, spec), read_text(path, spec)))
     return out
 

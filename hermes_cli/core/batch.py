@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from hermes_cli import jsontext
 from hermes_cli.engine.params import SAMPLING_LIMITS, SamplingParams, sampling_problem
 from hermes_cli.errors import HermesError, UsageError
 from hermes_cli.prompt.messages import ROLES, Message
@@ -56,7 +57,7 @@ class Item:
     tools: bool = True  # "tools": false: this line answers in text even with --tools
 
 
-def _item_from_json(obj: Any, line: int) -> Item:
+def _item_from_json(obj: Any, line: int, files_root: Path | None) -> Item:
     if not isinstance(obj, dict):
         return Item(line, line, error="a JSONL line must be an object")
     item = Item(obj.get("id", line), line)
@@ -90,7 +91,7 @@ def _item_from_json(obj: Any, line: int) -> Item:
             return item
         item.system = obj["system"]
     if "files" in obj:
-        problem = _attach(item, obj["files"])
+        problem = _attach(item, obj["files"], files_root)
         if problem:
             item.error = f"line {line}: {problem}"
             return item
@@ -119,9 +120,11 @@ def _item_from_json(obj: Any, line: int) -> Item:
     return item
 
 
-def _attach(item: Item, files: Any) -> str | None:
+def _attach(item: Item, files: Any, root: Path | None) -> str | None:
     """`"files": [...]`: each file's text appended to the line's last user turn, fenced
-    with its name (paths relative to the current directory); why not, if they cannot be."""
+    with its name (paths relative to the current directory, and inside `root` unless it
+    is None: a JSONL file is often data from elsewhere, and may name ../secret.txt);
+    why not, if they cannot be."""
     from hermes_cli.core.attachments import read_files, with_files
 
     if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
@@ -130,7 +133,7 @@ def _attach(item: Item, files: Any) -> str | None:
     if not users:
         return "files go into a user turn, and this line has none"
     try:
-        attachments = read_files(files)
+        attachments = read_files(files, root=root)
     except UsageError as e:
         return str(e)
     last = item.messages[users[-1]]
@@ -138,11 +141,12 @@ def _attach(item: Item, files: Any) -> str | None:
     return None
 
 
-def read_items(source: TextIO, *, jsonl: bool | None = None) -> list[Item]:
+def read_items(source: TextIO, *, jsonl: bool | None = None, files_root: Path | None = None) -> list[Item]:
     """Parse the whole input up front (duplicate ids are an error before any work).
 
     Args:
         jsonl: None guesses from the first non-empty line (`{` means JSONL).
+        files_root: lines' `"files"` must lie under it (None: anywhere).
     """
     items: list[Item] = []
     for number, raw in enumerate(source, 1):
@@ -155,11 +159,11 @@ def read_items(source: TextIO, *, jsonl: bool | None = None) -> list[Item]:
             items.append(Item(number, number, messages=[Message("user", text)]))
             continue
         try:
-            obj = json.loads(text)
-        except ValueError as e:
-            items.append(Item(number, number, error=f"line {number} is not valid JSON: {e}"))
+            obj = jsontext.loads(text)
+        except jsontext.BadJson as e:
+            items.append(Item(number, number, error=f"line {number} is {e}"))
             continue
-        items.append(_item_from_json(obj, number))
+        items.append(_item_from_json(obj, number, files_root))
     seen: dict[Any, int] = {}
     for position, item in enumerate(items):
         item.position = position

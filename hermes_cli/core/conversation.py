@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hermes_cli import jsontext
 from hermes_cli.engine.params import SamplingParams, sampling_from
 from hermes_cli.errors import ContextOverflowError, UsageError
 from hermes_cli.prompt.messages import ROLES, Message
@@ -201,7 +202,7 @@ class Conversation:
                    model=str(data.get("model") or ""), system=system, messages=messages,
                    params=sampling_from({k: v for k, v in params.items() if k != "ignore_eos"}),
                    json_schema=schema, json_mode=settings.get("json_mode") is True,
-                   created=float(created) if isinstance(created, (int, float)) else time.time())
+                   created=_created(created))
         raw_branches = data.get("branches")
         if raw_branches is not None:
             if not isinstance(raw_branches, list) or not raw_branches:
@@ -228,7 +229,7 @@ class Conversation:
     @classmethod
     def load(cls, path: Path) -> Conversation:
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            data = jsontext.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise UsageError(f"no such file: {path}") from None
         except (OSError, UnicodeDecodeError, ValueError) as e:
@@ -259,6 +260,16 @@ class Conversation:
             write_atomic(path, self.markdown())
         else:
             self.save(path)
+
+
+def _created(value: Any) -> float:
+    """The saved creation time; a number no clock gives (a 401-digit one overflowed
+    float()) makes the file invalid, missing is now."""
+    if value is None:
+        return time.time()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e11:
+        raise ValueError(f"created must be a time in seconds, not {str(value)[:20]}")
+    return float(value)
 
 
 def _message_dict(m: Message) -> dict[str, Any]:

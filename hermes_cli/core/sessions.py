@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hermes_cli import env
+from hermes_cli import env, jsontext
 from hermes_cli.core.conversation import Conversation, valid_id
 from hermes_cli.errors import HermesError, UsageError
 
@@ -37,9 +37,9 @@ def list_sessions() -> list[SessionSummary]:
     out = []
     for path in sorted(sessions_dir().glob("*.json")):
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = jsontext.loads(path.read_text(encoding="utf-8"))
             msgs = data.get("messages", [])
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, AttributeError):  # damaged or hostile: not listed
             continue
         if not isinstance(msgs, list):
             continue

@@ -5,13 +5,13 @@ $ref resolution, format checks) with the jsonschema library."""
 from __future__ import annotations
 
 import importlib
-import json
 import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from hermes_cli import jsontext
 from hermes_cli.errors import UsageError
 
 _PYDANTIC_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -46,9 +46,9 @@ def load_schema(spec: str, *, cwd: Path | None = None) -> tuple[dict[str, Any], 
 
 def _parse_json(text: str, source: str) -> Any:
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UsageError(f"{source}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+        return jsontext.loads(text, max_depth=jsontext.SCHEMA_DEPTH)
+    except jsontext.BadJson as e:
+        raise UsageError(f"{source}: {e}") from None
 
 
 def _pydantic_schema(path: str, cwd: Path) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from hermes_cli.errors import ServerError
+from hermes_cli.errors import ServerError, keep_secret
 
 NO_KEY = "sk-no-key-required"
 DEFAULT_TIMEOUT = 600.0  # a long reply on a busy server; the connection has its own
@@ -45,6 +45,7 @@ class Endpoint:
         if self._client is None:
             from openai import OpenAI
 
+            keep_secret(os.environ.get(self.key_env))  # a server that echoes it: redacted
             self._client = OpenAI(api_key=os.environ.get(self.key_env) or NO_KEY,
                                   base_url=self.base_url, max_retries=0, timeout=self.timeout)
         return self._client
