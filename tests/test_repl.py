@@ -207,14 +207,18 @@ def test_tools_load_list_off(hi, tmp_path: Path) -> None:
     assert "<tools> {\"type\": \"function\"" in out
 
 
-def test_context_full_drops_oldest_turns_but_keeps_the_system_prompt(load) -> None:
+def test_context_full_leaves_old_turns_out_of_the_window_but_keeps_them_saved(load) -> None:
+    """The window the model sees is a view (issue 21, row 3): the record keeps every
+    turn, so export and history --grep still find the first question."""
     engine = load("hi", n_ctx=160)
     d = Driven(engine, Conversation(system="SYSTEM PROMPT"))
     out = d.run(*[f"question number {i}" for i in range(8)])
-    assert "dropped the" in out
+    assert "oldest messages are left out of its window" in out
     assert d.conversation.system == "SYSTEM PROMPT"
     assert d.conversation.messages[-2].content == "question number 7"
-    assert d.conversation.messages[0].content != "question number 0"
+    assert [m.content for m in d.conversation.messages[::2]] == [f"question number {i}" for i in range(8)]
+    assert sessions.load(d.conversation.id).messages[0].content == "question number 0"
+    assert "question number 0" not in engine.detokenize(engine.cached_tokens())  # not in what it saw last
     assert out.count("Hi!") == 8  # every turn was answered
 
 

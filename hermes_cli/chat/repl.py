@@ -165,18 +165,20 @@ class Repl:
         conv = s.conversation
         mode = s.reply_mode()
         system = mode.system_prompt(conv.system)
+        sent = conv.with_system(system)
         if self.engine is not None and self.chat is not None:  # a served engine fits its own
             reserve = min(conv.params.max_tokens or 1024, self.engine.n_ctx // 4)
             try:
-                _ids, dropped = conv.fit(self.chat, system, self.engine.n_ctx, reserve)
+                sent, left_out = conv.window(self.chat, system, self.engine.n_ctx, reserve)
             except ContextOverflowError as e:
                 conv.undo()
                 self.error(f"{e}; the message was not sent")
                 return
-            if dropped:
-                self.say(f"context full: dropped the {dropped} oldest messages "
-                         "(the system prompt is kept)", style="yellow")
-        logic = mode.logic(conv.with_system(system), conv.params, approve=self._approve)
+            if left_out:
+                self.say(f"context full: the model sees the newest turns; the {left_out} oldest messages "
+                         "are left out of its window (the system prompt is kept; the saved chat keeps them)",
+                         style="yellow")
+        logic = mode.logic(sent, conv.params, approve=self._approve)
         try:
             reply = ReplyView(self.console, plain=self.plain).show(stream(s.backend, logic))
         except KeyboardInterrupt:

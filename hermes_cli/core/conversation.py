@@ -113,28 +113,30 @@ class Conversation:
     def with_system(self, system: str | None) -> list[Message]:
         return ([Message("system", system)] if system else []) + self.messages
 
-    def fit(self, chat: PromptFormat, system: str | None, n_ctx: int, reserve: int) -> tuple[list[int], int]:
-        """Token ids of the prompt, dropping the oldest turns (never the system prompt,
-        never the newest user message) until `reserve` tokens are left for the reply.
+    def window(self, chat: PromptFormat, system: str | None, n_ctx: int, reserve: int) -> tuple[list[Message], int]:
+        """What the model sees: the system prompt and the newest turns that leave
+        `reserve` tokens for the reply (the oldest turns left out, whole; never the
+        newest user message). A view: the conversation itself keeps every turn, so
+        `export`, `history --grep` and a later, larger context still have them.
 
-        Returns the ids and how many messages were dropped from `self.messages`.
+        Returns the messages to send and how many of the conversation's were left out.
         """
-        dropped = 0
+        start = 0
         while True:
-            ids = chat.render(self.with_system(system))
+            shown = self.messages[start:]
+            view = ([Message("system", system)] if system else []) + shown
+            ids = chat.render(view)
             if len(ids) + reserve <= n_ctx:
-                return ids, dropped
-            last_user = self._last_user_index()
+                return view, start
+            last_user = max((i for i, m in enumerate(shown) if m.role == "user"), default=None)
             if last_user is None or last_user == 0:
                 if len(ids) < n_ctx:  # less room than hoped, but the turn fits
-                    return ids, dropped
+                    return view, start
                 raise ContextOverflowError(len(ids), n_ctx)
-            # drop the oldest message, then anything up to the next user message
-            self.messages.pop(0)
-            dropped += 1
-            while self.messages and self.messages[0].role != "user":
-                self.messages.pop(0)
-                dropped += 1
+            # leave out the oldest message, then anything up to the next user message
+            start += 1
+            while start < len(self.messages) and self.messages[start].role != "user":
+                start += 1
 
     # -- saving -----------------------------------------------------------------------
 
