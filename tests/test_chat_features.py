@@ -139,7 +139,7 @@ def test_edit_n_branches_and_branch_switches_back(hi) -> None:
     assert [m.content for m in conv.messages] == ["uno", "Hi!"]
     assert conv.current == 1 and conv.branches[1].parent == 0 and conv.branches[1].at == 0
     out = d.run("/branches", "/branch 0")
-    assert "* 1: 2 messages · from 0 at message 1 · 'uno'" in out
+    assert "* 1: 2 messages · from branch 0, after message 0 · 'uno'" in out
     assert "  0: 4 messages · 'two'" in out
     assert "on branch 0: 4 messages" in out
     assert [m.content for m in d.conversation.messages] == ["one", "Hi!", "two", "Hi!"]

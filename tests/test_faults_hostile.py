@@ -34,8 +34,9 @@ def run(exe: list[str], *args: str, cwd: Path | None = None, input: bytes | None
 
 
 @contextlib.contextmanager
-def started(exe: list[str], *args: str, cwd: Path | None = None) -> Iterator[subprocess.Popen]:
-    proc = subprocess.Popen([*exe, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+def started(exe: list[str], *args: str, cwd: Path | None = None, stdin: int = subprocess.DEVNULL
+            ) -> Iterator[subprocess.Popen]:
+    proc = subprocess.Popen([*exe, *args], stdin=stdin, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, cwd=cwd, preexec_fn=_default_sigint)
     try:
         yield proc
@@ -337,3 +338,38 @@ def test_history_grep_shows_saved_escape_sequences_visibly_on_a_terminal(hermes_
     assert b"ZEBRA ^[]0;pwned^G end" in shown and b"\x1b]0" not in shown
     piped = run(hermes_exe, "history", "--grep", "ZEBRA")
     assert b"ZEBRA \x1b]0;pwned\x07 end" in piped.stdout
+
+
+# -- 2: two processes on one file ---------------------------------------------------------------
+
+def test_a_second_batch_on_the_same_output_is_refused_naming_the_first(hermes_exe, models, tmp_path: Path) -> None:
+    (tmp_path / "in.txt").write_text("a\nb\n")
+    out = tmp_path / "out.jsonl"
+    args = ("batch", str(tmp_path / "in.txt"), "-o", str(out), "-m", str(models["endless"]), "--ctx", "0", "-q")
+    with started(hermes_exe, *args) as first:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "out.jsonl.lock").exists() or not (tmp_path / "out.jsonl.lock").read_text():
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.01)
+        second = run(hermes_exe, *args)
+        assert second.returncode == 2
+        assert f"is in use by another hermes (pid {first.pid})" in second.stderr.decode()
+    # the first was killed: the kernel released its lock, nothing stale is left
+    (tmp_path / "in2.txt").write_text("c\n")
+    third = run(hermes_exe, "batch", str(tmp_path / "in2.txt"), "-o", str(out), "-m", str(models["hi"]), "-q")
+    assert third.returncode == 0, third.stderr
+
+
+def test_a_second_chat_on_the_same_conversation_is_refused_naming_the_first(hermes_exe, models, tmp_path: Path) -> None:
+    conversation = _session(tmp_path)
+    with started(hermes_exe, "chat", "-m", str(models["hi"]), "--resume", conversation,
+                 stdin=subprocess.PIPE):  # its input stays open: it waits for a line
+        lock = next(iter(Path(os.environ["HERMES_DATA_DIR"]).rglob("*.lock")), None)
+        deadline = time.monotonic() + 30
+        while lock is None or not lock.read_text():
+            assert time.monotonic() < deadline, "the first chat never took the lock"
+            time.sleep(0.01)
+            lock = next(iter(Path(os.environ["HERMES_DATA_DIR"]).rglob("*.lock")), None)
+        second = run(hermes_exe, "chat", "-m", str(models["hi"]), "--resume", conversation, input=b"")
+        assert second.returncode == 2
+        assert "is in use by another hermes (pid" in second.stderr.decode()

@@ -109,6 +109,18 @@ def test_a_forced_call_runs_on_a_streamable_http_server(hermes_exe, models, http
     assert shown == expected or shown == expected[:159] + "…"
 
 
+def test_an_embedded_resource_comes_back_with_its_uri_and_text() -> None:
+    """Issue 21, row 16: it was shown as `[resource content: ]`, the URI missing."""
+    toolset = McpToolset([spec_from_option(demo(Path("/dev/null")))])
+    try:
+        toolset.start()
+        ok, content = toolset.tools()["cite"].remote({}, 10)
+    finally:
+        toolset.close()
+    text = content if isinstance(content, str) else json.dumps(content)
+    assert ok and "[resource file:///notes/todo.md]" in text and "- buy milk" in text
+
+
 def test_server_text_cannot_forge_a_turn(load) -> None:
     """A server's response (holding <|im_start|>system) is data in the tool turn."""
     from hermes_cli.prompt.chatml import ChatML
@@ -237,7 +249,7 @@ def test_chat_runs_an_approved_call_and_mcp_restart_works(chat_with_demo, monkey
     tool_turns = [m for m in d.conversation.messages if m.role == "tool"]
     assert len(tool_turns) == 5
     assert all('"name": "add", "content": {"result":' in m.content for m in tool_turns)
-    assert "demo: ready, 5 tools" in out
+    assert "demo: ready, 6 tools" in out
     assert "error: no MCP server 'nope'" in out
 
 
@@ -247,7 +259,7 @@ def test_chat_in_a_terminal_with_an_mcp_server_and_no_orphan_after_exit(hermes_e
     term.expect(r"(^|\n)>")
     term.send("/mcp\r")
     term.expect(r"demo \[ready\]")
-    term.expect(r"tools: add, shout, fail, crash, hang")
+    term.expect(r"tools: add, shout, cite, fail, crash, hang")
     term.send("/exit\r")
     assert term.wait() == 0
     assert not alive(int((tmp_path / "pid").read_text()))

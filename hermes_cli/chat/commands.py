@@ -224,7 +224,7 @@ def _branches(s: ChatSession, ui: ChatUI, arg: str) -> None:
     from hermes_cli.core.branches import summaries
 
     for b in summaries(s.conversation):
-        origin = "" if b.parent is None else f" · from {b.parent} at message {b.at + 1}"
+        origin = "" if b.parent is None else f" · from branch {b.parent}, after message {b.at}"  # as export says
         ui.say(f"{'*' if b.current else ' '} {b.index}: {b.messages} messages{origin} · {b.last_user!r}")
 
 

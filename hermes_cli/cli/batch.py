@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -75,6 +76,7 @@ def batch(
     usage or input, 3 model unloadable, 130 interrupted (results so far are kept).
     """
     from hermes_cli.core import batch as batch_mod
+    from hermes_cli.core import locks
     from hermes_cli.modes.tools.loop import ToolOptions
 
     if parallel > MAX_PARALLEL:
@@ -110,8 +112,9 @@ def batch(
                                  hint="pass --yes to let them run (or allow MCP tools in the config)")
             opts.tools = ToolOptions(every, choice=tool_choice, max_rounds=max_rounds,
                                      timeout=tool_timeout, yes=True)
-        _run(load, chosen, items, None if output == Path("-") else output, opts, parallel, concurrency,
-             request_timeout)
+        output = None if output == Path("-") else output
+        with locks.held(output, str(output)) if output is not None else contextlib.nullcontext():
+            _run(load, chosen, items, output, opts, parallel, concurrency, request_timeout)
 
 
 def _run(load: LoadFlags, chosen: Any, items: list[Any], output: Path | None, opts: Any, parallel: int,

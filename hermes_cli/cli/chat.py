@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Annotated, Any, Optional
 
@@ -45,19 +46,29 @@ def chat(
     Settings come from, strongest first: the command line > the environment > --role >
     the resumed session > the config file > the built-in defaults.
     """
-    from rich.console import Console
-
-    from hermes_cli.chat.repl import Repl, make_session
-    from hermes_cli.core import sessions
+    from hermes_cli.core import locks, sessions
     from hermes_cli.core.config import load_config
-    from hermes_cli.core.conversation import Conversation
-    from hermes_cli.core.loading import connect, load_engine
-    from hermes_cli.core.mcp_tools import toolset_for
 
     if continue_ and resume:
         raise typer.BadParameter("--continue and --resume exclude each other")
     config = load_config()
     saved = sessions.load(resume) if continue_ or resume else None
+    with contextlib.ExitStack() as held:
+        if saved is not None:  # one writer per conversation; read it again under the lock
+            held.enter_context(locks.held(sessions.path_for(saved.id), f"conversation {saved.id}"))
+            saved = sessions.load(saved.id)
+        _chat(saved, sampling, load, role, system, config, plain, mcp, yes)
+
+
+def _chat(saved: Any, sampling: dict[str, Any], load: LoadFlags, role: str | None, system: str | None,
+          config: Any, plain: bool, mcp: McpFlags, yes: bool) -> None:
+    from rich.console import Console
+
+    from hermes_cli.chat.repl import Repl, make_session
+    from hermes_cli.core.conversation import Conversation
+    from hermes_cli.core.loading import connect, load_engine
+    from hermes_cli.core.mcp_tools import toolset_for
+
     chosen = settings(sampling, load, role=role, system=system, session=saved, config=config)
     if saved is not None:
         conversation = saved

@@ -191,14 +191,20 @@ def _why(error: BaseException) -> str:
 
 def _content(result: Any) -> tuple[bool, Any]:
     """A CallToolResult as the tool response: structured content as JSON, else the text;
-    other content (images, resources) named, not inlined."""
+    an embedded resource by its URI with its text; other content (images, blobs, links)
+    named by URI or type, not inlined."""
     parts = []
     for item in result.content or []:
         kind = getattr(item, "type", "")
         if kind == "text":
             parts.append(item.text)
+        elif kind == "resource":  # an embedded resource: the URI lives on .resource
+            resource = item.resource
+            text = getattr(resource, "text", None)
+            parts.append(f"[resource {resource.uri}]" + (f"\n{text}" if isinstance(text, str) else
+                                                         f" ({getattr(resource, 'mime_type', None) or 'binary'})"))
         else:
-            parts.append(f"[{kind} content: {getattr(item, 'mime_type', None) or getattr(item, 'uri', '')}]")
+            parts.append(f"[{kind} content: {getattr(item, 'uri', None) or getattr(item, 'mime_type', None) or ''}]")
     text = "\n".join(parts)
     if result.is_error:
         return False, text or "the tool reported an error"
