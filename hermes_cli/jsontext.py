@@ -27,13 +27,20 @@ def loads(text: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        raise BadJson(f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+        raise BadJson(f"not valid JSON: {describe(e)}") from None
     except RecursionError:
         raise BadJson(f"not usable JSON: nested deeper than {max_depth} levels") from None
     except UnicodeDecodeError as e:
         raise BadJson(f"not UTF-8 text ({e.reason} at byte {e.start})") from None
     check(value, max_depth=max_depth)
     return value
+
+
+def describe(e: json.JSONDecodeError) -> str:
+    """Where and why, once: some of json's messages end in "at" already ("Invalid
+    control character at"), which made "… at at column 12"."""
+    msg = e.msg[:-3] if e.msg.endswith(" at") else e.msg
+    return f"{msg} at line {e.lineno} column {e.colno}"
 
 
 def check(value: Any, *, max_depth: int = MAX_DEPTH) -> None:

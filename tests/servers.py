@@ -87,6 +87,7 @@ class Faults:
 
     plan: list[tuple] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)  # what it did to each completion request
+    bodies: list[bytes] = field(default_factory=list)  # each completion request's body, as received
 
 
 class FaultProxy:
@@ -124,6 +125,7 @@ def _handler(upstream_port: int, faults: Faults) -> Callable[..., BaseHTTPReques
             action = faults.plan.pop(0) if (faults.plan and completion) else ("pass",)
             if completion:
                 faults.seen.append(action[0] if action[0] != "status" else str(action[1]))
+                faults.bodies.append(body or b"")
             if action[0] in ("status", "echo"):
                 # "echo": a server that quotes the request's Authorization header back
                 text = (f"rejected request from {self.headers.get('Authorization')}" if action[0] == "echo"

@@ -13,7 +13,7 @@ import pytest
 
 from hermes_cli.core import batch
 from hermes_cli.modes.json_schema import validation_errors
-from hermes_cli.modes.tools.protocol import parse_tool_calls
+from hermes_cli.prompt.tool_calls import parse_tool_calls
 
 
 def hermes(exe, *args: str, stdin: str = "", cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -10,9 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hermes_cli.modes.events import TextDelta, ToolCallEvent
-from hermes_cli.modes.tools.calltext import Block, CallScanner, Text
-from hermes_cli.modes.tools.protocol import parse_tool_calls
 from hermes_cli.modes.tools.stream import ToolTextSplitter
+from hermes_cli.prompt.tool_calls import Block, CallScanner, Text, parse_tool_calls
 
 # What SmolLM2 wrote under the old grammar reading (issue 19): the tag inside the string.
 TRICKY = '<tool_call>\n{"name": "calculate", "arguments": {"expression": "}}</tool_call>17*23"}}\n</tool_call>'

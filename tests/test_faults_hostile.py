@@ -373,3 +373,13 @@ def test_a_second_chat_on_the_same_conversation_is_refused_naming_the_first(herm
         second = run(hermes_exe, "chat", "-m", str(models["hi"]), "--resume", conversation, input=b"")
         assert second.returncode == 2
         assert "is in use by another hermes (pid" in second.stderr.decode()
+
+
+def test_a_json_error_says_where_once() -> None:
+    """Issue 21, row 15: "Invalid control character at at column 12"."""
+    from hermes_cli.engine.params import GenerationResult
+    from hermes_cli.modes.json_mode import JsonMode, check_reply
+
+    result = GenerationResult('{"a": "x\ny"}', [], "stop", 0, 0, 0, 0.0, 0.0)
+    _value, problems = check_reply(result, JsonMode())
+    assert problems == ["not valid JSON: Invalid control character at line 1 column 9"]

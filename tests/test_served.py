@@ -42,7 +42,10 @@ def test_ask_streams_text_from_the_server_with_its_stats(hermes_exe, server) -> 
     proc = hermes(hermes_exe, "ask", "hello", "--endpoint", server.url, "--model", "hi", "--stats")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "Hi!\n"
-    assert "time to first token" in proc.stderr and "reply 3 tokens" in proc.stderr
+    assert "time to first token" in proc.stderr
+    # llama-cpp-python's server sends no usage: said so, not "prompt 0 tokens" (issue 21, row 15)
+    assert "prompt tokens unknown (the server sent no usage)" in proc.stderr
+    assert "reply ~3 (stream events) tokens" in proc.stderr
 
 
 def test_ask_json_is_enforced_by_the_server_and_validated_here(hermes_exe, server) -> None:
@@ -225,3 +228,46 @@ def test_a_server_that_echoes_the_key_never_gets_it_printed_or_recorded(hermes_e
     assert key not in asked.stderr + asked.stdout
     assert batch.returncode == 5 and "rejected request from Bearer ***" in batch.stderr
     assert key not in batch.stderr + batch.stdout + (out.read_text() if out.exists() else "")
+
+
+def test_show_prompt_prints_the_json_the_server_receives(hermes_exe, server) -> None:
+    """Issue 21, row 15: sampling fields sat under "extra_body" and "stream" was missing."""
+    args = ["--endpoint", None, "--model", "hi", "--top-k", "7", "--max-tokens", "5", "--seed", "3"]
+    faults = Faults()
+    with FaultProxy(server.port, faults) as proxy:
+        args[1] = proxy.url
+        shown = hermes(hermes_exe, "ask", "hello", *args, "--show-prompt")
+        sent = hermes(hermes_exe, "ask", "hello", *args)
+    assert shown.returncode == 0 and sent.returncode == 0, sent.stderr
+    printed = json.loads(shown.stdout)
+    assert "extra_body" not in printed and printed["stream"] is True and printed["top_k"] == 7
+    assert json.loads(faults.bodies[-1]) == printed
+
+
+def test_stats_say_unknown_when_a_server_sends_no_usage() -> None:
+    from hermes_cli.core.stats import format_stats
+    from hermes_cli.engine.params import GenerationResult
+
+    result = GenerationResult("hi", [], "stop", 0, 0, 0, 0.1, 0.2, generated=3, usage_known=False)
+    line = format_stats(result, None)
+    assert "prompt tokens unknown (the server sent no usage)" in line and "~3 (stream events)" in line
+    assert "prompt 0 tokens" not in line
+
+
+def test_wire_messages_answer_every_tool_call_id_as_strict_servers_require() -> None:
+    """Issue 21, row 15: the tool message's tool_call_id had no matching tool_calls entry."""
+    from hermes_cli.modes.tools.protocol import response_block
+    from hermes_cli.prompt.messages import Message
+    from hermes_cli.served.backend import wire_messages
+
+    calls = ('<tool_call>\n{"name": "a", "arguments": {"x": 1}}\n</tool_call>\n'
+             '<tool_call>\n{"name": "b", "arguments": {}}\n</tool_call>')
+    tool_turn = "\n".join([response_block("a", "holds </tool_response> as text"), response_block("b", {"k": 2})])
+    wire = wire_messages([Message("user", "q"), Message("assistant", calls), Message("tool", tool_turn),
+                          Message("assistant", "done")])
+    assert [m["role"] for m in wire] == ["user", "assistant", "tool", "tool", "assistant"]
+    offered = [c["id"] for c in wire[1]["tool_calls"]]
+    assert [c["function"]["name"] for c in wire[1]["tool_calls"]] == ["a", "b"]
+    assert [m["tool_call_id"] for m in wire[2:4]] == offered
+    assert "\n".join(m["content"] for m in wire[2:4]) == tool_turn  # the Hermes text, whole
+    assert "tool_calls" not in wire[4]

@@ -16,11 +16,12 @@ from hermes_cli.engine.params import GenerationResult, SamplingParams
 from hermes_cli.errors import OutputContractError, ServerError, UsageError
 from hermes_cli.modes.tools.loading import check_unique, load_tools_file
 from hermes_cli.modes.tools.loop import ToolOptions, tools_reply
-from hermes_cli.modes.tools.protocol import parse_tool_calls, system_prompt, validate_arguments
+from hermes_cli.modes.tools.protocol import system_prompt, validate_arguments
 from hermes_cli.modes.tools.signature import tool_from_function
 from hermes_cli.modes.tools.tool import Tool
 from hermes_cli.prompt.chatml import ChatML
 from hermes_cli.prompt.messages import Message
+from hermes_cli.prompt.tool_calls import parse_tool_calls
 
 # -- the parser ---------------------------------------------------------------------------
 

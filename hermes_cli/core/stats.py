@@ -8,8 +8,11 @@ from hermes_cli.engine.params import GenerationResult
 
 def format_stats(result: GenerationResult, engine: Engine | None) -> str:
     if engine is None:  # a served engine: its usage figures and our time to first token
-        return (f"prompt {result.prompt_tokens} tokens ({result.prompt_reused} cached on the server) · "
-                f"time to first token {result.prompt_seconds:.2f} s · reply {result.completion_tokens} "
+        prompt = (f"prompt {result.prompt_tokens} tokens ({result.prompt_reused} cached on the server)"
+                  if result.usage_known else "prompt tokens unknown (the server sent no usage)")
+        reply = (f"{result.completion_tokens}" if result.usage_known
+                 else f"~{result.completion_tokens} (stream events)")
+        return (f"{prompt} · time to first token {result.prompt_seconds:.2f} s · reply {reply} "
                 f"tokens in {result.generation_seconds:.2f} s [{result.tokens_per_second:.1f} tok/s] · "
                 f"stop: {result.finish_reason}")
     return (

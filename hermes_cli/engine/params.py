@@ -165,6 +165,9 @@ class GenerationResult:
     # The generation ended inside a span its grammar had not finished (a forced call cut
     # by the limit, even inside its opening tag): the grammar's word, not the text's.
     grammar_open: bool = False
+    # A served engine that sent no usage: prompt counts unknown, the reply's counted in
+    # stream events (an estimate), and said so rather than shown as 0.
+    usage_known: bool = True
 
     @property
     def completion_tokens(self) -> int:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hermes_cli import jsontext
 from hermes_cli.engine.params import GenerationResult, Grammar, SamplingParams
 from hermes_cli.errors import OutputContractError, UsageError
 from hermes_cli.modes.events import Logic, Notice, Reply, Request
@@ -96,7 +97,7 @@ def check_reply(result: GenerationResult, mode: JsonMode) -> tuple[Any, list[str
     try:
         value = json.loads(result.text)
     except json.JSONDecodeError as e:
-        return None, [f"not valid JSON: {e.msg} at column {e.colno}"]
+        return None, [f"not valid JSON: {jsontext.describe(e)}"]
     if mode.schema is None:
         return value, ([] if isinstance(value, dict) else ["the answer is not a JSON object"])
     return value, validation_errors(value, mode.schema)
@@ -126,8 +127,11 @@ def json_reply(messages: list[Message], mode: JsonMode, params: SamplingParams, 
         history = history + [answer, Message(
             "user", "That JSON does not match the schema: " + "; ".join(problems[:5])
             + ". Answer again with only a JSON object that matches the schema.")]
+    served = results[-1].generated is not None
     raise OutputContractError(
         f"the reply still broke the schema after {retries + 1} attempts: {problems[0]}"
         + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
-        hint="the schema uses keywords a grammar cannot enforce (see `hermes ask --help`)",
+        hint="the server enforces the schema with its own grammar, or none: try a server that supports "
+        "json_schema response_format" if served else
+        "the schema uses keywords a grammar cannot enforce (see `hermes ask --help`)",
     )

@@ -19,6 +19,7 @@ from typing import Any
 from hermes_cli.engine.params import GenerationResult, Grammar, SamplingParams
 from hermes_cli.errors import ServerError
 from hermes_cli.prompt.messages import Message
+from hermes_cli.prompt.tool_calls import parse_tool_calls
 from hermes_cli.served.client import Endpoint, translate
 from hermes_cli.served.pool import EndpointPool
 
@@ -44,7 +45,8 @@ class ServedBackend:
         return ServedStream(self, messages, params, grammar)
 
     def request(self, messages: list[Message], params: SamplingParams) -> dict[str, Any]:
-        """The chat-completions body, as sent (for `--show-prompt` and the stream)."""
+        """The chat-completions JSON exactly as it goes on the wire (`--show-prompt` and
+        `/prompt` print this; the stream sends it, plus `response_format` in JSON mode)."""
         body: dict[str, Any] = {"model": self.model, "messages": wire_messages(messages),
                                 "temperature": params.temperature, "top_p": params.top_p}
         if params.max_tokens is not None:
@@ -52,22 +54,59 @@ class ServedBackend:
         if params.seed is not None:
             body["seed"] = params.seed
         # Not in OpenAI's API, but what vLLM, llama.cpp and llama-cpp-python read.
-        body["extra_body"] = {"top_k": params.top_k, "min_p": params.min_p,
-                              "repeat_penalty": params.repeat_penalty,
-                              "repetition_penalty": params.repeat_penalty}
+        body |= {"top_k": params.top_k, "min_p": params.min_p, "repeat_penalty": params.repeat_penalty,
+                 "repetition_penalty": params.repeat_penalty}
+        body |= {"stream": True, "stream_options": {"include_usage": True}}
         return body
 
 
 def wire_messages(messages: list[Message]) -> list[dict[str, Any]]:
-    """OpenAI-style messages; a Hermes tool turn stays a `tool` message (the API wants an
-    id on it, which only names the turn)."""
+    """OpenAI-style messages, valid for strict servers: an assistant turn that called
+    tools carries `tool_calls` (ids `call_I_K`), and the Hermes tool turn after it goes
+    as one `tool` message per call, each answering its id (a `tool_call_id` with no
+    matching call is rejected by OpenAI's own validation). The text stays the Hermes
+    text, so servers that read only `content` see what the model was trained on."""
     out: list[dict[str, Any]] = []
+    ids: list[str] = []  # the calls of the last assistant turn, not yet answered
     for i, m in enumerate(messages):
         item: dict[str, Any] = {"role": m.role, "content": m.content}
-        if m.role == "tool":
-            item["tool_call_id"] = f"call_{i}"
+        if m.role == "assistant":
+            calls = parse_tool_calls(m.content).calls
+            ids = [f"call_{i}_{k}" for k in range(len(calls))]
+            if calls:
+                item["tool_calls"] = [{"id": id_, "type": "function", "function": {
+                    "name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
+                    for id_, c in zip(ids, calls)]
+        elif m.role == "tool":
+            blocks = _response_blocks(m.content)
+            if ids and len(blocks) == len(ids):
+                out += [{"role": "tool", "content": b, "tool_call_id": id_} for id_, b in zip(ids, blocks)]
+                ids = []
+                continue
+            item["tool_call_id"] = ids[0] if ids else f"call_{i}"
+            ids = []
         out.append(item)
     return out
+
+
+def _response_blocks(text: str) -> list[str]:
+    """The `<tool_response>` blocks of a Hermes tool turn (modes/tools/protocol writes
+    each as the tags around one JSON object, joined by newlines), read by their JSON so a
+    tag inside a result cannot split one; [] if the text is not in that shape."""
+    head, tail = "<tool_response>\n", "\n</tool_response>"
+    decoder, blocks, at = json.JSONDecoder(), [], 0
+    while at < len(text):
+        if not text.startswith(head, at):
+            return []
+        try:
+            _obj, end = decoder.raw_decode(text, at + len(head))
+        except ValueError:
+            return []
+        if not text.startswith(tail, end):
+            return []
+        blocks.append(text[at:end + len(tail)])
+        at = end + len(tail) + (1 if text.startswith("\n", end + len(tail)) else 0)
+    return blocks
 
 
 class ServedStream:
@@ -98,12 +137,13 @@ class ServedStream:
         schema = self._grammar.server_schema if self._grammar is not None else None
         client = endpoint.client()
         for fmt in _formats(endpoint, schema):
-            kwargs = dict(body)
-            if fmt is not None:
-                kwargs["response_format"] = fmt
+            wire = dict(body) if fmt is None else {**body, "response_format": fmt}
+            # The client types OpenAI's own fields; the whole body goes as extra_body, so
+            # what is sent is exactly `request()`'s JSON, whatever the server reads.
+            rest = {k: v for k, v in wire.items() if k not in ("model", "messages", "stream")}
             try:
-                stream = client.chat.completions.create(stream=True, stream_options={"include_usage": True},
-                                                        **kwargs)
+                stream = client.chat.completions.create(model=wire["model"], messages=wire["messages"],
+                                                        stream=True, extra_body=rest)
             except Exception as e:
                 if fmt is not None and _rejected_format(e):
                     continue  # this server does not take that form (some answer 500): the next one
@@ -190,7 +230,8 @@ class ServedStream:
                 text="".join(chunks), token_ids=[], finish_reason=reason, prompt_tokens=prompt_tokens,
                 prompt_evaluated=prompt_tokens - int(cached), prompt_reused=int(cached),
                 prompt_seconds=ttft, generation_seconds=end - (first or end),
-                generated=int(getattr(usage, "completion_tokens", 0) or 0) if usage else pieces)
+                generated=int(getattr(usage, "completion_tokens", 0) or 0) if usage else pieces,
+                usage_known=usage is not None)
 
 
 

@@ -20,18 +20,11 @@ from hermes_cli.engine.params import GenerationResult, SamplingParams
 from hermes_cli.errors import HermesError, OutputContractError, ServerError, UsageError
 from hermes_cli.modes.events import Logic, Notice, Reply, Request, ToolResultEvent
 from hermes_cli.modes.json_mode import DEFAULT_RETRIES
-from hermes_cli.modes.tools.protocol import (
-    ParsedReply,
-    ToolCall,
-    forced_call_grammar,
-    lazy_call_grammar,
-    parse_tool_calls,
-    response_block,
-    validate_arguments,
-)
+from hermes_cli.modes.tools.protocol import forced_call_grammar, lazy_call_grammar, response_block, validate_arguments
 from hermes_cli.modes.tools.runner import run_call
 from hermes_cli.modes.tools.tool import DEFAULT_MAX_ROUNDS, DEFAULT_TIMEOUT, Tool
 from hermes_cli.prompt.messages import Message
+from hermes_cli.prompt.tool_calls import ParsedReply, ToolCall, parse_tool_calls
 
 Approve = Callable[[ToolCall], bool]
 

@@ -11,14 +11,12 @@ that forces a valid call. Running calls and the loop live beside it (runner, loo
 
 from __future__ import annotations
 
-import ast
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 from hermes_cli.engine.params import Grammar
-from hermes_cli.modes.tools.calltext import OPEN, Block, CallScanner
 from hermes_cli.modes.tools.tool import Tool
+from hermes_cli.prompt.tool_calls import OPEN
 
 SYSTEM_PROMPT = (
     "You are a function calling AI model. You are provided with function signatures within "
@@ -41,69 +39,6 @@ def system_prompt(tools: list[Tool], user_system: str | None = None) -> str:
 
 
 # -- parsing what the model wrote ---------------------------------------------------------
-
-@dataclass
-class ToolCall:
-    name: str
-    arguments: dict[str, Any]
-
-
-@dataclass
-class ParsedReply:
-    calls: list[ToolCall] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)  # blocks that are not valid calls
-    open: bool = False  # the text ends inside a call or its opening tag
-
-    @property
-    def has_calls(self) -> bool:
-        return bool(self.calls or self.errors)
-
-
-def parse_tool_calls(text: str) -> ParsedReply:
-    """Every `<tool_call>` block, each ending where its JSON ends (modes/tools/calltext);
-    `json.loads`, then `ast.literal_eval` for Python-style dicts. A block the text ends
-    inside is an error (and `open`); one whose object is whole but lacks the closing
-    tag at the very end is accepted."""
-    scanner = CallScanner()
-    segments = scanner.feed(text)
-    out = ParsedReply(open=scanner.inside)
-    for segment in [*segments, *scanner.finish()]:
-        if isinstance(segment, Block):
-            parse_block(segment, out)
-    return out
-
-
-def parse_block(block: Block, out: ParsedReply) -> None:
-    body = block.body
-    if not block.closed:
-        out.errors.append(f"a call that was never finished: {body[:200]}")
-        return
-    if not body:
-        out.errors.append("an empty <tool_call> block")
-        return
-    try:
-        obj = json.loads(body)
-    except (ValueError, RecursionError):
-        try:
-            obj = ast.literal_eval(body)
-        except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
-            out.errors.append(f"not valid JSON: {body[:200]}")
-            return
-    if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
-        out.errors.append(f"a call needs a \"name\" and \"arguments\": {body[:200]}")
-        return
-    args = obj.get("arguments", {})
-    if isinstance(args, str):
-        try:
-            args = json.loads(args) if args.strip() else {}
-        except (ValueError, RecursionError):
-            out.errors.append(f"the arguments of {obj['name']} are not a JSON object")
-            return
-    if not isinstance(args, dict):
-        out.errors.append(f"the arguments of {obj['name']} are not a JSON object")
-        return
-    out.calls.append(ToolCall(obj["name"], args))
-
 
 def validate_arguments(tool: Tool, arguments: dict[str, Any]) -> list[str]:
     from hermes_cli.modes.json_schema import validation_errors

@@ -1,7 +1,7 @@
 """Streaming a tool-mode reply: the text around calls flows as text; each call is held
 back and shown as one `ToolCallEvent` once it is whole.
 
-Where a call begins and ends is `CallScanner`'s (modes/tools/calltext): text that could
+Where a call begins and ends is `CallScanner`'s (prompt/tool_calls.py): text that could
 be the start of `<tool_call>` is held until it is clear either way, so the user never
 sees half a tag, and a `</tool_call>` inside an argument string does not end the call.
 O(1) amortised per character.
@@ -10,8 +10,7 @@ O(1) amortised per character.
 from __future__ import annotations
 
 from hermes_cli.modes.events import Event, TextDelta, ToolCallEvent
-from hermes_cli.modes.tools.calltext import Block, CallScanner, Segment
-from hermes_cli.modes.tools.protocol import ParsedReply, parse_block
+from hermes_cli.prompt.tool_calls import Block, CallScanner, ParsedReply, Segment, parse_block
 
 
 class ToolTextSplitter:

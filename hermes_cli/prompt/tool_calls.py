@@ -8,8 +8,10 @@ content. Cutting at the textual tag was the defect behind malformed calls on rea
 weights (issue 19).
 
 `CallScanner` reads text incrementally, in O(1) amortised work per character (a regex
-jumps to the next quote, backslash or bracket), so both the stream (modes/tools/stream)
-and the final parse (modes/tools/protocol) use it: one definition of a call's extent.
+jumps to the next quote, backslash or bracket), so the stream (modes/tools/stream), the
+final parse (`parse_tool_calls`) and the served engine's wire messages (served/backend)
+all use it: one definition of a call's extent. It lives in prompt/ because the Hermes
+call text is part of the prompt format, below both modes/ and served/.
 
 A block whose body does not start with `{` (nothing, or prose) has no object to follow;
 it ends at the textual closing tag, and the parser reports what it is.
@@ -17,8 +19,11 @@ it ends at the textual closing tag, and the parser reports what it is.
 
 from __future__ import annotations
 
+import ast
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 OPEN = "<tool_call>"
 CLOSE = "</tool_call>"
@@ -198,3 +203,68 @@ class CallScanner:
         self._body.append(window[: len(window) - keep])
         self._held = window[len(window) - keep:]
         return ""
+
+
+# -- calls parsed from text ----------------------------------------------------------------
+
+@dataclass
+class ToolCall:
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass
+class ParsedReply:
+    calls: list[ToolCall] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # blocks that are not valid calls
+    open: bool = False  # the text ends inside a call or its opening tag
+
+    @property
+    def has_calls(self) -> bool:
+        return bool(self.calls or self.errors)
+
+
+def parse_tool_calls(text: str) -> ParsedReply:
+    """Every `<tool_call>` block, each ending where its JSON ends (`CallScanner` above);
+    `json.loads`, then `ast.literal_eval` for Python-style dicts. A block the text ends
+    inside is an error (and `open`); one whose object is whole but lacks the closing
+    tag at the very end is accepted."""
+    scanner = CallScanner()
+    segments = scanner.feed(text)
+    out = ParsedReply(open=scanner.inside)
+    for segment in [*segments, *scanner.finish()]:
+        if isinstance(segment, Block):
+            parse_block(segment, out)
+    return out
+
+
+def parse_block(block: Block, out: ParsedReply) -> None:
+    body = block.body
+    if not block.closed:
+        out.errors.append(f"a call that was never finished: {body[:200]}")
+        return
+    if not body:
+        out.errors.append("an empty <tool_call> block")
+        return
+    try:
+        obj = json.loads(body)
+    except (ValueError, RecursionError):
+        try:
+            obj = ast.literal_eval(body)
+        except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+            out.errors.append(f"not valid JSON: {body[:200]}")
+            return
+    if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
+        out.errors.append(f"a call needs a \"name\" and \"arguments\": {body[:200]}")
+        return
+    args = obj.get("arguments", {})
+    if isinstance(args, str):
+        try:
+            args = json.loads(args) if args.strip() else {}
+        except (ValueError, RecursionError):
+            out.errors.append(f"the arguments of {obj['name']} are not a JSON object")
+            return
+    if not isinstance(args, dict):
+        out.errors.append(f"the arguments of {obj['name']} are not a JSON object")
+        return
+    out.calls.append(ToolCall(obj["name"], args))
