@@ -2,13 +2,38 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests import children
 from tests import tinymodels as tm
+
+# A suite started in the background of a non-interactive shell inherits SIGINT ignored,
+# and every child would too (an ignored signal stays ignored across exec): the Ctrl-C
+# tests then see no Ctrl-C. A handled signal is reset to its default in a child.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture(autouse=True)
+def _end_leftover_children():
+    """Kill and reap whatever pty child a test left running (it failed before ending it)."""
+    yield
+    while children.RUNNING:
+        pid = children.RUNNING.pop()
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
 
 
 @pytest.fixture(autouse=True)

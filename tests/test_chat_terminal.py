@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests import children
+
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\x1b[=>]|\r")
 
 
@@ -28,6 +30,7 @@ class Terminal:
             if preexec is not None:
                 preexec()
             os.execve(argv[0], argv, env)
+        children.RUNNING.append(self.pid)  # ended by conftest if the test does not
         fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         self.raw = b""
 
