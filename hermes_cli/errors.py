@@ -84,6 +84,11 @@ class OutputContractError(HermesError):
     exit_code = 6
 
 
+class GrammarDeadEnd(OutputContractError):
+    """The grammar allows no token at all (it cannot happen with a well-formed grammar;
+    if it does, the answer cannot meet its contract: exit 6, not the "bug" message)."""
+
+
 class OutputClosed(HermesError):
     """The reader of stdout went away (`| head`): stop quietly, as SIGPIPE would."""
 
@@ -91,6 +96,20 @@ class OutputClosed(HermesError):
 
 
 INTERRUPTED_EXIT_CODE = 130
+
+# The exit statuses every command may end with, in one place (README "Exit codes" is
+# checked against it by tests/test_layout.py). Chat also ends 129/143 on SIGHUP/SIGTERM.
+EXIT_CODES: dict[int, str] = {
+    0: "done",
+    1: "some batch lines failed, or an unexpected error",
+    2: "bad usage or input",
+    3: "model missing, not a GGUF, truncated or refused by llama.cpp",
+    4: "the prompt does not fit the context",
+    5: "download or network failed, or a served engine failed us",
+    6: "an answer that broke its contract (invalid or cut JSON, a cut or malformed tool call)",
+    130: "interrupted (Ctrl-C)",
+    141: "stdout closed by its reader",
+}
 
 
 class ServerError(HermesError):

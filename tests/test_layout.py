@@ -44,3 +44,19 @@ def test_every_module_says_why_it_exists() -> None:
     missing = [p.relative_to(PACKAGE) for p in PACKAGE.rglob("*.py")
                if p.name != "__main__.py" and not p.read_text().lstrip().startswith('"""')]
     assert missing == []
+
+
+def test_the_readmes_exit_codes_are_the_error_tables() -> None:
+    """One exit-code table (errors.EXIT_CODES): the README lists exactly its codes, and
+    every error class exits with one of them."""
+    import re
+
+    from hermes_cli import errors
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    paragraph = readme[readme.index("**Exit codes**"):].split("\n\n", 1)[0]
+    listed = {int(n) for n in re.findall(r"`(\d+)`", paragraph)}
+    assert listed == set(errors.EXIT_CODES)
+    for _name, cls in inspect.getmembers(errors, inspect.isclass):
+        if issubclass(cls, errors.HermesError):
+            assert cls.exit_code in errors.EXIT_CODES, cls

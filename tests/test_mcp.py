@@ -279,3 +279,19 @@ def test_a_killed_hermes_leaves_no_server_behind(hermes_exe, models, tmp_path: P
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)  # waiting for another process to notice EOF: nothing to synchronise on
     assert not alive(pid)
+
+
+def test_a_killed_server_is_shown_as_crashed_not_ready(pidfile: Path) -> None:
+    """Issue 21, row 14: `/mcp` showed a server killed with kill -9 as `ready`."""
+    toolset = McpToolset([spec_from_option(demo(pidfile))])
+    try:
+        toolset.start()
+        assert [s.state for s in toolset.status()] == ["ready"]
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while (states := [s.state for s in toolset.status()]) == ["ready"]:
+            assert time.monotonic() < deadline, "the killed server still shows as ready"
+            time.sleep(0.05)
+        assert states == ["crashed"]
+    finally:
+        toolset.close()

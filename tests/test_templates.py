@@ -138,3 +138,30 @@ def test_tool_calls_on_a_gemma_template(hermes_exe, models, tmp_path: Path) -> N
     assert proc.returncode == 0, proc.stderr
     assert "→ add {" in proc.stderr and "← add" in proc.stderr
     assert "stopped after 1 tool rounds" in proc.stderr
+
+
+GEMMA3_LIKE = (  # Gemma 3's shape: the system prompt goes in as it is, turns are trimmed
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{% set prefix = messages[0]['content'] + '\\n\\n' %}"
+    "{% set loop_messages = messages[1:] %}{% else %}{% set prefix = '' %}{% set loop_messages = messages %}"
+    "{% endif %}{% for message in loop_messages %}{% set role = 'model' if message['role'] == 'assistant' "
+    "else message['role'] %}{{ '<start_of_turn>' + role + '\\n' + (prefix if loop.first else '') "
+    "+ message['content'] | trim + '<end_of_turn>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}")
+
+
+def test_a_system_prompt_the_template_keeps_as_is_is_not_trimmed(tmp_path: Path) -> None:
+    """Issue 21, row 16: hermes trimmed the system prompt where Gemma 3's template does
+    not, and its ids then differed from llama.cpp's rendering."""
+    from hermes_cli.engine.model import Engine
+
+    path = tm.write_model(tmp_path / "g3.gguf", kind="random", family="gemma", chat_template=GEMMA3_LIKE)
+    engine = Engine.load(path, n_threads=2)
+    try:
+        messages = [Message("system", "Be brief.\n  "), Message("user", "  hi \n")]
+        env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        text = env.from_string(GEMMA3_LIKE).render(messages=[m.to_dict() for m in messages],
+                                                   bos_token=tm.FAMILIES["gemma"].bos, add_generation_prompt=True)
+        assert template_for(engine).render(messages) == engine.tokenize(text, special=True)
+        assert "Be brief.\n  \n\nhi<end_of_turn>" in engine.detokenize(template_for(engine).render(messages))
+    finally:
+        engine.close()

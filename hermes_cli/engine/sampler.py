@@ -23,16 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from hermes_cli.engine.llama import lib
 from hermes_cli.engine.params import SamplingParams
+from hermes_cli.errors import GrammarDeadEnd
 
 if TYPE_CHECKING:
     from hermes_cli.engine.constraint import Constraint
     from hermes_cli.engine.vocab import Vocab
 
 PENALTY_LAST_N = 64
-
-
-class GrammarDeadEnd(RuntimeError):
-    """The grammar allows no token at all (it cannot happen with a well-formed grammar)."""
 
 
 class Sampler:

@@ -166,6 +166,19 @@ class McpServer:
         self.error = f"{tool} did not answer within {timeout:g} s"
         return False, f"the MCP server {self.name} did not answer {tool} within {timeout:g} s"
 
+    def probe(self, timeout: float = 3.0) -> None:
+        """Ask a ready server whether it is still there (an MCP ping): a process that was
+        killed leaves the session looking ready until the next call, and `/mcp` must not
+        report it so."""
+        if self.state != "ready" or self._session is None:
+            return
+        try:
+            self._loop.run(self._session.send_ping(), timeout)
+        except BaseException as e:  # noqa: BLE001 - any way it fails, it is gone
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            self._fail("crashed", f"it does not answer ({_why(e) if str(e) else 'no answer'})")
+
     def _fail(self, state: str, why: str) -> None:
         self.state = state
         tail = self.stderr_tail()

@@ -132,6 +132,9 @@ class McpToolset:
                     timeout=server.spec.timeout)
 
     def status(self) -> list[ServerStatus]:
+        """Each server as it is now: ready ones are pinged first (a killed one is crashed)."""
+        for server in self.servers.values():
+            server.probe()
         offered = self.tools()
         out = []
         for server in self.servers.values():

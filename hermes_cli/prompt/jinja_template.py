@@ -70,20 +70,31 @@ class JinjaTemplate:
         except Exception as e:  # noqa: BLE001 - a template is code: one line about it
             raise UsageError(f"the model's chat template failed: {type(e).__name__}: {e}") from None
 
-    def _template_strips(self) -> bool:
-        """Does the template trim contents (Llama-3's `| trim`)? Then ours are trimmed too."""
+    def _template_strips(self) -> set[str]:
+        """The roles whose contents the template trims (Llama-3's `| trim`), each probed
+        in the smallest conversation that puts it in: ours are trimmed just for those.
+        Gemma 3 trims user and model turns but puts the system prompt in as it is; trimming
+        it anyway gave other ids than llama.cpp's rendering for a system prompt ending in
+        whitespace."""
         probe = "  \n" + _HOLE.format(0) + " \n "
-        try:
-            text = self._render_text([{"role": "user", "content": probe}], False)
-        except UsageError:
-            return False
-        return probe not in text
+        shapes = {"user": [("user", probe)], "system": [("system", probe), ("user", "x")],
+                  "assistant": [("user", "x"), ("assistant", probe)],
+                  "tool": [("user", "x"), ("assistant", "y"), ("tool", probe)]}
+        stripped = set()
+        for role, shape in shapes.items():
+            try:
+                text = self._render_text([{"role": r, "content": c} for r, c in shape], False)
+            except UsageError:
+                continue  # a role the template refuses: folded into another turn, trimmed as that one
+            if probe not in text:
+                stripped.add(role)
+        return stripped
 
     def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> list[int]:
         for msg in messages:
             if msg.role not in ROLES:
                 raise UsageError(f"unknown role {msg.role!r}")
-        contents = [m.content.strip() if self._strips else m.content for m in messages]
+        contents = [m.content.strip() if m.role in self._strips else m.content for m in messages]
         holes = [{"role": m.role, "content": _HOLE.format(i)} for i, m in enumerate(messages)]
         try:
             text = self._render_text(holes, add_generation_prompt)
