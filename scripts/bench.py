@@ -16,6 +16,8 @@ Sections (benchmarks/ beside this file, one module each):
   decode    free decoding: hermes vs llama-bench tg, llama-completion, raw Llama.generate
   modes     JSON schema, forced and auto tool calls vs free decoding; GBNF for comparison;
             grammar set-up time (tokenizer, 50-property schema)
+  fastforward  a key-heavy schema: answer tokens/s with fast-forward vs free decoding and vs
+            --no-fast-forward, share of forced tokens; a forced call's time to its first value
   parallel  --parallel B vs llama-batched-bench; --parallel 4 with schemas vs without
   served    hermes batch --endpoint at concurrency 1, 4, 8 vs a plain async client loop
   reuse     prompt tokens evaluated per turn over a 10-turn chat
@@ -42,9 +44,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchmarks import batch, common, decode, misc, modes, parallel, schemabench, served  # noqa: E402
+from benchmarks import batch, common, decode, fastforward, misc, modes, parallel, schemabench, served  # noqa: E402
 
-ALL = "decode,modes,parallel,served,reuse,startup,render,batch,resume,schemabench"
+ALL = "decode,modes,fastforward,parallel,served,reuse,startup,render,batch,resume,schemabench"
 
 
 def header() -> None:
@@ -80,12 +82,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
         models = [(common.tiny(tmpdir), "tiny random model (277-token vocabulary)")]
-        if not args.no_real and sections & {"decode", "modes", "parallel", "startup", "served"}:
+        if not args.no_real and sections & {"decode", "modes", "fastforward", "parallel", "startup", "served"}:
             models += common.real_models()
         if "decode" in sections:
             decode.section(models, 128 if args.quick else 512, repeat)
         if "modes" in sections:
             modes.section(models, n, repeat)
+        if "fastforward" in sections:
+            fastforward.section(models, 1 if args.quick else 2)
         if "parallel" in sections:
             parallel.section(models, [1, 2, 4] if args.quick else [1, 2, 4, 8], repeat)
         if "served" in sections:
