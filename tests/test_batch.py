@@ -272,3 +272,31 @@ def test_parallel_runs_text_schema_json_and_tool_lines_together(hermes_exe, mode
         assert tool["rounds"] == 1 and tool["stopped"] == "round_limit"
         call = parse_tool_calls(tool["output"]).calls[0]
         assert call.name == "add" and set(call.arguments) == {"a", "b"}
+
+
+def test_parallel_with_fast_forward_gives_the_records_of_one_at_a_time_at_temperature_0(
+        hermes_exe, models, tmp_path: Path) -> None:
+    """Issue 22: a slot with a forced span puts several tokens into the step's batch; the
+    mixed text, schema, JSON and tool lines still answer as they do one at a time."""
+    (tmp_path / "t.py").write_text("def add(a: int, b: int) -> int:\n    return a + b\n")
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1, "maximum": 9},
+                                               "ok": {"type": "boolean"}}, "required": ["n", "ok"]}
+    lines = []
+    for i in range(3):
+        lines += [{"id": f"text{i}", "prompt": f"x{i}", "tools": False},
+                  {"id": f"schema{i}", "prompt": f"y{i}", "schema": schema},
+                  {"id": f"json{i}", "prompt": f"z{i}", "json": True},
+                  {"id": f"tool{i}", "prompt": f"w{i}"}]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    args = ["batch", str(tmp_path / "in.jsonl"), "-m", str(models["caller"]), "--tools", str(tmp_path / "t.py"),
+            "--yes", "--max-rounds", "1", "--ctx", "8192", "--temperature", "0", "--max-tokens", "120", "-q"]
+    one = hermes(hermes_exe, *args)
+    many = hermes(hermes_exe, *args, "--parallel", "3")
+    assert one.returncode == many.returncode, many.stderr
+
+    def answers(text: str) -> dict:  # the output, or the error (a greedy "any object" runs to the limit)
+        return {r["id"]: r.get("output", r.get("error")) for r in map(json.loads, text.splitlines())}
+
+    assert answers(many.stdout) == answers(one.stdout)
+    got = answers(one.stdout)
+    assert len(got) == 12 and all('"name": "add"' in got[f"tool{i}"] for i in range(3))
