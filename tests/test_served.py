@@ -271,3 +271,37 @@ def test_wire_messages_answer_every_tool_call_id_as_strict_servers_require() -> 
     assert [m["tool_call_id"] for m in wire[2:4]] == offered
     assert "\n".join(m["content"] for m in wire[2:4]) == tool_turn  # the Hermes text, whole
     assert "tool_calls" not in wire[4]
+
+
+def test_one_retry_policy_classifies_by_class_for_the_hub_and_servers() -> None:
+    """Issue 20: two policies that compared type(e).__name__ strings are one (hermes_cli/retry.py)."""
+    import importlib
+
+    import openai
+
+    from hermes_cli import retry
+    from hermes_cli.hub.retry import retryable as hub_retryable
+    from hermes_cli.served.backend import StreamEndedEarly
+    from hermes_cli.served.pool import retryable as served_retryable
+
+    class Status(Exception):
+        def __init__(self, code: int, after: str | None = None) -> None:
+            self.status_code = code
+            self.response = type("R", (), {"headers": {"retry-after": after} if after else {}})()
+
+    for code, passes in ((429, True), (503, True), (500, True), (409, True), (400, False), (401, False), (404, False)):
+        assert hub_retryable(Status(code)) is passes and served_retryable(Status(code)) is passes
+    assert retry.wait_before(0, Status(429, "7"), base=0.5) == 7.0
+    assert retry.wait_before(3, Status(503), base=0.5) == 4.0
+    for name in ("httpx", "httpx2"):
+        try:
+            lib = importlib.import_module(name)
+        except ImportError:
+            continue
+        assert hub_retryable(lib.ReadTimeout("stalled")) and served_retryable(lib.ReadTimeout("stalled"))
+        refused = lib.ConnectError("refused")
+        assert not hub_retryable(refused) and served_retryable(refused)  # a server may be restarting
+    assert served_retryable(StreamEndedEarly("cut")) and hub_retryable(ConnectionResetError())
+    assert not hub_retryable(ConnectionRefusedError()) and served_retryable(ConnectionRefusedError())
+    assert served_retryable(openai.APIConnectionError(request=None))  # type: ignore[arg-type]
+    assert not served_retryable(ValueError("a bug"))

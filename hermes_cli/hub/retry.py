@@ -9,36 +9,16 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from hermes_cli import env
+from hermes_cli import env, retry
 
 T = TypeVar("T")
 ATTEMPTS = 4
-RETRY_STATUS = (408, 429, 500, 502, 503, 504)
-
-
-def _status(e: BaseException) -> int | None:
-    response = getattr(e, "response", None)
-    code = getattr(response, "status_code", None)
-    return code if isinstance(code, int) else None
-
-
-def _retry_after(e: BaseException) -> float | None:
-    response = getattr(e, "response", None)
-    headers = getattr(response, "headers", None) or {}
-    value = headers.get("Retry-After") if hasattr(headers, "get") else None
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
 
 
 def retryable(e: BaseException) -> bool:
-    status = _status(e)
-    if status is not None:
-        return status in RETRY_STATUS
-    # A connection that broke or stalled is worth another try; one that could not be
-    # made at all (refused, no route, no DNS) is reported at once.
-    return type(e).__name__ in ("ReadTimeout", "RemoteProtocolError", "ReadError", "WriteError")
+    """A Hub failure that may pass (the one policy, hermes_cli/retry.py); a Hub that
+    cannot be reached at all is reported at once."""
+    return retry.may_pass(e, unreachable_may_pass=False)
 
 
 def with_retries(action: Callable[[], T], *, attempts: int = ATTEMPTS) -> T:
@@ -51,6 +31,5 @@ def with_retries(action: Callable[[], T], *, attempts: int = ATTEMPTS) -> T:
         except Exception as e:
             if attempt == attempts - 1 or not retryable(e):
                 raise
-            wait = _retry_after(e)
-            time.sleep(min(60.0, wait if wait is not None else base * 2 ** attempt))
+            time.sleep(retry.wait_before(attempt, e, base))
     raise AssertionError("unreachable")

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from hermes_cli import env
+from hermes_cli import env, retry
 from hermes_cli.errors import ServerError
 from hermes_cli.served.client import Endpoint, translate
 
@@ -22,22 +22,9 @@ MAX_WAIT = 30.0
 
 
 def retryable(e: BaseException) -> bool:
-    import openai
-
-    if isinstance(e, (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)):
-        return True  # APIConnectionError covers timeouts, refusals and dropped streams
-    if isinstance(e, ConnectionError) or type(e).__name__ in ("RemoteProtocolError", "ReadError"):
-        return True  # a stream cut short
-    return isinstance(e, openai.APIStatusError) and e.status_code in (408, 409, 502, 503, 504)
-
-
-def retry_after(e: BaseException) -> float | None:
-    response = getattr(e, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
+    """A served engine's failure that may pass (the one policy, hermes_cli/retry.py): a
+    server that cannot be reached may be restarting, so that is tried again too."""
+    return retry.may_pass(e, unreachable_may_pass=True)
 
 
 class EndpointPool:
@@ -64,11 +51,11 @@ class EndpointPool:
                     return i
             return min(range(len(self.endpoints)), key=lambda j: self._until[j])
 
-    def _failed(self, i: int, wait: float | None) -> None:
+    def _failed(self, i: int, e: BaseException) -> None:
         with self._lock:
             self._strikes[i] += 1
-            backoff = env.retry_base_seconds() * 2 ** (self._strikes[i] - 1)
-            self._until[i] = time.monotonic() + min(MAX_WAIT, wait if wait is not None else backoff)
+            wait = retry.wait_before(self._strikes[i] - 1, e, env.retry_base_seconds(), MAX_WAIT)
+            self._until[i] = time.monotonic() + wait
 
     def _succeeded(self, i: int) -> None:
         with self._lock:
@@ -88,7 +75,7 @@ class EndpointPool:
                 if isinstance(e, ServerError) or not retryable(e):
                     raise translate(e, self.endpoints[i], model) from None
                 last = e
-                self._failed(i, retry_after(e))
+                self._failed(i, e)
                 continue
             self._succeeded(i)
             return result
