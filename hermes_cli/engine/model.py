@@ -240,6 +240,25 @@ class Engine:
         self._c.llama_memory_clear(self._c.llama_get_memory(self._live_ctx()), True)
         self._held = []
 
+    # -- other sequences (parallel decoding, engine/parallel.py) ------------------------
+    # The engine owns the context and its KV cache: ParallelDecoder asks for these
+    # instead of calling llama_memory_* on the context itself.
+
+    def drop_sequence(self, seq: int) -> None:
+        """Forget everything sequence `seq` holds."""
+        self._c.llama_memory_seq_rm(self._c.llama_get_memory(self._live_ctx()), seq, -1, -1)
+
+    def copy_sequence(self, src: int, dst: int, n: int) -> None:
+        """Let sequence `dst` share the first `n` cells of `src` (no copy in a unified cache)."""
+        self._c.llama_memory_seq_cp(self._c.llama_get_memory(self._live_ctx()), src, dst, 0, n)
+
+    def decode_batch(self, batch: Any, what: str) -> None:
+        """llama_decode of a batch the caller filled; DecodeError names `what` on failure."""
+        status = self._c.llama_decode(self._live_ctx(), batch)
+        if status != 0:
+            raise DecodeError(f"llama.cpp could not evaluate {what} (status {status})",
+                              hint="lower --parallel or --ctx")
+
     def reuse_prefix(self, prompt: Sequence[int]) -> int:
         """Keep the longest prefix of `prompt` the cache holds (at least one token is left
         to evaluate, so the sampler has fresh logits); drop the rest; return its length."""

@@ -15,13 +15,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hermes_cli.engine.model import DecodeError, Engine
+from hermes_cli.engine.llama import lib
+from hermes_cli.engine.model import N_BATCH, Engine
 from hermes_cli.engine.params import GenerationResult, Grammar, SamplingParams, reply_limit
 from hermes_cli.engine.sampler import Sampler
 from hermes_cli.engine.slot import Slot
 from hermes_cli.errors import ContextOverflowError, UsageError
-
-N_BATCH = 512
 
 
 @dataclass
@@ -54,8 +53,8 @@ class ParallelDecoder:
                              f"--parallel {n_parallel} needs {n_parallel + 1}")
         self.engine = engine
         self.n_parallel = n_parallel
-        c = self._c = engine._c
-        self._batch = c.llama_batch_init(N_BATCH, 0, 1)
+        self._c = lib()  # the batch is ours; the context and its KV cache are the engine's
+        self._batch = self._c.llama_batch_init(N_BATCH, 0, 1)
         self._prefix_seq = n_parallel
 
     def close(self) -> None:
@@ -71,17 +70,14 @@ class ParallelDecoder:
     def _decode(self, entries: list[tuple[int, int, int, bool]]) -> Iterator[tuple[int, int]]:
         """Decode (token, position, sequence, wants logits) in N_BATCH chunks; after each
         chunk yield (sequence, index) for its entries that want logits, while valid."""
-        c, ctx, b = self._c, self.engine.ctx, self._batch
+        b = self._batch
         for start in range(0, len(entries), N_BATCH):
             chunk = entries[start:start + N_BATCH]
             for j, (tok, pos, seq, logits) in enumerate(chunk):
                 b.token[j], b.pos[j] = tok, pos
                 b.seq_id[j][0], b.n_seq_id[j], b.logits[j] = seq, 1, logits
             b.n_tokens = len(chunk)
-            status = c.llama_decode(ctx, b)
-            if status != 0:
-                raise DecodeError(f"llama.cpp could not evaluate a batch (status {status})",
-                                  hint="lower --parallel or --ctx")
+            self.engine.decode_batch(b, "a batch")
             for j, (_tok, _pos, seq, logits) in enumerate(chunk):
                 if logits:
                     yield seq, j
@@ -94,9 +90,8 @@ class ParallelDecoder:
         ends when no slot is busy and it has nothing more. A prompt that does not fit its
         slot's share of the context is yielded with a ContextOverflowError instead.
         """
-        engine, c = self.engine, self._c
+        engine = self.engine
         prefix = list(shared_prefix)
-        mem = c.llama_get_memory(engine.ctx)
         engine.forget()  # sequence 0 is a slot now: the single-generation cache is gone
         plen = len(prefix)
         if prefix:
@@ -112,7 +107,7 @@ class ParallelDecoder:
                         if job is None:
                             break
                         try:
-                            slots[s] = self._start(job, s, prefix, budget, mem)
+                            slots[s] = self._start(job, s, prefix, budget)
                         except ContextOverflowError as e:
                             yield job.key, e
                 active = [s for s in range(self.n_parallel) if slots[s] is not None]
@@ -146,17 +141,17 @@ class ParallelDecoder:
             for run in slots:
                 if run is not None:
                     run.sampler.close()
-            c.llama_memory_clear(mem, True)
+            engine.forget()
 
-    def _start(self, job: ParallelJob, s: int, prefix: list[int], budget: int, mem: Any) -> _Running:
-        c, engine = self._c, self.engine
+    def _start(self, job: ParallelJob, s: int, prefix: list[int], budget: int) -> _Running:
+        engine = self.engine
         plen = len(prefix) if job.prompt[:len(prefix)] == prefix else 0
         own = job.prompt[plen:]
         if len(own) + 1 > budget:
             raise ContextOverflowError(len(job.prompt), plen + budget)
-        c.llama_memory_seq_rm(mem, s, -1, -1)
+        engine.drop_sequence(s)
         if plen:
-            c.llama_memory_seq_cp(mem, self._prefix_seq, s, 0, plen)
+            engine.copy_sequence(self._prefix_seq, s, plen)
         limit, reason = reply_limit(job.params, budget - len(own))
         constraint = engine.grammars.matcher(job.grammar) if job.grammar is not None else None
         sampler = Sampler(engine.vocab, job.params, constraint)
