@@ -89,6 +89,29 @@ class GrammarDeadEnd(OutputContractError):
     if it does, the answer cannot meet its contract: exit 6, not the "bug" message)."""
 
 
+class DecodeError(HermesError):
+    """llama.cpp could not evaluate a batch (out of memory, or no room in the KV cache)."""
+
+    exit_code = 1
+
+
+class ToolsRefused(UsageError):
+    """A call needs approval that nobody can give (non-interactive, no --yes)."""
+
+
+class SomeLinesFailed(HermesError):
+    """Some batch lines ended in an error record (the others were answered)."""
+
+    exit_code = 1
+
+
+class OutputWriteError(HermesError):
+    """The results file cannot take another record (a full disk): the records before it
+    are whole, and running the command again resumes."""
+
+    exit_code = 1
+
+
 class OutputClosed(HermesError):
     """The reader of stdout went away (`| head`): stop quietly, as SIGPIPE would."""
 

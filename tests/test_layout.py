@@ -60,3 +60,17 @@ def test_the_readmes_exit_codes_are_the_error_tables() -> None:
     for _name, cls in inspect.getmembers(errors, inspect.isclass):
         if issubclass(cls, errors.HermesError):
             assert cls.exit_code in errors.EXIT_CODES, cls
+
+
+def test_every_error_class_is_in_errors_py() -> None:
+    """errors.py says it holds them all: no module defines a subclass of its classes."""
+    import re
+
+    from hermes_cli import errors
+
+    names = [n for n, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, errors.HermesError)]
+    pattern = re.compile(rf"^class \w+\((?:errors\.)?(?:{'|'.join(names)})\b", re.MULTILINE)
+    package = Path(__file__).resolve().parent.parent / "hermes_cli"
+    found = [str(p.relative_to(package)) for p in package.rglob("*.py")
+             if p.name != "errors.py" and pattern.search(p.read_text())]
+    assert found == []

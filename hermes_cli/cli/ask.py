@@ -243,7 +243,7 @@ def _check_files(attachments: list[Any], engine: Engine, chat: Any, messages: li
 
 
 def _approver(tools: ToolOptions | None, err: TextIO) -> Callable[[Any], bool]:
-    from hermes_cli.modes.tools.loop import ToolsRefused
+    from hermes_cli.errors import ToolsRefused
 
     def approve(call: Any) -> bool:
         if tools is not None and tools.yes:

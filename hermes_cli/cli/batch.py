@@ -24,7 +24,7 @@ from hermes_cli.cli.options import (
     settings,
     with_options,
 )
-from hermes_cli.errors import UsageError
+from hermes_cli.errors import SomeLinesFailed, UsageError
 
 # llama.cpp holds at most 256 sequences in a context; one holds the shared prefix.
 MAX_PARALLEL = 255
@@ -127,7 +127,7 @@ def _run(load: LoadFlags, chosen: Any, items: list[Any], output: Path | None, op
     if load.endpoints:
         summary = _served(load, items, output, done, opts, concurrency, request_timeout)
         if summary.failed:
-            raise typer.Exit(batch_mod.SomeLinesFailed.exit_code)
+            raise typer.Exit(SomeLinesFailed.exit_code)
         return
     engine = load_engine(load_options(load, chosen), err=sys.stderr, n_seq_max=parallel + 1 if parallel > 1 else 1)
     if parallel > 1 and engine.n_ctx // parallel < MIN_SLOT_TOKENS:
@@ -137,7 +137,7 @@ def _run(load: LoadFlags, chosen: Any, items: list[Any], output: Path | None, op
     summary = _with_writer(load, output, len(items),
                            lambda writer, progress: run_batch(engine, items, writer, done, opts, progress=progress))
     if summary.failed:
-        raise typer.Exit(batch_mod.SomeLinesFailed.exit_code)
+        raise typer.Exit(SomeLinesFailed.exit_code)
 
 
 def _with_writer(load: LoadFlags, output: Path | None, total: int,

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from hermes_cli import jsontext
 from hermes_cli.engine.params import SAMPLING_LIMITS, SamplingParams, sampling_problem
-from hermes_cli.errors import HermesError, UsageError
+from hermes_cli.errors import OutputWriteError, UsageError
 from hermes_cli.prompt.messages import ROLES, Message
 
 if TYPE_CHECKING:
@@ -35,10 +35,6 @@ if TYPE_CHECKING:
 
 # done lines, lines to do, tokens so far -> the progress bar
 Progress = Callable[[int, int, int], None]
-
-
-class SomeLinesFailed(HermesError):
-    exit_code = 1
 
 
 @dataclass
@@ -194,13 +190,6 @@ def repair_and_read_done(path: Path) -> set[str]:
             if isinstance(record, dict) and "id" in record:
                 done.add(json.dumps(record["id"]))
     return done
-
-
-class OutputWriteError(HermesError):
-    """The results file cannot take another record (a full disk): the records before it
-    are whole, and running the command again resumes."""
-
-    exit_code = 1
 
 
 class ResultWriter:

@@ -37,16 +37,10 @@ from hermes_cli.engine.params import (
 )
 from hermes_cli.engine.quiet import quiet
 from hermes_cli.engine.vocab import Vocab
-from hermes_cli.errors import ContextOverflowError, HermesError, ModelError, UsageError
+from hermes_cli.errors import ContextOverflowError, DecodeError, ModelError, UsageError
 
 N_BATCH = 512  # prompt tokens per llama_decode: also how often Ctrl-C can land in a long prompt
 _COUNT_CHUNK = 1 << 16  # characters tokenized at a time when counting a large text (Engine.tokenize)
-
-
-class DecodeError(HermesError):
-    """llama.cpp could not evaluate a batch (out of memory, or no room in the KV cache)."""
-
-    exit_code = 1
 
 
 def _default_offload(meta: dict[str, Any], path: Path, n_ctx: int) -> OffloadPlan | None:

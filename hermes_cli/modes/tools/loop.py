@@ -40,10 +40,6 @@ class ToolOptions:
     yes: bool = False
 
 
-class ToolsRefused(UsageError):
-    """A call needs approval that nobody can give (non-interactive, no --yes)."""
-
-
 def check_choice(choice: str, tools: dict[str, Tool]) -> None:
     if choice not in ("auto", "none", "required") and choice not in tools:
         raise UsageError(f"--tool-choice {choice}: no such tool (tools: {', '.join(tools)})")
