@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from hermes_cli import env
-from hermes_cli.engine.params import LOAD_LIMITS, SAMPLING_LIMITS, sampling_problem
-from hermes_cli.errors import UsageError
+from hermes_cli.engine.params import LOAD_LIMITS, SAMPLING_LIMITS, check_load, sampling_problem
+from hermes_cli.errors import SettingError, UsageError
 from hermes_cli.mcp_servers.spec import ServerSpec
 
 TEMPLATE = """\
@@ -185,10 +185,10 @@ def _config(data: dict[str, Any], path: Path) -> Config:
     hint = _typed(data, "gpu_hint", bool, "")
     cfg.gpu_hint = True if hint is None else hint
     for name in LOAD_LIMITS:  # the same bounds as the options
-        low, high = LOAD_LIMITS[name]
-        value = getattr(cfg, name)
-        if value is not None and not low <= value <= high:
-            raise _Bad(f"{name} must be between {low} and {high:,}, not {value}")
+        try:
+            check_load(name, getattr(cfg, name), label=name)
+        except SettingError as e:
+            raise _Bad(str(e)) from None
     if "sampling" in data:
         cfg.sampling = _sampling(data["sampling"], "[sampling]")
     aliases = data.get("aliases", {})

@@ -53,13 +53,15 @@ LOAD_LIMITS: dict[str, tuple[int, int]] = {
 }
 
 
-def check_load(name: str, value: int | None) -> None:
-    """Raise SettingError (exit 2) when `value` is outside LOAD_LIMITS[name] (None: default)."""
+def check_load(name: str, value: int | None, *, label: str | None = None) -> None:
+    """Raise SettingError (exit 2) when `value` is outside LOAD_LIMITS[name] (None: default);
+    `label` is how the user wrote the name (default: the option, `--gpu-layers`)."""
     if value is None:
         return
     low, high = LOAD_LIMITS[name]
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise SettingError(f"--{name.replace('_', '-')} must be between {low} and {high:,}, not {value}")
+        raise SettingError(f"{label or '--' + name.replace('_', '-')} must be between {low} and {high:,}, "
+                           f"not {value}")
 
 
 def sampling_problem(name: str, value: Any) -> str | None:
@@ -168,6 +170,11 @@ class GenerationResult:
     # A served engine that sent no usage: prompt counts unknown, the reply's counted in
     # stream events (an estimate), and said so rather than shown as 0.
     usage_known: bool = True
+
+    @property
+    def from_server(self) -> bool:
+        """Written by a served engine (its own count, no ids, no grammar of ours)."""
+        return self.generated is not None
 
     @property
     def completion_tokens(self) -> int:

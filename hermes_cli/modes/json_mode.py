@@ -127,11 +127,10 @@ def json_reply(messages: list[Message], mode: JsonMode, params: SamplingParams, 
         history = history + [answer, Message(
             "user", "That JSON does not match the schema: " + "; ".join(problems[:5])
             + ". Answer again with only a JSON object that matches the schema.")]
-    served = results[-1].generated is not None
     raise OutputContractError(
         f"the reply still broke the schema after {retries + 1} attempts: {problems[0]}"
         + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
         hint="the server enforces the schema with its own grammar, or none: try a server that supports "
-        "json_schema response_format" if served else
+        "json_schema response_format" if results[-1].from_server else
         "the schema uses keywords a grammar cannot enforce (see `hermes ask --help`)",
     )

@@ -27,6 +27,9 @@ from typing import Any
 
 OPEN = "<tool_call>"
 CLOSE = "</tool_call>"
+# A tool turn's result blocks: modes/tools/protocol writes them, served/backend reads them.
+RESPONSE_OPEN = "<tool_response>\n"
+RESPONSE_CLOSE = "\n</tool_response>"
 
 # Inside a string: its closing quote or a backslash. Outside: a quote or a bracket. Single
 # quotes open strings too, for served models that write Python dicts (never valid JSON
@@ -54,10 +57,10 @@ class Block:
 Segment = Text | Block
 
 
-def partial_open_length(text: str) -> int:
-    """How many trailing characters of `text` could begin `<tool_call>`."""
-    for k in range(min(len(OPEN) - 1, len(text)), 0, -1):
-        if text.endswith(OPEN[:k]):
+def partial_length(text: str, tag: str) -> int:
+    """How many trailing characters of `text` could begin `tag`."""
+    for k in range(min(len(tag) - 1, len(text)), 0, -1):
+        if text.endswith(tag[:k]):
             return k
     return 0
 
@@ -119,7 +122,7 @@ class CallScanner:
                 out.append(Text(data[:at]))
             self._state, self._body = "head", []
             return data[at + len(OPEN):]
-        keep = partial_open_length(data)
+        keep = partial_length(data, OPEN)
         if len(data) > keep:
             out.append(Text(data[: len(data) - keep]))
         self._held = data[len(data) - keep:]
@@ -180,14 +183,12 @@ class CallScanner:
             self._held = window
             return ""
         if stripped.startswith(CLOSE):
-            out.append(Block("".join(self._body).strip()))
-            self._state, self._held, self._body = "text", "", []
+            self._close(out)
             return stripped[len(CLOSE):]
         if CLOSE.startswith(stripped):
             self._held = window
             return ""
-        out.append(Block("".join(self._body).strip()))
-        self._state, self._held, self._body = "text", "", []
+        self._close(out)
         return stripped
 
     def _raw(self, data: str, out: list[Segment]) -> str:
@@ -195,14 +196,17 @@ class CallScanner:
         at = window.find(CLOSE)
         if at >= 0:
             self._body.append(window[:at])
-            out.append(Block("".join(self._body).strip()))
-            self._state, self._held, self._body = "text", "", []
+            self._close(out)
             return window[at + len(CLOSE):]
-        keep = next((k for k in range(min(len(CLOSE) - 1, len(window)), 0, -1)
-                     if window.endswith(CLOSE[:k])), 0)
+        keep = partial_length(window, CLOSE)
         self._body.append(window[: len(window) - keep])
         self._held = window[len(window) - keep:]
         return ""
+
+    def _close(self, out: list[Segment]) -> None:
+        """The block is whole: out it goes, and the text outside begins again."""
+        out.append(Block("".join(self._body).strip()))
+        self._state, self._held, self._body = "text", "", []
 
 
 # -- calls parsed from text ----------------------------------------------------------------

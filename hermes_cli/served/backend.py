@@ -19,7 +19,7 @@ from typing import Any
 from hermes_cli.engine.params import GenerationResult, Grammar, SamplingParams
 from hermes_cli.errors import ServerError
 from hermes_cli.prompt.messages import Message
-from hermes_cli.prompt.tool_calls import parse_tool_calls
+from hermes_cli.prompt.tool_calls import RESPONSE_CLOSE, RESPONSE_OPEN, parse_tool_calls
 from hermes_cli.served.client import Endpoint, translate
 from hermes_cli.served.pool import EndpointPool
 
@@ -93,7 +93,7 @@ def _response_blocks(text: str) -> list[str]:
     """The `<tool_response>` blocks of a Hermes tool turn (modes/tools/protocol writes
     each as the tags around one JSON object, joined by newlines), read by their JSON so a
     tag inside a result cannot split one; [] if the text is not in that shape."""
-    head, tail = "<tool_response>\n", "\n</tool_response>"
+    head, tail = RESPONSE_OPEN, RESPONSE_CLOSE
     decoder, blocks, at = json.JSONDecoder(), [], 0
     while at < len(text):
         if not text.startswith(head, at):

@@ -142,7 +142,7 @@ def _failed_calls(result: GenerationResult, attempts: int, problems: list[str]) 
     """The error once retries run out: the server's fault when a server wrote the calls
     (it had no grammar of ours), else the answer's contract broken (exit 6)."""
     what = f"the tool call was still malformed after {attempts} attempts: {problems[0]}"
-    if result.generated is not None:  # a served engine's result
+    if result.from_server:
         return ServerError(f"the server wrote no valid tool call: {what}",
                            hint="serve a model trained for tool calls, or one whose server enforces schemas")
     return OutputContractError(what, hint="the tool's schema uses keywords a grammar cannot enforce")

@@ -16,7 +16,7 @@ from typing import Any
 
 from hermes_cli.engine.params import Grammar
 from hermes_cli.modes.tools.tool import Tool
-from hermes_cli.prompt.tool_calls import OPEN
+from hermes_cli.prompt.tool_calls import CLOSE, OPEN, RESPONSE_CLOSE, RESPONSE_OPEN
 
 SYSTEM_PROMPT = (
     "You are a function calling AI model. You are provided with function signatures within "
@@ -47,14 +47,10 @@ def validate_arguments(tool: Tool, arguments: dict[str, Any]) -> list[str]:
 
 
 def response_block(name: str, content: Any) -> str:
-    return "<tool_response>\n" + json.dumps({"name": name, "content": content},
-                                            ensure_ascii=False) + "\n</tool_response>"
+    return RESPONSE_OPEN + json.dumps({"name": name, "content": content}, ensure_ascii=False) + RESPONSE_CLOSE
 
 
 # -- grammars for calls -------------------------------------------------------------------
-
-MARK = OPEN
-
 
 def call_schema(tools: list[Tool]) -> dict[str, Any]:
     """The JSON Schema of one call to one of `tools`: a name and arguments that fit that
@@ -104,16 +100,16 @@ def _call_rules(tools: list[Tool]) -> str:
     schema["x-guidance"] = {**schema["x-guidance"], "item_separator": ", ", "key_separator": ": ",
                             "whitespace_flexible": False}
     schema["x-guidance"].pop("whitespace_pattern", None)
-    return f'rest: "\\n" call "\\n</tool_call>"\ncall: %json {json.dumps(schema)}\n'
+    return f'rest: "\\n" call {json.dumps(chr(10) + CLOSE)}\ncall: %json {json.dumps(schema)}\n'
 
 
 def forced_call_grammar(tools: list[Tool]) -> Grammar:
     """Exactly one `<tool_call>` to one of `tools`, with schema-valid arguments."""
-    return Grammar("lark", f"start: {json.dumps(MARK)} rest\n" + _call_rules(tools),
-                   server_schema=call_schema(tools), server_wrap=(MARK + "\n", "\n</tool_call>"))
+    return Grammar("lark", f"start: {json.dumps(OPEN)} rest\n" + _call_rules(tools),
+                   server_schema=call_schema(tools), server_wrap=(OPEN + "\n", "\n" + CLOSE))
 
 
 def lazy_call_grammar(tools: list[Tool]) -> Grammar:
     """Free text; once the model writes `<tool_call>`, the call that follows is held to
     the tools' schemas (and the text is free again after `</tool_call>`)."""
-    return Grammar("lark", _call_rules(tools), trigger=MARK)
+    return Grammar("lark", _call_rules(tools), trigger=OPEN)
