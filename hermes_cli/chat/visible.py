@@ -10,6 +10,8 @@ stays byte-exact.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
 
@@ -26,3 +28,14 @@ def _caret(match: re.Match[str]) -> str:
 def visible(text: str) -> str:
     """`text` with its control characters (but newline and tab) made visible."""
     return _CONTROLS.sub(_caret, text) if _CONTROLS.search(text) else text
+
+
+def shown_on(out: Any) -> Callable[[str], str]:
+    """How text from a model is written to `out`: made visible on a terminal, unchanged
+    when piped (so `ask` and `history` stay byte-exact there)."""
+    isatty = getattr(out, "isatty", None)
+    return visible if callable(isatty) and isatty() else _unchanged
+
+
+def _unchanged(text: str) -> str:
+    return text

@@ -270,11 +270,9 @@ class _Printer:
         self.ends_with_newline = True
         # On a terminal a model's escape sequences are shown, never run (chat does the
         # same); piped, the answer stays byte-exact.
-        self._shown: Callable[[str], str] = _identity
-        if out.isatty():
-            from hermes_cli.chat.visible import visible
+        from hermes_cli.chat.visible import shown_on
 
-            self._shown = visible
+        self._shown = shown_on(out)
 
     def show(self, events: Iterator[Any]) -> None:
         from hermes_cli.modes import events as ev
@@ -337,10 +335,6 @@ class _Printer:
         elif reply.last.finish_reason == "context" and self.engine is not None:
             self.err.write(f"warning: the reply filled the context ({self.engine.n_ctx} tokens) "
                            "and was cut\n")
-
-
-def _identity(text: str) -> str:
-    return text
 
 
 def write_json(value: Any, out: TextIO) -> None:

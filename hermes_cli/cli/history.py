@@ -14,11 +14,9 @@ def _shown(text: str) -> str:
     model's `ESC ]0;… BEL` would retitle the window); piped, byte-exact."""
     import sys
 
-    if not sys.stdout.isatty():
-        return text
-    from hermes_cli.chat.visible import visible
+    from hermes_cli.chat.visible import shown_on
 
-    return visible(text)
+    return shown_on(sys.stdout)(text)
 
 
 def history(

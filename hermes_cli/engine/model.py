@@ -43,6 +43,11 @@ N_BATCH = 512  # prompt tokens per llama_decode: also how often Ctrl-C can land 
 _COUNT_CHUNK = 1 << 16  # characters tokenized at a time when counting a large text (Engine.tokenize)
 
 
+def _decode_failed(status: int, what: str, hint: str) -> DecodeError:
+    """The one message for a failed llama_decode (a single prompt's or a parallel batch's)."""
+    return DecodeError(f"llama.cpp could not evaluate {what} (status {status})", hint=hint)
+
+
 def _default_offload(meta: dict[str, Any], path: Path, n_ctx: int) -> OffloadPlan | None:
     """Every layer on the GPU when it all fits, else as many as fit (None: no GPU seen)."""
     gpus = devices.gpus()
@@ -247,11 +252,11 @@ class Engine:
         self._c.llama_memory_seq_cp(self._c.llama_get_memory(self._live_ctx()), src, dst, 0, n)
 
     def decode_batch(self, batch: Any, what: str) -> None:
-        """llama_decode of a batch the caller filled; DecodeError names `what` on failure."""
+        """llama_decode of a batch the caller filled (parallel decoding); DecodeError
+        names `what` on failure."""
         status = self._c.llama_decode(self._live_ctx(), batch)
         if status != 0:
-            raise DecodeError(f"llama.cpp could not evaluate {what} (status {status})",
-                              hint="lower --parallel or --ctx")
+            raise _decode_failed(status, what, "lower --parallel or --ctx")
 
     def reuse_prefix(self, prompt: Sequence[int]) -> int:
         """Keep the longest prefix of `prompt` the cache holds (at least one token is left
@@ -278,10 +283,9 @@ class Engine:
             else:
                 ids = (c.llama_token * len(chunk))(*chunk)  # referenced until decoded
                 batch = c.llama_batch_get_one(ids, len(chunk))
-            status = c.llama_decode(ctx, batch)
+            status = c.llama_decode(ctx, batch)  # the per-token path: no call more than needed
             if status != 0:
-                raise DecodeError(f"llama.cpp could not evaluate {len(chunk)} tokens (status {status})",
-                                  hint="lower --ctx, or free memory")
+                raise _decode_failed(status, f"{len(chunk)} tokens", "lower --ctx, or free memory")
             self._held.extend(chunk)
 
     # -- generation -------------------------------------------------------------------
