@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import signal
 
 import pytest
 from rich.console import Console
@@ -122,3 +123,78 @@ def test_plain_renderer_adds_the_final_newline() -> None:
         r.feed(piece)
     r.finish()
     assert out.getvalue() == "Hello\n"
+
+
+def vt100_rows(raw: str, rows: int = 200, cols: int = 80) -> list[str]:
+    """The rows a terminal shows for these bytes (the tty turns \\n into \\r\\n)."""
+    import pyte
+
+    screen = pyte.Screen(cols, rows)
+    pyte.Stream(screen).feed(raw.replace("\n", "\r\n"))
+    shown = [line.rstrip() for line in screen.display]
+    while shown and not shown[-1]:
+        shown.pop()
+    return shown
+
+
+def test_while_streaming_each_new_block_sits_where_the_final_render_puts_it() -> None:
+    """Issue 21 row 14: the blank line between paragraphs was missing until the next
+    paragraph was committed. Checked at the moment each block's first line arrives:
+    everything above the newest row is what the finished reply shows."""
+    lines = REPLY.split("\n")[:-1]
+    console = Console(file=io.StringIO(), width=80, height=200, color_system=None, force_terminal=True)
+    renderer = MarkdownRenderer(console, live=True, refresh_per_second=1e9)
+    moments = []
+    for i, line in enumerate(lines):
+        renderer.feed(line + "\n")
+        if i and line.strip() and not lines[i - 1].strip():
+            moments.append((line, vt100_rows(console.file.getvalue())))
+    renderer.finish()
+    final = vt100_rows(console.file.getvalue())
+    assert len(moments) == 10
+    for line, shown in moments:
+        assert shown[:-1] == final[:len(shown) - 1], (line, shown[-4:], final[len(shown) - 4:len(shown)])
+
+
+class _SigintOnWrite(io.StringIO):
+    """A terminal stream that sends this process SIGINT right after writing `marker`,
+    as if the user pressed Ctrl-C while that frame was being drawn."""
+
+    def __init__(self, marker: str) -> None:
+        super().__init__()
+        self.marker, self.sent = marker, False
+
+    def write(self, text: str) -> int:
+        n = super().write(text)
+        if not self.sent and self.marker in text:
+            self.sent = True
+            signal.raise_signal(signal.SIGINT)
+        return n
+
+
+def _paragraph_events(count: int):
+    from hermes_cli.modes import events as ev
+
+    written = []
+    try:
+        for i in range(count):
+            for piece in (f"Paragraph {i}", ".\n", "\n"):
+                written.append(piece)
+                yield ev.TextDelta(piece)
+    except KeyboardInterrupt:
+        pass
+    yield ev.Final(ev.Reply(text="".join(written), messages=[], results=[], stopped="interrupted"))
+
+
+def test_ctrl_c_while_a_block_is_printed_prints_it_once() -> None:
+    """Issue 21 row 14: Ctrl-C landing just after a finished block was written, before it
+    was marked written, printed it again when the reply ended."""
+    from hermes_cli.chat.reply_view import ReplyView
+
+    out = _SigintOnWrite("Paragraph 2.")
+    console = Console(file=out, width=80, height=30, color_system=None, force_terminal=True)
+    reply = ReplyView(console, plain=False).show(_paragraph_events(50))
+    assert out.sent and reply.stopped == "interrupted"
+    shown = [row for row in vt100_rows(out.getvalue()) if row]
+    assert shown == [f"Paragraph {i}." for i in range(len(shown))]  # each once, in order
+    assert 3 <= len(shown) < 50  # stopped soon after the Ctrl-C

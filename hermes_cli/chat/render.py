@@ -62,6 +62,7 @@ class MarkdownRenderer:
         self._blank_pending = False  # a blank line ended a block candidate
         self._prev_text: str | None = None  # the last committed block's source...
         self._prev_lines: list[Any] = []  # ...and its rendered lines
+        self._separator: list[Any] = []  # the lines between it and the live block
 
     # -- feeding ----------------------------------------------------------------------
 
@@ -118,6 +119,8 @@ class MarkdownRenderer:
                 self._commit(self._block)
                 self._block = []
             self._fence = fence.group(1)
+        if not self._block:
+            self._separator = self._separator_before(line)
         self._block.append(line)
 
     def _starts_new_block(self, line: str) -> bool:
@@ -133,6 +136,21 @@ class MarkdownRenderer:
 
     def _render_lines(self, text: str) -> list[Any]:
         return self.console.render_lines(self._markdown(text), self.console.options, pad=True)
+
+    def _separator_before(self, first_line: str) -> list[Any]:
+        """The blank lines a one-shot render puts between the last committed block and a
+        block starting with `first_line`, so that the live block sits where it will be
+        printed (without them, the blank line between paragraphs appears only when the
+        next paragraph is committed). One render of the previous block per block."""
+        if self._prev_text is None or not self._use_live:
+            return []
+        both = self._render_lines(self._prev_text + "\n\n" + first_line)
+        alone = self._render_lines(first_line)
+        head = len(self._prev_lines)
+        between = len(both) - head - len(alone)
+        if between <= 0 or both[:head] != self._prev_lines:
+            return []
+        return both[head:head + between]
 
     def _commit(self, lines: list[str]) -> None:
         """Print a finished block exactly as a one-shot render of the whole reply would.
@@ -192,7 +210,7 @@ class MarkdownRenderer:
         # The newest lines of the block as the screen wraps them, however long one of
         # its paragraphs is.
         rendered = self.console.render_lines(self._markdown(text), self.console.options, pad=False)
-        tail = rendered[-height:]
+        tail = (self._separator + rendered)[-height:]
         if self._live is None:
             from rich.live import Live
 

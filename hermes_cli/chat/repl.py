@@ -13,11 +13,13 @@ class owns the keyboard and the screen, and is the ChatUI the slash-commands pri
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hermes_cli import env
 from hermes_cli.chat import commands
+from hermes_cli.chat.streaming_terminal import keys_not_echoed
 from hermes_cli.chat.visible import visible
 from hermes_cli.core.conversation import Conversation
 from hermes_cli.core.session import ChatSession
@@ -180,7 +182,8 @@ class Repl:
                          style="yellow")
         logic = mode.logic(sent, conv.params, approve=self._approve)
         try:
-            reply = ReplyView(self.console, plain=self.plain).show(stream(s.backend, logic))
+            with keys_not_echoed(sys.stdin):  # typed-ahead keys wait for the prompt unseen
+                reply = ReplyView(self.console, plain=self.plain).show(stream(s.backend, logic))
         except KeyboardInterrupt:
             self.say("(stopped)", style="yellow")
             return

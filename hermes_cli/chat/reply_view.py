@@ -13,6 +13,7 @@ from collections.abc import Generator
 from typing import Any
 
 from hermes_cli.chat.render import MarkdownRenderer, PlainRenderer
+from hermes_cli.chat.streaming_terminal import InterruptsBetweenFrames
 from hermes_cli.chat.visible import visible
 from hermes_cli.modes import events as ev
 from hermes_cli.modes.tools.loop import short
@@ -28,21 +29,27 @@ class ReplyView:
         self._live: Any = None
 
     def show(self, events: Generator[ev.Event, None, None]) -> ev.Reply:
-        """Consume the events; return the reply (Ctrl-C ends it early, partial kept)."""
+        """Consume the events; return the reply (Ctrl-C ends it early, partial kept).
+
+        Ctrl-C while the model computes stops it at once; while an event is being drawn
+        it waits until the frame is complete (chat/streaming_terminal.py)."""
         event: ev.Event | None = None
-        while True:
-            try:
-                event = next(events) if event is None else event
-                if isinstance(event, ev.Final):
-                    self._end_text()
-                    self._end_json(event.reply)
-                    return event.reply
-                self._show(event)
-                event = None
-            except KeyboardInterrupt:
-                event = events.throw(KeyboardInterrupt())  # the logic keeps what was written
-            except StopIteration:
-                raise AssertionError("a reply ended without a Final event") from None
+        with InterruptsBetweenFrames() as interrupts:
+            while True:
+                try:
+                    event = next(events) if event is None else event
+                    if isinstance(event, ev.Final):
+                        with interrupts.frame(reply_complete=True):
+                            self._end_text()
+                            self._end_json(event.reply)
+                        return event.reply
+                    with interrupts.frame():
+                        self._show(event)
+                    event = None
+                except KeyboardInterrupt:
+                    event = events.throw(KeyboardInterrupt())  # the logic keeps what was written
+                except StopIteration:
+                    raise AssertionError("a reply ended without a Final event") from None
 
     # -- one event --------------------------------------------------------------------------
 
