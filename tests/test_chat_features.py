@@ -66,8 +66,8 @@ def test_file_contents_cannot_become_control_tokens(hi, cwd: Path) -> None:
     (cwd / "evil.txt").write_text(EVIL)
     d = Driven(hi)
     d.run("/read evil.txt", "go")
-    ids = d.repl.chat.render(d.conversation.messages)
-    assert ids.count(d.repl.chat.im_start) == 3  # user, assistant, the generation prompt
+    ids = d.chat.backend.template.render(d.conversation.messages)
+    assert ids.count(d.chat.backend.template.im_start) == 3  # user, assistant, the generation prompt
     assert EVIL in d.conversation.messages[0].content
 
 
@@ -83,7 +83,7 @@ def test_files_that_cannot_be_prompt_text_are_one_line(hi, cwd: Path, setup, arg
     d = Driven(hi)
     out = d.run(f"/read {arg}")
     assert f"error: {needle}" in out
-    assert d.conversation.messages == [] and d.repl.chat_session.pending_files == []
+    assert d.conversation.messages == [] and d.chat.pending_files == []
 
 
 def test_a_file_that_overflows_the_context_is_refused_with_both_sizes(hi, cwd: Path) -> None:
@@ -152,9 +152,9 @@ def test_fork_keeps_the_old_branch_and_the_kv_cache_is_reused_on_switch(hi) -> N
     assert len(conv.branches) == 2 and [m.content for m in conv.branches[0].messages] == ["one", "Hi!"]
     d.run("/branch 0", "three")
     result = d.repl.last_result
-    prompt = d.repl.chat.render(d.conversation.messages[:-1])
+    prompt = d.chat.backend.template.render(d.conversation.messages[:-1])
     # the shared start ("one", "Hi!") was still in the KV cache: only the new turn was evaluated
-    shared = d.repl.chat.render(d.conversation.messages[:2], add_generation_prompt=False)
+    shared = d.chat.backend.template.render(d.conversation.messages[:2], add_generation_prompt=False)
     assert result.prompt_evaluated <= len(prompt) - len(shared) + 1
 
 
@@ -327,7 +327,7 @@ def test_slash_model_loads_another_model_and_keeps_the_conversation(hi, models) 
     assert "loaded llama3_hi.gguf; the conversation (2 messages) goes on with it" in out
     assert [m.content for m in d.conversation.messages] == ["hello", "Hi!", "again", "Hi!"]
     assert "<|start_header_id|>user<|end_header_id|>\n\nhello<|eot_id|>" in out  # re-rendered
-    assert d.repl.engine.info.path == models["llama3_hi"]
+    assert d.chat.backend.engine.info.path == models["llama3_hi"]
 
 
 def test_a_model_that_fails_to_load_leaves_the_chat_as_it_was(hi, tmp_path: Path) -> None:
@@ -336,5 +336,5 @@ def test_a_model_that_fails_to_load_leaves_the_chat_as_it_was(hi, tmp_path: Path
     d = Driven(hi)
     out = d.run("hello", f"/model {bad}", "again")
     assert "error:" in out and "bad.gguf" in out
-    assert d.repl.engine is hi and [m.content for m in d.conversation.messages][-1] == "Hi!"
+    assert d.chat.backend.engine is hi and [m.content for m in d.conversation.messages][-1] == "Hi!"
     assert len(d.conversation.messages) == 4

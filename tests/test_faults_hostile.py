@@ -67,11 +67,12 @@ def test_slash_set_checks_the_same_table_and_the_session_still_opens(load, tmp_p
     """`/set temperature 500` used to be accepted and saved, and the session then failed
     `--resume` as "not a hermes conversation file"."""
     from hermes_cli.chat.commands import dispatch
+    from hermes_cli.core.backends import LocalBackend
     from hermes_cli.core.conversation import Conversation
     from hermes_cli.core.session import ChatSession
     from hermes_cli.errors import UsageError
 
-    session = ChatSession(load("hi"), Conversation(model="m"), autosave=False)
+    session = ChatSession(LocalBackend(load("hi")), Conversation(model="m"), autosave=False)
     said: list[str] = []
 
     class UI:

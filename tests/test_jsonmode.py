@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hermes_cli.core.reply import LocalBackend, run
+from hermes_cli.core.backends import LocalBackend
+from hermes_cli.core.reply import run
 from hermes_cli.engine.params import SamplingParams
 from hermes_cli.errors import OutputContractError, UsageError
 from hermes_cli.modes import json_mode as jsonmode

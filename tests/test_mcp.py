@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from hermes_cli.chat.repl import Repl
 from hermes_cli.mcp_servers.spec import spec_from_option
 from hermes_cli.mcp_servers.toolset import McpToolset
 from tests.test_chat_terminal import Terminal, env_for
@@ -219,21 +218,14 @@ def chat_with_demo(load, pidfile):
     toolset.start()
     real_tools = toolset.tools
     toolset.tools = lambda local=(): {k: v for k, v in real_tools(local).items() if k == "add"}  # type: ignore
-    d = Driven(load("caller", n_ctx=8192))  # room for five tool rounds
-    original = Repl.__init__
-
-    def init(self, *a, **kw):
-        original(self, *a, **kw)
-        self.chat_session.mcp = toolset
-
+    d = Driven(load("caller", n_ctx=8192), mcp=toolset)  # room for five tool rounds
     d.conversation.params = d.conversation.params.__class__(max_tokens=200, seed=1)
-    yield d, toolset, init
+    yield d, toolset
     toolset.close()
 
 
-def test_chat_asks_before_each_call_and_a_refusal_is_told_to_the_model(chat_with_demo, monkeypatch) -> None:
-    d, toolset, init = chat_with_demo
-    monkeypatch.setattr(Repl, "__init__", init)
+def test_chat_asks_before_each_call_and_a_refusal_is_told_to_the_model(chat_with_demo) -> None:
+    d, toolset = chat_with_demo
     out = d.run("go", "n", "n", "n", "n", "n", "/mcp")  # the model calls in every round: five refusals
     tool_turns = [m for m in d.conversation.messages if m.role == "tool"]
     assert len(tool_turns) == 5
@@ -242,9 +234,8 @@ def test_chat_asks_before_each_call_and_a_refusal_is_told_to_the_model(chat_with
     assert "demo [ready]" in out and "tools: add" in out
 
 
-def test_chat_runs_an_approved_call_and_mcp_restart_works(chat_with_demo, monkeypatch) -> None:
-    d, toolset, init = chat_with_demo
-    monkeypatch.setattr(Repl, "__init__", init)
+def test_chat_runs_an_approved_call_and_mcp_restart_works(chat_with_demo) -> None:
+    d, toolset = chat_with_demo
     out = d.run("go", "a", "/mcp restart demo", "/mcp restart nope")  # "a": always, for this chat
     tool_turns = [m for m in d.conversation.messages if m.role == "tool"]
     assert len(tool_turns) == 5

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from hermes_cli.core.reply import LocalBackend, stream
+from hermes_cli.core.backends import LocalBackend
+from hermes_cli.core.reply import stream
 from hermes_cli.engine.params import SamplingParams
 from hermes_cli.errors import OutputContractError
 from hermes_cli.modes.events import Final, ToolCallEvent, ToolResultEvent

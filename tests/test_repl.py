@@ -16,7 +16,9 @@ from rich.console import Console
 from hermes_cli.chat import commands, completion
 from hermes_cli.chat.repl import Repl
 from hermes_cli.core import sessions
+from hermes_cli.core.backends import LocalBackend
 from hermes_cli.core.conversation import Conversation
+from hermes_cli.core.session import ChatSession
 from hermes_cli.engine.params import SamplingParams
 
 ENTER = "\r"
@@ -25,21 +27,26 @@ ENTER = "\r"
 class Driven:
     """A REPL whose keyboard is a pipe: `run(...)` types the lines, then Ctrl-D."""
 
-    def __init__(self, engine, conversation: Conversation | None = None) -> None:
+    def __init__(self, engine, conversation: Conversation | None = None, **session_options) -> None:
         self.out = io.StringIO()
         self.console = Console(file=self.out, width=100, color_system=None)
         self.engine = engine
         self.conversation = conversation or Conversation(model="tiny")
+        self.session_options = session_options  # ChatSession's: mcp=..., auto_approve=...
         self.repl: Repl | None = None
+        self.chat: ChatSession | None = None
 
     def run(self, *lines: str) -> str:
         with create_pipe_input() as pipe:
             pipe.send_text("".join(line + ENTER for line in lines))
             pipe.close()  # end of input = Ctrl-D
             session = PromptSession(input=pipe, output=DummyOutput(), history=InMemoryHistory())
-            self.repl = Repl(self.engine, self.conversation, console=self.console, session=session)
-            assert self.repl.run() == 0
-            self.conversation = self.repl.conversation
+            self.repl = Repl(console=self.console, session=session)
+            backend = self.chat.backend if self.chat is not None else LocalBackend(self.engine)
+            self.chat = ChatSession(backend, self.conversation, warn=self.repl.error,
+                                    confirm=self.repl.confirm, **self.session_options)
+            assert self.repl.run(self.chat) == 0
+            self.conversation = self.chat.conversation
         return self.out.getvalue()
 
 
@@ -60,10 +67,10 @@ def test_each_turn_evaluates_only_new_tokens(hi) -> None:
     d = Driven(hi)
     d.run("one", "two", "three")
     result = d.repl.last_result
-    prompt = d.repl.chat.render(d.conversation.messages[:-1])
+    prompt = d.chat.backend.template.render(d.conversation.messages[:-1])
     reused_before = len(prompt) - result.prompt_evaluated
     # everything up to the previous reply was in the cache
-    previous = d.repl.chat.render(d.conversation.messages[:-3])
+    previous = d.chat.backend.template.render(d.conversation.messages[:-3])
     assert reused_before == len(previous) + len(d.conversation.messages[-3].token_ids)
 
 
@@ -246,7 +253,8 @@ def test_a_full_disk_does_not_end_the_chat(hi, monkeypatch) -> None:
 def test_resume_restores_the_kv_state_so_history_is_not_re_evaluated(load) -> None:
     first = Driven(load("hi"))
     first.run(*[f"turn {i} " + "with some words " * 10 for i in range(5)])
-    context = first.repl.chat.render(first.conversation.messages[:-1]) + first.conversation.messages[-1].token_ids
+    template = first.chat.backend.template
+    context = template.render(first.conversation.messages[:-1]) + first.conversation.messages[-1].token_ids
 
     fresh = load("hi")  # a new process would load the model anew: empty KV cache
     assert fresh.cached_tokens() == []
@@ -295,9 +303,9 @@ def test_completion_of_commands_and_their_arguments(tmp_path: Path) -> None:
 def test_a_failing_turn_is_one_line_and_the_chat_goes_on(load, monkeypatch, tmp_path: Path) -> None:
     """llama.cpp failing mid-turn (any exception): one line, the next turn works, and
     the conversation is saved."""
-    import hermes_cli.core.reply as reply
+    import hermes_cli.core.backends as backends
 
-    real = reply.LocalBackend.start
+    real = backends.LocalBackend.start
     calls = []
 
     def start(self, messages, params, grammar):
@@ -306,7 +314,7 @@ def test_a_failing_turn_is_one_line_and_the_chat_goes_on(load, monkeypatch, tmp_
             raise RuntimeError("llama_decode failed")
         return real(self, messages, params, grammar)
 
-    monkeypatch.setattr(reply.LocalBackend, "start", start)
+    monkeypatch.setattr(backends.LocalBackend, "start", start)
     d = Driven(load("hi"))
     out = d.run("first", "second")
     assert "error: RuntimeError: llama_decode failed" in out and "Traceback" not in out

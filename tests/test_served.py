@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -189,8 +190,10 @@ def test_chat_against_the_server_in_every_mode(server, tmp_path: Path) -> None:
     from rich.console import Console
 
     from hermes_cli.chat.repl import Repl
+    from hermes_cli.core.backends import EndpointBackend
     from hermes_cli.core.conversation import Conversation
     from hermes_cli.core.loading import connect
+    from hermes_cli.core.session import ChatSession
 
     (tmp_path / "t.py").write_text("def add(a: int, b: int) -> int:\n    return a + b\n")
     served = connect([server.url], "hi", "OPENAI_API_KEY")
@@ -201,10 +204,11 @@ def test_chat_against_the_server_in_every_mode(server, tmp_path: Path) -> None:
             "/prompt"]))
         pipe.close()
         session = PromptSession(input=pipe, output=DummyOutput(), history=InMemoryHistory())
-        repl = Repl(None, Conversation(model="hi"), console=Console(file=out, width=100, color_system=None),
-                    session=session, served=served)
-        assert repl.run() == 0
-    served.pool.close()
+        repl = Repl(console=Console(file=out, width=100, color_system=None), session=session)
+        chat = ChatSession(EndpointBackend(served), Conversation(model="hi"), warn=repl.error,
+                           confirm=repl.confirm)
+        assert repl.run(chat) == 0
+    chat.backend.close()
     text = out.getvalue()
     assert "hi at " + server.url + "/v1" in text and "Hi!" in text
     roles = [m.role for m in repl.conversation.messages]
@@ -245,11 +249,11 @@ def test_show_prompt_prints_the_json_the_server_receives(hermes_exe, server) -> 
 
 
 def test_stats_say_unknown_when_a_server_sends_no_usage() -> None:
-    from hermes_cli.core.stats import format_stats
+    from hermes_cli.core.backends import EndpointBackend
     from hermes_cli.engine.params import GenerationResult
 
     result = GenerationResult("hi", [], "stop", 0, 0, 0, 0.1, 0.2, generated=3, usage_known=False)
-    line = format_stats(result, None)
+    line = EndpointBackend(SimpleNamespace(model="hi")).stats_line(result)  # type: ignore[arg-type]
     assert "prompt tokens unknown (the server sent no usage)" in line and "~3 (stream events)" in line
     assert "prompt 0 tokens" not in line
 

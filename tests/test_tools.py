@@ -10,7 +10,7 @@ from typing import Annotated, Literal, Optional
 
 import pytest
 
-from hermes_cli.core.reply import LocalBackend
+from hermes_cli.core.backends import LocalBackend
 from hermes_cli.core.reply import run as drive
 from hermes_cli.engine.params import GenerationResult, SamplingParams
 from hermes_cli.errors import OutputContractError, ServerError, UsageError

@@ -187,7 +187,7 @@ def _undo(s: ChatSession, ui: ChatUI, arg: str) -> None:
 @command("/retry", "/retry", "regenerate the last reply")
 def _retry(s: ChatSession, ui: ChatUI, arg: str) -> None:
     s.prepare_retry()
-    ui.respond()
+    ui.show_turn(s.respond())
 
 
 @command("/edit", "/edit [N]", "edit your last message, or user message N, and continue on a new branch")
@@ -209,7 +209,7 @@ def _edit(s: ChatSession, ui: ChatUI, arg: str) -> None:
         return
     k = s.edit(n, text)
     ui.say(f"branch {k} (the old one is kept: /branches)", style="dim")
-    ui.respond()
+    ui.show_turn(s.respond())
 
 
 @command("/fork", "/fork", "start a new branch here (the current one is kept)")
@@ -253,7 +253,7 @@ def _read(s: ChatSession, ui: ChatUI, arg: str) -> None:
     sized = s.attach(specs)
     used = s.prompt_tokens()
     total = sum(f.tokens or 0 for f in s.pending_files)
-    room = f" · prompt {used + total:,} of {s.engine.n_ctx:,} tokens" if s.engine is not None else ""
+    room = s.room(None if used is None else used + total)
     ui.say(f"attached {describe(sized)}{room}; they go with your next message")
 
 
@@ -309,12 +309,10 @@ def _prompt(s: ChatSession, ui: ChatUI, arg: str) -> None:
 
 @command("/stats", "/stats", "timings and token counts of the last reply")
 def _stats(s: ChatSession, ui: ChatUI, arg: str) -> None:
-    from hermes_cli.core.stats import format_stats
-
     if s.last_result is None:
         ui.say("no reply yet")
         return
-    ui.say(format_stats(s.last_result, s.engine))
+    ui.say(s.backend.stats_line(s.last_result))
     ui.say(f"this session: {s.total_tokens} tokens generated")
 
 

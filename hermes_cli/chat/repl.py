@@ -6,14 +6,16 @@ while the model writes stops the reply and keeps the part already written in the
 conversation (`/undo` or `/retry` drop it); Ctrl-C at the prompt clears the line; Ctrl-D
 or `/exit` quits. The conversation is saved after every change.
 
-The chat itself (conversation, mode, tools, edits) is a core.session.ChatSession; this
-class owns the keyboard and the screen, and is the ChatUI the slash-commands print through.
+The chat itself (conversation, mode, tools, edits, and each turn end to end) is a
+core.session.ChatSession; this class owns the keyboard and the screen: it reads lines,
+shows a turn's events, and is the ChatUI the slash-commands print through.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,43 +25,33 @@ from hermes_cli.chat.streaming_terminal import keys_not_echoed
 from hermes_cli.chat.visible import visible
 from hermes_cli.core.conversation import Conversation
 from hermes_cli.core.session import ChatSession
-from hermes_cli.engine.model import Engine
 from hermes_cli.engine.params import GenerationResult
-from hermes_cli.errors import ContextOverflowError, HermesError
-from hermes_cli.prompt.template import PromptFormat
+from hermes_cli.errors import HermesError
 
 if TYPE_CHECKING:
-    from hermes_cli.served.backend import ServedBackend
-
-CONTEXT_WARNING = 0.8  # warn once the conversation fills this share of the context
+    from hermes_cli.prompt.tool_calls import ToolCall
 
 
 class Repl:
-    """The chat loop. `session` reads a line (prompt_toolkit's PromptSession, or a test
-    double with the same `prompt()`); `console` is a rich Console."""
+    """The chat loop over a ChatSession. `session` reads a line (prompt_toolkit's
+    PromptSession, or a test double with the same `prompt()`); `console` is a rich
+    Console. `confirm` and `error` are what the session is given to ask and warn with."""
 
-    def __init__(self, engine: Engine | None, conversation: Conversation, *, console: Any,
-                 session: Any, plain: bool = False, autosave: bool = True,
-                 served: ServedBackend | None = None) -> None:
-        self.chat_session = ChatSession(engine, conversation, autosave=autosave, warn=self.error,
-                                        served=served)
+    def __init__(self, *, console: Any, session: Any, plain: bool = False) -> None:
         self.console = console
         self.session = session
         self.plain = plain
+        self._chat: ChatSession | None = None
         self._ended: int | None = None  # the signal that ends the chat, once one came
 
-    # The session's state, for callers that hold the REPL.
     @property
-    def engine(self) -> Engine | None:
-        return self.chat_session.engine
+    def chat_session(self) -> ChatSession:
+        assert self._chat is not None, "the REPL shows a chat only inside run()"
+        return self._chat
 
     @property
     def conversation(self) -> Conversation:
         return self.chat_session.conversation
-
-    @property
-    def chat(self) -> PromptFormat | None:
-        return self.chat_session.chat
 
     @property
     def last_result(self) -> GenerationResult | None:
@@ -67,16 +59,14 @@ class Repl:
 
     # -- the loop ---------------------------------------------------------------------
 
-    def run(self) -> int:
+    def run(self, chat: ChatSession) -> int:
+        """Read and answer lines until Ctrl-D, /exit or a signal; the exit status."""
+        self._chat = chat
         if not self.plain and self.console.is_terminal:
             import rich.markdown  # noqa: F401  (load it now, not inside the first reply)
-        if self.engine is not None:
-            where = f"{self.engine.info.path.name} · context {self.engine.n_ctx}"
-        else:
-            where = self.chat_session.describe()
-        self.say(f"hermes chat · {where} · /help for commands · Ctrl-D to quit", style="dim")
+        self.say(f"hermes chat · {chat.backend.title()} · /help for commands · Ctrl-D to quit", style="dim")
         if self.conversation.messages:
-            restored = self.chat_session.restore_state()
+            restored = chat.restore_state()
             self.say(f"resumed conversation {self.conversation.id} "
                      f"({len(self.conversation.messages)} messages"
                      + (f", {restored} tokens of saved state" if restored else "") + ")", style="dim")
@@ -92,14 +82,14 @@ class Repl:
                 if not line.strip():
                     continue
                 if line.lstrip().startswith("/"):
-                    if self._guarded(commands.dispatch, self.chat_session, self, line.strip()):
+                    if self._guarded(commands.dispatch, chat, self, line.strip()):
                         break
                     continue
-                self._guarded(self.send, line)
+                self._guarded(lambda text: self.show_turn(chat.send(text)), line)
         finally:  # however the chat ends: what was said is saved, and the KV state
             self._restore_signals(previous)
-            self.chat_session.save()
-            self.chat_session.save_state()
+            chat.save()
+            chat.save_state()
         return 128 + self._ended if self._ended is not None else 0
 
     def _guarded(self, action: Any, *args: Any) -> Any:
@@ -143,53 +133,13 @@ class Repl:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
-    def send(self, text: str) -> None:
-        from hermes_cli.core.attachments import describe
-
-        content, files = self.chat_session.compose(text)  # @path and /read files, fenced
-        if files:
-            size = ""
-            if self.engine is not None:
-                size = f" · prompt {self.chat_session.prompt_tokens(content):,} of {self.engine.n_ctx:,} tokens"
-            self.say(f"with {describe(files)}{size}", style="dim")
-        self.conversation.add("user", content)
-        self.chat_session.save()
-        self.respond()
-
-    def respond(self) -> None:
-        """Generate the reply to the conversation as it stands (it ends with a user turn),
-        in whatever mode the chat is in. A turn that fails says so in one line; the chat,
-        and what was saved, go on."""
+    def show_turn(self, turn: Generator[Any, None, None]) -> None:
+        """Show one turn of the session (its reply is recorded by the session), then what
+        became of it and the footer. Keys typed meanwhile wait, unseen, for the prompt."""
         from hermes_cli.chat.reply_view import ReplyView
-        from hermes_cli.core.reply import stream
 
-        s = self.chat_session
-        conv = s.conversation
-        mode = s.reply_mode()
-        system = mode.system_prompt(conv.system)
-        sent = conv.with_system(system)
-        if self.engine is not None and self.chat is not None:  # a served engine fits its own
-            reserve = min(conv.params.max_tokens or 1024, self.engine.n_ctx // 4)
-            try:
-                sent, left_out = conv.window(self.chat, system, self.engine.n_ctx, reserve)
-            except ContextOverflowError as e:
-                conv.undo()
-                self.error(f"{e}; the message was not sent")
-                return
-            if left_out:
-                self.say(f"context full: the model sees the newest turns; the {left_out} oldest messages "
-                         "are left out of its window (the system prompt is kept; the saved chat keeps them)",
-                         style="yellow")
-        logic = mode.logic(sent, conv.params, approve=self._approve)
-        try:
-            with keys_not_echoed(sys.stdin):  # typed-ahead keys wait for the prompt unseen
-                reply = ReplyView(self.console, plain=self.plain).show(stream(s.backend, logic))
-        except KeyboardInterrupt:
-            self.say("(stopped)", style="yellow")
-            return
-        conv.messages.extend(reply.messages)
-        s.record(reply.last, reply.completion_tokens)
-        s.save()
+        with keys_not_echoed(sys.stdin):
+            reply = ReplyView(self.console, plain=self.plain).show(turn)
         if reply.stopped == "interrupted":
             self.say("(stopped; the partial reply is kept: /retry regenerates it, /undo drops "
                      "the exchange)", style="yellow")
@@ -198,21 +148,15 @@ class Repl:
         elif reply.stopped == "round_limit":
             self.say(f"(stopped after {reply.rounds} tool rounds; the model still wanted tools)",
                      style="yellow")
-        self.footer(reply.last)
+        line, warning = self.chat_session.backend.footer(reply.last)
+        self.say(line, style="dim")
+        if warning:
+            self.say(warning, style="yellow")
 
-    def _approve(self, call: Any) -> bool:
-        s = self.chat_session
-        if s.auto_approve or call.name in s.always_allowed:
-            return True
+    def confirm(self, call: ToolCall) -> str | None:
+        """The session asks before a tool runs: y, n or a(lways)."""
         args = json.dumps(call.arguments, ensure_ascii=False)
-        answer = self.ask(f"run {call.name}({args})? [y]es/[n]o/[a]lways: ")
-        if answer is None:
-            return False
-        answer = answer.strip().lower()
-        if answer in ("a", "always"):
-            s.always_allowed.add(call.name)
-            return True
-        return answer in ("y", "yes")
+        return self.ask(f"run {call.name}({args})? [y]es/[n]o/[a]lways: ")
 
     # -- output (the ChatUI protocol) -------------------------------------------------
 
@@ -245,19 +189,6 @@ class Repl:
             return str(self.session.prompt(prompt, default=default))
         except (KeyboardInterrupt, EOFError):
             return None
-
-    def footer(self, result: GenerationResult) -> None:
-        if self.engine is None:
-            self.say(f"{result.completion_tokens} tokens · {result.tokens_per_second:.1f} tok/s · "
-                     f"first token after {result.prompt_seconds:.2f} s", style="dim")
-            return
-        used = result.prompt_tokens + result.completion_tokens
-        n_ctx = self.engine.n_ctx
-        self.say(f"{result.completion_tokens} tokens · {result.tokens_per_second:.1f} tok/s · "
-                 f"context {used}/{n_ctx}", style="dim")
-        if used > CONTEXT_WARNING * n_ctx:
-            self.say(f"warning: the context is {100 * used // n_ctx}% full; the oldest turns "
-                     "will be dropped to make room (/reset starts afresh)", style="yellow")
 
 
 def make_session(history_file: Path) -> Any:

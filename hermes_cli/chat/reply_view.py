@@ -15,6 +15,7 @@ from typing import Any
 from hermes_cli.chat.render import MarkdownRenderer, PlainRenderer
 from hermes_cli.chat.streaming_terminal import InterruptsBetweenFrames
 from hermes_cli.chat.visible import visible
+from hermes_cli.core.session import TurnNote
 from hermes_cli.modes import events as ev
 from hermes_cli.modes.tools.loop import short
 
@@ -28,12 +29,12 @@ class ReplyView:
         self._json: list[str] = []
         self._live: Any = None
 
-    def show(self, events: Generator[ev.Event, None, None]) -> ev.Reply:
+    def show(self, events: Generator[ev.Event | TurnNote, None, None]) -> ev.Reply:
         """Consume the events; return the reply (Ctrl-C ends it early, partial kept).
 
         Ctrl-C while the model computes stops it at once; while an event is being drawn
         it waits until the frame is complete (chat/streaming_terminal.py)."""
-        event: ev.Event | None = None
+        event: ev.Event | TurnNote | None = None
         with InterruptsBetweenFrames() as interrupts:
             while True:
                 try:
@@ -53,7 +54,7 @@ class ReplyView:
 
     # -- one event --------------------------------------------------------------------------
 
-    def _show(self, event: ev.Event) -> None:
+    def _show(self, event: ev.Event | TurnNote) -> None:
         if isinstance(event, ev.TextDelta):
             if self._text is None:
                 self._text = (PlainRenderer(self.console.file) if self.plain
@@ -77,6 +78,9 @@ class ReplyView:
             self._end_text()
             self._restart_json()
             self.line(f"({event.text})", "yellow")
+        elif isinstance(event, TurnNote):
+            self._end_text()
+            self.line(event.text, "yellow" if event.warning else "dim")
 
     def _safe(self, text: str) -> str:
         return visible(text) if self.terminal else text

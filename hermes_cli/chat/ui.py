@@ -3,6 +3,7 @@ a test or another front end can implement it without a terminal."""
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any, Protocol
 
 
@@ -19,11 +20,8 @@ class ChatUI(Protocol):
     def ask(self, prompt: str, default: str = "") -> str | None:
         """A line from the user; None when they cancel (Ctrl-C, Ctrl-D)."""
 
-    def respond(self) -> None:
-        """Generate the reply to the conversation as it stands, and show it."""
-
-    def send(self, text: str) -> None:
-        """Add a user message and show the reply."""
+    def show_turn(self, turn: Generator[Any, None, None]) -> None:
+        """Show a turn's events (ChatSession.send or .respond) as they come."""
 
     def show_json(self, value: Any) -> None:
         """A JSON value, highlighted on a terminal."""

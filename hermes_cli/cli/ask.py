@@ -30,8 +30,8 @@ from hermes_cli.cli.options import (
 from hermes_cli.errors import UsageError
 
 if TYPE_CHECKING:
+    from hermes_cli.core.backends import Backend
     from hermes_cli.core.loading import LoadOptions
-    from hermes_cli.engine.model import Engine
     from hermes_cli.engine.params import SamplingParams
     from hermes_cli.modes.json_mode import JsonMode
     from hermes_cli.modes.tools.loop import ToolOptions
@@ -177,16 +177,15 @@ def run_ask(
     files: list[str] | None = None,
 ) -> int:
     """Run one question; return the exit status."""
+    from hermes_cli.core.attachments import read_files, with_files
+    from hermes_cli.core.backends import EndpointBackend, LocalBackend
     from hermes_cli.core.loading import connect, load_engine
-    from hermes_cli.core.reply import LocalBackend, stream
+    from hermes_cli.core.reply import stream
     from hermes_cli.modes.reply_mode import ReplyMode
     from hermes_cli.prompt.messages import Message
-    from hermes_cli.prompt.template import template_for
 
     out = out or sys.stdout
     err = err or sys.stderr
-    from hermes_cli.core.attachments import read_files, with_files
-
     attachments = read_files(files) if files else []  # a bad file fails before loading
     user_text = with_files(build_prompt(prompt, stdin_text, files=bool(attachments)), attachments)
     mode = ReplyMode(json_mode, tools)
@@ -196,50 +195,39 @@ def run_ask(
     approve = _approver(tools, err)
     schema_only = tools is not None and any(not t.runnable for t in tools.tools.values())
 
-    if endpoints:  # a served engine: the same prompts and logic, its stream
-        served = connect(endpoints, served_model, api_key_env)
-        try:
-            if show_prompt:
-                body = served.request(messages, params)
-                out.write(json.dumps(body, ensure_ascii=False, indent=2) + "\n")
-                return 0
-            printer = _Printer(out, err, None, mode.name, stats=stats, verbose=load.verbose,
-                               schema_only=schema_only)
-            printer.show(stream(served, mode.logic(messages, params, approve=approve)))
-        finally:
-            served.pool.close()
-        return 0
-
-    engine = load_engine(load, err=err, vocab_only=show_prompt)
-    chat = template_for(engine)
-    if show_prompt:
-        ids = chat.render(messages)
-        out.write(engine.detokenize(ids, special=True))
-        if show_tokens:
-            out.write("\n" + " ".join(map(str, ids)))
-        out.write("\n")
-        return 0
-    if attachments:
-        _check_files(attachments, engine, chat, messages, err, quiet=load.quiet)
-    if mode.name != "text":
-        engine.prefetch_grammars()  # built while the prompt is evaluated
-    printer = _Printer(out, err, engine, mode.name, stats=stats, verbose=load.verbose,
-                       schema_only=schema_only)
-    logic = mode.logic(messages, params, approve=approve)
-    printer.show(stream(LocalBackend(engine, chat), logic))
+    backend: Backend = (EndpointBackend(connect(endpoints, served_model, api_key_env)) if endpoints
+                        else LocalBackend(load_engine(load, err=err, vocab_only=show_prompt)))
+    try:
+        if show_prompt:
+            text, ids = backend.show_prompt(messages, params)
+            out.write(text)
+            if show_tokens and ids is not None:
+                out.write("\n" + " ".join(map(str, ids)))
+            out.write("\n")
+            return 0
+        if attachments:
+            _check_files(attachments, backend, messages, err, quiet=load.quiet)
+        if mode.name != "text":
+            backend.prepare_grammars()  # built while the prompt is evaluated
+        printer = _Printer(out, err, backend, mode.name, stats=stats, verbose=load.verbose,
+                           schema_only=schema_only)
+        printer.show(stream(backend, mode.logic(messages, params, approve=approve)))
+    finally:
+        backend.close()
     return 0
 
 
-def _check_files(attachments: list[Any], engine: Engine, chat: Any, messages: list[Any], err: TextIO,
+def _check_files(attachments: list[Any], backend: Backend, messages: list[Any], err: TextIO,
                  *, quiet: bool) -> None:
     """Say each file's size in tokens (stderr), and refuse files that overflow the context."""
-    from hermes_cli.core.attachments import check_fit, describe, measure
+    from hermes_cli.core.attachments import describe, measure
+    from hermes_cli.core.backends import prompt_room
 
-    sized = measure(attachments, lambda text: len(engine.tokenize(text)))
-    total = len(chat.render(messages))
-    check_fit(sized, total - sum(s.tokens or 0 for s in sized), engine.n_ctx)
+    sized = measure(attachments, backend.count)
+    total = backend.prompt_tokens(messages)
+    backend.check_files_fit(sized, None if total is None else total - sum(s.tokens or 0 for s in sized))
     if not quiet:
-        err.write(f"with {describe(sized)} · prompt {total:,} of {engine.n_ctx:,} tokens\n")
+        err.write(f"with {describe(sized)}{prompt_room(backend, total)}\n")
 
 
 def _approver(tools: ToolOptions | None, err: TextIO) -> Callable[[Any], bool]:
@@ -263,9 +251,9 @@ class _Printer:
     """The answer on stdout as it is written; everything else on stderr. JSON is printed
     once valid (never a partial or invalid object); schema-only tool calls as JSON lines."""
 
-    def __init__(self, out: TextIO, err: TextIO, engine: Engine | None, mode: str, *, stats: bool,
+    def __init__(self, out: TextIO, err: TextIO, backend: Backend, mode: str, *, stats: bool,
                  verbose: bool, schema_only: bool) -> None:
-        self.out, self.err, self.engine = out, err, engine
+        self.out, self.err, self.backend = out, err, backend
         self.mode, self.stats, self.verbose, self.schema_only = mode, stats, verbose, schema_only
         self.ends_with_newline = True
         # On a terminal a model's escape sequences are shown, never run (chat does the
@@ -310,15 +298,13 @@ class _Printer:
             self.err.write(f"note: {event.text}\n")
 
     def finish(self, reply: Any) -> None:
-        from hermes_cli.core.stats import format_stats
-
         if not self.ends_with_newline:  # the answer's line ends before anything else is said
             self.write("\n")
         if self.stats:
             label = "attempt" if self.mode == "json" else "round"
             for i, result in enumerate(reply.results, 1):
                 prefix = f"{label} {i}: " if len(reply.results) > 1 or self.mode != "text" else ""
-                self.err.write(prefix + format_stats(result, self.engine) + "\n")
+                self.err.write(prefix + self.backend.stats_line(result) + "\n")
         if reply.stopped == "interrupted":
             raise KeyboardInterrupt
         if self.mode == "json":
@@ -332,8 +318,8 @@ class _Printer:
         if reply.stopped == "round_limit":
             self.err.write(f"warning: stopped after {reply.rounds} tool rounds (--max-rounds); the "
                            "model still wanted to call tools\n")
-        elif reply.last.finish_reason == "context" and self.engine is not None:
-            self.err.write(f"warning: the reply filled the context ({self.engine.n_ctx} tokens) "
+        elif reply.last.finish_reason == "context":
+            self.err.write(f"warning: the reply filled the context ({self.backend.n_ctx} tokens) "
                            "and was cut\n")
 
 

@@ -189,10 +189,8 @@ def _served(load: LoadFlags, items: list[Any], output: Path | None, done: set[st
     from hermes_cli.core.batch_served import run_served_batch
     from hermes_cli.core.loading import connect
 
-    backend = connect(load.endpoints, load.model, load.api_key_env)
-    backend.buffered = True  # a cut answer is asked again: nobody watches a batch line stream
-    for endpoint in backend.pool.endpoints:
-        endpoint.timeout = timeout
+    # buffered: a cut answer is asked again, since nobody watches a batch line stream
+    backend = connect(load.endpoints, load.model, load.api_key_env, buffered=True, timeout=timeout)
     try:
         return _with_writer(load, output, len(items), lambda writer, progress: run_served_batch(
             backend, items, writer, done, opts, concurrency=concurrency, progress=progress))

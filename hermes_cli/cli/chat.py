@@ -65,9 +65,11 @@ def _chat(saved: Any, sampling: dict[str, Any], load: LoadFlags, role: str | Non
     from rich.console import Console
 
     from hermes_cli.chat.repl import Repl, make_session
+    from hermes_cli.core.backends import EndpointBackend, LocalBackend
     from hermes_cli.core.conversation import Conversation
     from hermes_cli.core.loading import connect, load_engine
     from hermes_cli.core.mcp_tools import toolset_for
+    from hermes_cli.core.session import ChatSession
 
     chosen = settings(sampling, load, role=role, system=system, session=saved, config=config)
     if saved is not None:
@@ -76,49 +78,36 @@ def _chat(saved: Any, sampling: dict[str, Any], load: LoadFlags, role: str | Non
     else:
         conversation = Conversation(system=chosen.system, params=chosen.params)
     plain = plain or env.no_color()
-    console = Console(no_color=plain, highlight=False)
-    session = make_session(env.data_dir() / "history")
+    repl = Repl(console=Console(no_color=plain, highlight=False),
+                session=make_session(env.data_dir() / "history"), plain=plain)
+
     def warn(message: str) -> None:
         sys.stderr.write(f"warning: {message}\n")
 
     toolset = toolset_for(mcp.servers, config, use_config=mcp.use_config, warn=warn)
+    backend: Any = None
     try:
         if toolset is not None:
             toolset.start()  # before the model loads: a server that fails is said first
+            toolset.warn = repl.error
+        opts = None
         if load.endpoints:  # a served engine: the same chat, its stream
-            served = connect(load.endpoints, load.model, load.api_key_env)
-            conversation.model = served.model
-            try:
-                repl = Repl(None, conversation, console=console, session=session, plain=plain, served=served)
-                _prepare(repl, chosen, config, None, yes, toolset)
-                code = repl.run()
-            finally:
-                served.pool.close()
-            raise typer.Exit(code)
-        opts = load_options(load, chosen)
-        conversation.model = opts.model
-        engine = load_engine(opts, err=sys.stderr)
-        repl = Repl(engine, conversation, console=console, session=session, plain=plain)
-        _prepare(repl, chosen, config, opts, yes, toolset)
-        code = repl.run()
+            backend = EndpointBackend(connect(load.endpoints, load.model, load.api_key_env))
+        else:
+            opts = load_options(load, chosen)
+            backend = LocalBackend(load_engine(opts, err=sys.stderr))
+        conversation.model = opts.model if opts is not None else backend.model
+        session = ChatSession(backend, conversation, warn=repl.error, confirm=repl.confirm,
+                              auto_approve=yes, config=config, load_options=opts, role=chosen.role,
+                              mcp=toolset)
+        if toolset is not None:
+            for line in toolset.clashes(session.tools):
+                repl.say(line, style="yellow")
+        code = repl.run(session)
+        backend = session.backend  # /model may have replaced it
     finally:
+        if backend is not None:
+            backend.close()  # the model, or the served pool's connections
         if toolset is not None:
             toolset.close()  # no server outlives the chat
     raise typer.Exit(code)
-
-
-def _prepare(repl: Any, chosen: Any, config: Any, opts: Any, yes: bool, toolset: Any) -> None:
-    """The role's schema and tools, the MCP servers, and what /role and /model need."""
-    s = repl.chat_session
-    s.config, s.load_options, s.auto_approve = config, opts, yes
-    role = chosen.role
-    if role is not None:
-        s.role = role.name
-        if role.schema is not None:
-            s.set_schema(role.schema_spec())
-        for path in role.tools:
-            s.add_tools(path)
-    if toolset is not None:
-        s.mcp, toolset.warn = toolset, repl.error
-        for line in toolset.clashes(s.tools):
-            repl.say(line, style="yellow")

@@ -125,7 +125,7 @@ class Sized:
     tokens: int | None
 
 
-def measure(attachments: list[Attachment], count: Callable[[str], int] | None) -> list[Sized]:
+def measure(attachments: list[Attachment], count: Callable[[str], int | None] | None) -> list[Sized]:
     return [Sized(a, count(a.fenced()) if count else None) for a in attachments]
 
 

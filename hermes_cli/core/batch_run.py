@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from hermes_cli.core.backends import LocalBackend
 from hermes_cli.core.batch import BatchOptions, Item, Progress, Recorder, ResultWriter, Summary
-from hermes_cli.core.reply import LocalBackend, run
+from hermes_cli.core.reply import run
 from hermes_cli.engine.model import Engine
 from hermes_cli.engine.parallel import ParallelDecoder, ParallelJob
 from hermes_cli.engine.params import GenerationResult, SamplingParams, common_prefix_length, sampling_from

@@ -48,13 +48,17 @@ def load_engine(opts: LoadOptions, *, err: TextIO, vocab_only: bool = False,
     return engine
 
 
-def connect(endpoints: list[str], model: str | None, key_env: str) -> ServedBackend:
-    """A served engine instead of a local model; `model` defaults to the one it serves."""
+def connect(endpoints: list[str], model: str | None, key_env: str, *, buffered: bool = False,
+            timeout: float | None = None) -> ServedBackend:
+    """A served engine instead of a local model; `model` defaults to the one it serves.
+    `buffered`: answers read whole, so a cut stream is asked again (batch); `timeout`:
+    seconds one request may take."""
     from hermes_cli.served.backend import ServedBackend
     from hermes_cli.served.client import Endpoint, served_models
     from hermes_cli.served.pool import EndpointPool
 
-    pool = EndpointPool([Endpoint(url, key_env) for url in endpoints])
+    pool = EndpointPool([Endpoint(url, key_env) if timeout is None else Endpoint(url, key_env, timeout=timeout)
+                         for url in endpoints])
     names = pool.call(served_models)
     if model is None:
         if len(names) != 1:
@@ -64,7 +68,7 @@ def connect(endpoints: list[str], model: str | None, key_env: str) -> ServedBack
     elif names and model not in names:
         raise ServerError(f"{pool.primary.base_url} does not serve the model {model!r}; it serves: "
                           f"{', '.join(names)}", hint="pick one with --model NAME")
-    return ServedBackend(pool, model)
+    return ServedBackend(pool, model, buffered=buffered)
 
 
 def _say_what_the_gpu_does(engine: Engine, err: TextIO, hint_wanted: bool) -> None:

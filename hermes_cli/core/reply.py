@@ -29,28 +29,14 @@ class Stream(Protocol):
     def close(self) -> None: ...
 
 
-class Backend(Protocol):
-    """Where replies are written: a local engine, or a served one."""
+class ReplySource(Protocol):
+    """What a reply needs of its backend (core/backends.py): a generation per request."""
 
     def start(self, messages: list[Message], params: SamplingParams,
               grammar: Grammar | None) -> Stream: ...
 
 
-class LocalBackend:
-    """The loaded engine, with the prompt format that renders messages to its ids."""
-
-    def __init__(self, engine: Any, template: Any) -> None:
-        self.engine = engine
-        self.template = template
-
-    def start(self, messages: list[Message], params: SamplingParams,
-              grammar: Grammar | None) -> Stream:
-        ids = self.template.render(messages)
-        stream: Stream = self.engine.generate(ids, params, grammar=grammar)
-        return stream
-
-
-def stream(backend: Backend, logic: Logic) -> Generator[Event, None, None]:
+def stream(backend: ReplySource, logic: Logic) -> Generator[Event, None, None]:
     """Every event of one reply, ending with `Final`."""
     item: Any = next(logic)
     while True:
@@ -66,7 +52,7 @@ def stream(backend: Backend, logic: Logic) -> Generator[Event, None, None]:
             return
 
 
-def _generate(backend: Backend, request: Request) -> Generator[Event, None, GenerationResult]:
+def _generate(backend: ReplySource, request: Request) -> Generator[Event, None, GenerationResult]:
     """One generation's text as events; returns its result (interrupted on Ctrl-C)."""
     gen = backend.start(request.messages, request.params, request.grammar)
     splitter = ToolTextSplitter() if request.show == "tools" else None
@@ -92,7 +78,7 @@ def _events(text: str, show: str, splitter: ToolTextSplitter | None) -> Iterable
     return (JsonDelta(text),) if show == "json" else (TextDelta(text),)
 
 
-def run(backend: Backend, logic: Logic) -> Any:
+def run(backend: ReplySource, logic: Logic) -> Any:
     """Drive a logic without showing anything; return its Reply. Ctrl-C propagates
     (KeyboardInterrupt): nobody watches this reply, so a partial one is not an answer
     (a batch must not record a cut line as done, or a resume would never answer it)."""

@@ -9,56 +9,130 @@ terminal.
 from __future__ import annotations
 
 import dataclasses
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hermes_cli.core import branches, sessions
-from hermes_cli.core.attachments import Sized, check_fit, expand_mentions, measure, read_files, with_files
+from hermes_cli.core.attachments import Sized, expand_mentions, measure, read_files, with_files
+from hermes_cli.core.backends import Backend, prompt_room
 from hermes_cli.core.conversation import Conversation, new_id
-from hermes_cli.core.reply import Backend, LocalBackend
-from hermes_cli.engine.model import Engine
 from hermes_cli.engine.params import GenerationResult, check_sampling, sampling_from
-from hermes_cli.errors import UsageError
+from hermes_cli.errors import ContextOverflowError, UsageError
+from hermes_cli.modes.events import Event, Final
 from hermes_cli.modes.json_mode import JsonMode, load_schema
 from hermes_cli.modes.reply_mode import ReplyMode
 from hermes_cli.modes.tools.loop import ToolOptions
 from hermes_cli.modes.tools.tool import Tool
-from hermes_cli.prompt.template import template_for
 
 if TYPE_CHECKING:
-    from hermes_cli.core.config import Config
+    from hermes_cli.core.config import Config, Role
     from hermes_cli.core.loading import LoadOptions
     from hermes_cli.mcp_servers.toolset import McpToolset
-    from hermes_cli.served.backend import ServedBackend
+    from hermes_cli.prompt.tool_calls import ToolCall
+
+
+@dataclass(frozen=True)
+class TurnNote:
+    """Something a turn tells the user besides the reply (files attached, turns left out
+    of the window); `warning` when it is a problem."""
+
+    text: str
+    warning: bool = False
 
 
 class ChatSession:
-    """One chat over one loaded model. `warn` receives problems that must not end the
-    chat (a full disk while saving)."""
+    """One chat over one backend, configured at construction. `warn` receives problems
+    that must not end the chat (a full disk while saving); `confirm` asks the user about
+    a tool call ("y", "n", "a" for always; None when they cancel)."""
 
-    def __init__(self, engine: Engine | None, conversation: Conversation, *, autosave: bool = True,
+    def __init__(self, backend: Backend, conversation: Conversation, *, autosave: bool = True,
                  warn: Callable[[str], None] = lambda _msg: None,
-                 served: ServedBackend | None = None) -> None:
-        if engine is None and served is None:
-            raise ValueError("a chat needs a model: a local engine or a served one")
-        self.engine = engine
-        self.served = served
-        self.chat = template_for(engine) if engine is not None else None
+                 confirm: Callable[[ToolCall], str | None] = lambda _call: None,
+                 auto_approve: bool = False, config: Config | None = None,
+                 load_options: LoadOptions | None = None, role: Role | None = None,
+                 mcp: McpToolset | None = None) -> None:
+        self.backend = backend
         self.conversation = conversation
         self.autosave = autosave
         self.warn = warn
+        self.confirm = confirm
+        self.auto_approve = auto_approve
+        self.config = config  # roles and aliases, for /role and /model
+        self.load_options = load_options  # how the model was loaded, for /model
+        self.mcp = mcp  # MCP servers, whose tools join `tools`
         self.last_result: GenerationResult | None = None
         self.total_tokens = 0
         self.tools: dict[str, Tool] = {}
         self.always_allowed: set[str] = set()
-        self.auto_approve = False
         self.pending_files: list[Sized] = []  # /read: sent with the next message
         self.role: str | None = None
-        self.config: Config | None = None  # roles and aliases, for /role and /model
-        self.load_options: LoadOptions | None = None  # how the model was loaded, for /model
-        self.mcp: McpToolset | None = None  # MCP servers, whose tools join `tools`
+        if role is not None:  # its system prompt and sampling are already in the settings
+            self.role = role.name
+            if role.schema is not None:
+                self.set_schema(role.schema_spec())
+            for path in role.tools:
+                self.add_tools(path)
+
+    # -- a turn ---------------------------------------------------------------------------
+
+    def send(self, text: str) -> Generator[Event | TurnNote, None, None]:
+        """One turn, end to end: the user's message (with its files), then the reply's
+        events, ending with `Final`. By then the reply is in the conversation and saved;
+        Ctrl-C thrown in keeps the partial reply. Raises HermesError, with nothing
+        changed, when the message cannot be sent (files that overflow the context)."""
+        from hermes_cli.core.attachments import describe
+
+        content, files = self.compose(text)  # @path and /read files, fenced
+        if files:
+            yield TurnNote(f"with {describe(files)}{self.room(self.prompt_tokens(content))}")
+        self.conversation.add("user", content)
+        self.save()
+        yield from self.respond()
+
+    def respond(self) -> Generator[Event | TurnNote, None, None]:
+        """The reply to the conversation as it stands (it ends with a user turn), in the
+        chat's mode; recorded and saved before `Final` is yielded."""
+        from hermes_cli.core.reply import stream
+
+        conv = self.conversation
+        mode = self.reply_mode()
+        system = mode.system_prompt(conv.system)
+        try:
+            sent, left_out = self.backend.window(conv, system, conv.params.max_tokens or 1024)
+        except ContextOverflowError as e:
+            conv.undo()
+            self.save()
+            raise ContextOverflowError(e.prompt_tokens, e.n_ctx,
+                                       message=f"{e}; the message was not sent") from None
+        if left_out:
+            yield TurnNote(f"context full: the model sees the newest turns; the {left_out} oldest "
+                           "messages are left out of its window (the system prompt is kept; the "
+                           "saved chat keeps them)", warning=True)
+        events = stream(self.backend, mode.logic(sent, conv.params, approve=self.approve))
+        event = next(events)
+        while not isinstance(event, Final):
+            try:
+                yield event
+            except KeyboardInterrupt:  # shown while drawing: the logic keeps what was written
+                event = events.throw(KeyboardInterrupt())
+                continue
+            event = next(events)
+        conv.messages.extend(event.reply.messages)
+        self.record(event.reply.last, event.reply.completion_tokens)
+        self.save()
+        yield event
+
+    def approve(self, call: ToolCall) -> bool:
+        """Run this call? Yes with --yes or after "always"; otherwise the user says."""
+        if self.auto_approve or call.name in self.always_allowed:
+            return True
+        answer = (self.confirm(call) or "").strip().lower()
+        if answer in ("a", "always"):
+            self.always_allowed.add(call.name)
+            return True
+        return answer in ("y", "yes")
 
     # -- what the model sees ------------------------------------------------------------
 
@@ -81,37 +155,18 @@ class ChatSession:
         """The system prompt as sent: the Hermes JSON or tool prompt, then the user's."""
         return self.reply_mode().system_prompt(self.conversation.system)
 
-    @property
-    def backend(self) -> Backend:
-        """Where replies are written: the loaded model, or the served engine."""
-        if self.served is not None:
-            return self.served
-        assert self.engine is not None and self.chat is not None
-        return LocalBackend(self.engine, self.chat)
-
     def describe(self) -> str:
-        """What the chat runs on, for its header and /model."""
-        if self.served is not None:
-            return f"{self.served.model} at {self.served.pool.primary.base_url}"
-        assert self.engine is not None
-        info = self.engine.info
-        return (f"{info.path} · context {info.n_ctx} (trained {info.n_ctx_train}) · GPU layers "
-                f"{info.n_gpu_layers}{'' if info.gpu_offload_supported else ' (no GPU)'} · "
-                f"threads {info.n_threads}")
+        """What the chat runs on, for /model."""
+        return self.backend.describe()
 
     def prompt_text(self) -> str:
-        """Exactly what the model is sent: the rendered ChatML, or the request's JSON."""
+        """Exactly what the model is sent: the rendered prompt, or the request's JSON."""
         messages = self.conversation.with_system(self.effective_system())
-        if self.served is not None:
-            body = self.served.request(messages, self.conversation.params)
-            return json.dumps(body, ensure_ascii=False, indent=2)
-        assert self.engine is not None and self.chat is not None
-        ids = self.chat.render(messages)
-        return self.engine.detokenize(ids, special=True) + f"\n({len(ids)} tokens)"
+        text, ids = self.backend.show_prompt(messages, self.conversation.params)
+        return text if ids is None else text + f"\n({len(ids)} tokens)"
 
     def _prefetch(self) -> None:
-        if self.engine is not None:
-            self.engine.prefetch_grammars()
+        self.backend.prepare_grammars()
 
     def record(self, result: GenerationResult, generated: int) -> None:
         """Account for a finished reply (for /stats and the footer)."""
@@ -194,26 +249,27 @@ class ChatSession:
 
     # -- files in the prompt ------------------------------------------------------------
 
-    def _count(self) -> Any:
-        engine = self.engine
-        return (lambda text: len(engine.tokenize(text))) if engine is not None else None
+    def _count(self) -> Callable[[str], int | None]:
+        return self.backend.count
 
-    def prompt_tokens(self, extra: str = "") -> int:
-        """Tokens the prompt takes now (with `extra` as one more user turn)."""
-        if self.engine is None or self.chat is None:
-            return 0
+    def prompt_tokens(self, extra: str = "") -> int | None:
+        """Tokens the prompt takes now (with `extra` as one more user turn); None when
+        the backend cannot count them."""
         from hermes_cli.prompt.messages import Message
 
         messages = self.conversation.with_system(self.effective_system())
-        return len(self.chat.render([*messages, Message("user", extra)] if extra else messages))
+        return self.backend.prompt_tokens([*messages, Message("user", extra)] if extra else messages)
+
+    def room(self, tokens: int | None) -> str:
+        """" · prompt N of CTX tokens" where both are known, else nothing."""
+        return prompt_room(self.backend, tokens)
 
     def attach(self, specs: list[str]) -> list[Sized]:
         """/read: files for the next message, measured and checked against the context now."""
         if not specs:
             raise UsageError("usage: /read PATH… (globs too: /read src/*.py)")
         sized = measure(read_files(specs), self._count())
-        if self.engine is not None:
-            check_fit(self.pending_files + sized, self.prompt_tokens(), self.engine.n_ctx)
+        self.backend.check_files_fit(self.pending_files + sized, self.prompt_tokens())
         self.pending_files += sized
         return sized
 
@@ -225,8 +281,7 @@ class ChatSession:
         if not files:
             return text, []
         content = with_files(text, [f.attachment for f in files])
-        if self.engine is not None:
-            check_fit(files, self.prompt_tokens(text), self.engine.n_ctx)
+        self.backend.check_files_fit(files, self.prompt_tokens(text))
         self.pending_files = []
         return content, files
 
@@ -278,20 +333,7 @@ class ChatSession:
         """/model REF: load another model (downloading if needed) and keep the conversation;
         its history is re-tokenized for the new vocabulary. The old model stays loaded
         until the new one is ready, so a failure leaves the chat as it was."""
-        from hermes_cli.core.loading import load_engine
-        from hermes_cli.prompt.template import template_for
-
-        if self.served is not None:
-            raise UsageError("this chat runs on a served engine: restart it with another --model")
-        engine = load_engine(opts, err=err)
-        try:
-            template = template_for(engine)
-        except Exception:
-            engine.close()
-            raise
-        old, self.engine, self.chat = self.engine, engine, template
-        if old is not None:
-            old.close()
+        self.backend = self.backend.switch_model(opts, err)
         for branch in self.conversation.synced_branches():
             for msg in branch.messages:
                 msg.token_ids = None  # ids of the old vocabulary mean nothing here
@@ -299,7 +341,7 @@ class ChatSession:
         if self.conversation.json_mode or self.tools:
             self._prefetch()
         self.save()
-        return str(engine.info.path.name)
+        return self.backend.title().split(" · ")[0]
 
     # -- saving --------------------------------------------------------------------------
 
@@ -313,15 +355,15 @@ class ChatSession:
 
     def save_state(self) -> None:
         """Keep the KV cache for an instant `--continue` (only for recent sessions)."""
-        if not self.autosave or not self.conversation.messages or self.engine is None:
+        if not self.autosave or not self.conversation.messages:
             return
         try:
-            sessions.save_state(self.engine, self.conversation.id)
+            self.backend.save_state(self.conversation.id)
         except OSError as e:
             self.warn(f"could not save the model state (resuming will re-read the "
                       f"conversation): {e.strerror or e}")
 
     def restore_state(self) -> int:
-        if not self.autosave or self.engine is None:
+        if not self.autosave:
             return 0
-        return sessions.restore_state(self.engine, self.conversation.id)
+        return self.backend.restore_state(self.conversation.id)

@@ -1,0 +1,233 @@
+"""One interface to what writes the replies: a model loaded here, or a served engine.
+
+Everything the layers above would otherwise decide by asking "is there a local engine?"
+is a question to the backend: its context size (a served engine's is unknown), how many
+tokens a text or a prompt takes, which turns fit the window, what exactly the model is
+sent (`--show-prompt`, `/prompt`), how to describe it, the figures of a reply
+(`--stats`, `/stats`, the chat footer), whether its KV state can be kept, and whether
+another model can be loaded in its place. `ask`, `chat` and `batch` hold a Backend and
+never branch on which kind it is.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Protocol, TextIO
+
+from hermes_cli.core import sessions
+from hermes_cli.core.attachments import Sized, check_fit
+from hermes_cli.core.reply import Stream
+from hermes_cli.engine.model import Engine
+from hermes_cli.engine.params import GenerationResult, Grammar, SamplingParams
+from hermes_cli.errors import UsageError
+from hermes_cli.prompt.messages import Message
+from hermes_cli.prompt.template import PromptFormat, template_for
+
+if TYPE_CHECKING:
+    from hermes_cli.core.conversation import Conversation
+    from hermes_cli.core.loading import LoadOptions
+    from hermes_cli.served.backend import ServedBackend
+
+CONTEXT_WARNING = 0.8  # the footer warns once the conversation fills this share of the context
+
+
+class Backend(Protocol):
+    """What `ask`, `chat` and `batch` need from the thing that writes replies."""
+
+    @property
+    def model(self) -> str:
+        """The name the conversation records."""
+
+    @property
+    def n_ctx(self) -> int | None:
+        """The context size, when known."""
+
+    def start(self, messages: list[Message], params: SamplingParams, grammar: Grammar | None) -> Stream: ...
+
+    def count(self, text: str) -> int | None:
+        """Tokens `text` takes, or None when the backend cannot say."""
+
+    def prompt_tokens(self, messages: list[Message]) -> int | None: ...
+
+    def check_files_fit(self, files: list[Sized], used: int | None) -> None:
+        """Raise ContextOverflowError when `files` cannot fit beside `used` tokens."""
+
+    def window(self, conversation: Conversation, system: str | None, reserve: int) -> tuple[list[Message], int]:
+        """The messages the model sees, and how many of the conversation's were left out."""
+
+    def show_prompt(self, messages: list[Message], params: SamplingParams) -> tuple[str, list[int] | None]:
+        """Exactly what is sent: the rendered prompt and its ids, or the request's JSON."""
+
+    def title(self) -> str: ...
+
+    def describe(self) -> str: ...
+
+    def stats_line(self, result: GenerationResult) -> str: ...
+
+    def footer(self, result: GenerationResult) -> tuple[str, str | None]:
+        """The chat's line after a reply, and a warning when the context is nearly full."""
+
+    def prepare_grammars(self) -> None: ...
+
+    def save_state(self, conversation_id: str) -> None: ...
+
+    def restore_state(self, conversation_id: str) -> int: ...
+
+    def switch_model(self, opts: LoadOptions, err: TextIO) -> Backend: ...
+
+    def close(self) -> None: ...
+
+
+def prompt_room(backend: Backend, tokens: int | None) -> str:
+    """" · prompt N of CTX tokens" where both are known, else nothing (a served engine)."""
+    n_ctx = backend.n_ctx
+    return f" · prompt {tokens:,} of {n_ctx:,} tokens" if tokens is not None and n_ctx else ""
+
+
+def _speed(result: GenerationResult) -> str:
+    return f"{result.completion_tokens} tokens · {result.tokens_per_second:.1f} tok/s"
+
+
+class LocalBackend:
+    """The loaded engine, with the prompt format that renders messages to its ids."""
+
+    def __init__(self, engine: Engine, template: PromptFormat | None = None) -> None:
+        self.engine = engine
+        self.template = template if template is not None else template_for(engine)
+        self.model = str(engine.info.path)
+
+    @property
+    def n_ctx(self) -> int:
+        return self.engine.n_ctx
+
+    def start(self, messages: list[Message], params: SamplingParams, grammar: Grammar | None) -> Stream:
+        stream: Stream = self.engine.generate(self.template.render(messages), params, grammar=grammar)
+        return stream
+
+    def count(self, text: str) -> int:
+        return len(self.engine.tokenize(text))
+
+    def prompt_tokens(self, messages: list[Message]) -> int:
+        return len(self.template.render(messages))
+
+    def check_files_fit(self, files: list[Sized], used: int | None) -> None:
+        check_fit(files, used or 0, self.n_ctx)
+
+    def window(self, conversation: Conversation, system: str | None, reserve: int) -> tuple[list[Message], int]:
+        return conversation.window(self.template, system, self.n_ctx, min(reserve, self.n_ctx // 4))
+
+    def show_prompt(self, messages: list[Message], params: SamplingParams) -> tuple[str, list[int]]:
+        ids = self.template.render(messages)
+        return self.engine.detokenize(ids, special=True), ids
+
+    def title(self) -> str:
+        return f"{self.engine.info.path.name} · context {self.n_ctx}"
+
+    def describe(self) -> str:
+        info = self.engine.info
+        return (f"{info.path} · context {info.n_ctx} (trained {info.n_ctx_train}) · GPU layers "
+                f"{info.n_gpu_layers}{'' if info.gpu_offload_supported else ' (no GPU)'} · "
+                f"threads {info.n_threads}")
+
+    def stats_line(self, r: GenerationResult) -> str:
+        forced = f" ({r.forced} forced by the grammar)" if r.forced else ""
+        return (f"prompt {r.prompt_tokens} tokens ({r.prompt_evaluated} evaluated, {r.prompt_reused} "
+                f"reused) in {r.prompt_seconds:.2f} s [{r.prompt_tokens_per_second:.1f} tok/s] · reply "
+                f"{r.completion_tokens} tokens{forced} in {r.generation_seconds:.2f} s "
+                f"[{r.tokens_per_second:.1f} tok/s] · stop: {r.finish_reason} · context "
+                f"{r.prompt_tokens + r.completion_tokens}/{self.n_ctx} · threads "
+                f"{self.engine.info.n_threads} · gpu layers {self.engine.info.n_gpu_layers}")
+
+    def footer(self, result: GenerationResult) -> tuple[str, str | None]:
+        used, n_ctx = result.prompt_tokens + result.completion_tokens, self.n_ctx
+        warning = None
+        if used > CONTEXT_WARNING * n_ctx:
+            warning = (f"warning: the context is {100 * used // n_ctx}% full; the oldest turns will "
+                       "be left out of what the model sees (/reset starts afresh)")
+        return f"{_speed(result)} · context {used}/{n_ctx}", warning
+
+    def prepare_grammars(self) -> None:
+        self.engine.prefetch_grammars()
+
+    def save_state(self, conversation_id: str) -> None:
+        sessions.save_state(self.engine, conversation_id)
+
+    def restore_state(self, conversation_id: str) -> int:
+        return sessions.restore_state(self.engine, conversation_id)
+
+    def switch_model(self, opts: LoadOptions, err: TextIO) -> LocalBackend:
+        """Another model in this one's place; this one is closed only once it loaded."""
+        from hermes_cli.core.loading import load_engine
+
+        engine = load_engine(opts, err=err)
+        try:
+            new = LocalBackend(engine)
+        except Exception:
+            engine.close()
+            raise
+        self.close()
+        return new
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+class EndpointBackend:
+    """A served engine (`--endpoint`): it renders and fits its own prompt, so token
+    figures come from its usage report, when it sends one."""
+
+    n_ctx = None
+
+    def __init__(self, served: ServedBackend) -> None:
+        self.served = served
+        self.model = served.model
+
+    def start(self, messages: list[Message], params: SamplingParams, grammar: Grammar | None) -> Stream:
+        return self.served.start(messages, params, grammar)
+
+    def count(self, text: str) -> None:
+        return None
+
+    def prompt_tokens(self, messages: list[Message]) -> None:
+        return None
+
+    def check_files_fit(self, files: list[Sized], used: int | None) -> None:
+        return None  # the server says when its context overflows
+
+    def window(self, conversation: Conversation, system: str | None, reserve: int) -> tuple[list[Message], int]:
+        return conversation.with_system(system), 0
+
+    def show_prompt(self, messages: list[Message], params: SamplingParams) -> tuple[str, None]:
+        return json.dumps(self.served.request(messages, params), ensure_ascii=False, indent=2), None
+
+    def title(self) -> str:
+        return self.describe()
+
+    def describe(self) -> str:
+        return f"{self.served.model} at {self.served.pool.primary.base_url}"
+
+    def stats_line(self, r: GenerationResult) -> str:
+        prompt = (f"prompt {r.prompt_tokens} tokens ({r.prompt_reused} cached on the server)"
+                  if r.usage_known else "prompt tokens unknown (the server sent no usage)")
+        reply = f"{r.completion_tokens}" if r.usage_known else f"~{r.completion_tokens} (stream events)"
+        return (f"{prompt} · time to first token {r.prompt_seconds:.2f} s · reply {reply} tokens in "
+                f"{r.generation_seconds:.2f} s [{r.tokens_per_second:.1f} tok/s] · stop: {r.finish_reason}")
+
+    def footer(self, result: GenerationResult) -> tuple[str, None]:
+        return f"{_speed(result)} · first token after {result.prompt_seconds:.2f} s", None
+
+    def prepare_grammars(self) -> None:
+        return None  # the server builds its own (and ours check every answer)
+
+    def save_state(self, conversation_id: str) -> None:
+        return None  # the server's KV cache is its own
+
+    def restore_state(self, conversation_id: str) -> int:
+        return 0
+
+    def switch_model(self, opts: LoadOptions, err: TextIO) -> Backend:
+        raise UsageError("this chat runs on a served engine: restart it with another --model")
+
+    def close(self) -> None:
+        self.served.pool.close()
+

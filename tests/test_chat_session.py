@@ -1,0 +1,98 @@
+"""A chat turn driven with no terminal and no monkeypatching: ChatSession.send owns the
+turn (files, window, reply, recording, saving) and hands out events; the REPL only
+shows them. Real engine, tiny models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hermes_cli.core import sessions
+from hermes_cli.core.backends import LocalBackend
+from hermes_cli.core.conversation import Conversation
+from hermes_cli.core.session import ChatSession, TurnNote
+from hermes_cli.engine.params import SamplingParams
+from hermes_cli.errors import ContextOverflowError
+from hermes_cli.modes import events as ev
+
+
+def turn(session: ChatSession, text: str) -> tuple[list[object], ev.Reply]:
+    shown = list(session.send(text))
+    final = shown[-1]
+    assert isinstance(final, ev.Final)
+    return shown[:-1], final.reply
+
+
+def test_a_turn_streams_its_text_and_is_recorded_and_saved_before_final(load) -> None:
+    session = ChatSession(LocalBackend(load("hi")), Conversation(model="tiny"))
+    events = session.send("hello")
+    text = []
+    for event in events:
+        if isinstance(event, ev.Final):
+            # by the time the front end sees Final, the turn is in the record and on disk
+            assert [m.content for m in sessions.load(session.conversation.id).messages] == ["hello", "Hi!"]
+            break
+        text.append(event.text)  # type: ignore[union-attr]
+    assert "".join(text) == "Hi!"
+    assert session.last_result is not None and session.total_tokens == 3
+
+
+def test_ctrl_c_thrown_into_a_turn_keeps_the_partial_reply(load) -> None:
+    session = ChatSession(LocalBackend(load("endless")), Conversation(model="tiny"), autosave=False)
+    events = session.send("go")
+    seen = ""
+    while len(seen) < 20:
+        seen += next(events).text  # type: ignore[union-attr]
+    final = events.throw(KeyboardInterrupt())  # as the REPL does when Ctrl-C lands while drawing
+    assert isinstance(final, ev.Final) and final.reply.stopped == "interrupted"
+    kept = session.conversation.messages[-1]
+    assert kept.role == "assistant" and kept.content.startswith(seen) and "abab" in kept.content
+
+
+def test_files_are_announced_with_their_size_before_the_reply(load, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("some notes\n")
+    session = ChatSession(LocalBackend(load("hi")), Conversation(model="tiny"), autosave=False)
+    shown, reply = turn(session, "read @notes.txt")
+    notes = [e for e in shown if isinstance(e, TurnNote)]
+    assert len(notes) == 1 and notes[0].text.startswith("with notes.txt (") and " of 2,048 tokens" in notes[0].text
+    assert "some notes" in session.conversation.messages[0].content and reply.text == "Hi!"
+
+
+def test_a_message_that_cannot_fit_is_refused_and_leaves_the_conversation_as_it_was(load) -> None:
+    session = ChatSession(LocalBackend(load("hi", n_ctx=256)), Conversation(model="tiny"))
+    turn(session, "hello")
+    before = [m.content for m in session.conversation.messages]
+    with pytest.raises(ContextOverflowError, match="the message was not sent"):
+        list(session.send("word " * 400))
+    assert [m.content for m in session.conversation.messages] == before
+    assert [m.content for m in sessions.load(session.conversation.id).messages] == before
+
+
+def test_old_turns_left_out_of_the_window_are_said_and_kept_in_the_record(load) -> None:
+    conv = Conversation(model="tiny", params=SamplingParams(max_tokens=8))
+    session = ChatSession(LocalBackend(load("hi", n_ctx=256)), conv, autosave=False)
+    notes: list[TurnNote] = []
+    for i in range(12):
+        shown, _ = turn(session, f"turn {i} " + "filler " * 12)
+        notes += [e for e in shown if isinstance(e, TurnNote)]
+    assert notes and all(n.warning and "left out of its window" in n.text for n in notes)
+    assert len(session.conversation.messages) == 24  # the record keeps every turn
+
+
+def test_tool_calls_ask_through_confirm_and_always_is_remembered(load, tmp_path: Path) -> None:
+    (tmp_path / "t.py").write_text("def add(a: int, b: int) -> int:\n    'Add.'\n    return a + b\n")
+    asked: list[str] = []
+
+    def confirm(call: object) -> str:
+        asked.append(call.name)  # type: ignore[attr-defined]
+        return "a"
+
+    conv = Conversation(model="tiny", params=SamplingParams(max_tokens=120, seed=1))
+    session = ChatSession(LocalBackend(load("caller", n_ctx=8192)), conv, autosave=False, confirm=confirm)
+    session.add_tools(str(tmp_path / "t.py"))
+    _shown, reply = turn(session, "add")
+    ran = [m for m in session.conversation.messages if m.role == "tool"]
+    assert asked == ["add"] and len(ran) >= 2  # asked once, then "always" for this chat
+    assert "add" in session.always_allowed and reply.rounds >= 2
