@@ -10,8 +10,8 @@ import pytest
 
 from hermes_cli.core import sessions
 from hermes_cli.core.backends import LocalBackend
+from hermes_cli.core.chat_session import ChatSession, TurnNote
 from hermes_cli.core.conversation import Conversation
-from hermes_cli.core.session import ChatSession, TurnNote
 from hermes_cli.engine.params import SamplingParams
 from hermes_cli.errors import ContextOverflowError
 from hermes_cli.modes import events as ev

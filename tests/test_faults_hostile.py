@@ -68,8 +68,8 @@ def test_slash_set_checks_the_same_table_and_the_session_still_opens(load, tmp_p
     `--resume` as "not a hermes conversation file"."""
     from hermes_cli.chat.commands import dispatch
     from hermes_cli.core.backends import LocalBackend
+    from hermes_cli.core.chat_session import ChatSession
     from hermes_cli.core.conversation import Conversation
-    from hermes_cli.core.session import ChatSession
     from hermes_cli.errors import UsageError
 
     session = ChatSession(LocalBackend(load("hi")), Conversation(model="m"), autosave=False)

@@ -74,3 +74,23 @@ def test_every_error_class_is_in_errors_py() -> None:
     found = [str(p.relative_to(package)) for p in package.rglob("*.py")
              if p.name != "errors.py" and pattern.search(p.read_text())]
     assert found == []
+
+
+def test_every_commands_help_ends_with_the_one_exit_code_table(hermes_exe) -> None:
+    """The codes were copied by hand into four docstrings (and disagreed); now each
+    command's --help is given them from errors.EXIT_CODES, and no docstring lists them."""
+    import os
+    import re
+    import subprocess
+
+    from hermes_cli import errors
+    from hermes_cli.cli.app import COMMANDS
+
+    for name in ("ask", "chat", "batch"):
+        shown = subprocess.run([*hermes_exe, name, "--help"], capture_output=True, text=True, timeout=60,
+                               env={**os.environ, "COLUMNS": "400"}).stdout
+        epilog = shown[shown.index("Exit codes: "):]
+        assert {int(n) for n in re.findall(r"(?:^|; |: )(\d+) ", epilog)} == set(errors.EXIT_CODES), name
+    package = Path(errors.__file__).parent
+    copies = [p.name for p in package.rglob("*.py") if re.search(r"[Ee]xit (codes|statuses): 0", p.read_text())]
+    assert copies == [] and len(COMMANDS) >= 3

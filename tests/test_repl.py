@@ -17,8 +17,8 @@ from hermes_cli.chat import commands, completion
 from hermes_cli.chat.repl import Repl
 from hermes_cli.core import sessions
 from hermes_cli.core.backends import LocalBackend
+from hermes_cli.core.chat_session import ChatSession
 from hermes_cli.core.conversation import Conversation
-from hermes_cli.core.session import ChatSession
 from hermes_cli.engine.params import SamplingParams
 
 ENTER = "\r"

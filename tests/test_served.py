@@ -191,9 +191,9 @@ def test_chat_against_the_server_in_every_mode(server, tmp_path: Path) -> None:
 
     from hermes_cli.chat.repl import Repl
     from hermes_cli.core.backends import EndpointBackend
+    from hermes_cli.core.chat_session import ChatSession
     from hermes_cli.core.conversation import Conversation
     from hermes_cli.core.loading import connect
-    from hermes_cli.core.session import ChatSession
 
     (tmp_path / "t.py").write_text("def add(a: int, b: int) -> int:\n    return a + b\n")
     served = connect([server.url], "hi", "OPENAI_API_KEY")

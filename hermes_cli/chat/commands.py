@@ -13,7 +13,7 @@ from typing import Any
 
 from hermes_cli.chat.clipboard import copy_to_clipboard
 from hermes_cli.chat.ui import ChatUI
-from hermes_cli.core.session import ChatSession
+from hermes_cli.core.chat_session import ChatSession
 from hermes_cli.engine.params import SAMPLING_LIMITS
 from hermes_cli.errors import UsageError
 

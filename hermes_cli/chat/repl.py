@@ -7,7 +7,7 @@ conversation (`/undo` or `/retry` drop it); Ctrl-C at the prompt clears the line
 or `/exit` quits. The conversation is saved after every change.
 
 The chat itself (conversation, mode, tools, edits, and each turn end to end) is a
-core.session.ChatSession; this class owns the keyboard and the screen: it reads lines,
+core.chat_session.ChatSession; this class owns the keyboard and the screen: it reads lines,
 shows a turn's events, and is the ChatUI the slash-commands print through.
 """
 
@@ -23,8 +23,8 @@ from hermes_cli import env
 from hermes_cli.chat import commands
 from hermes_cli.chat.streaming_terminal import keys_not_echoed
 from hermes_cli.chat.visible import visible
+from hermes_cli.core.chat_session import ChatSession
 from hermes_cli.core.conversation import Conversation
-from hermes_cli.core.session import ChatSession
 from hermes_cli.engine.params import GenerationResult
 from hermes_cli.errors import HermesError
 

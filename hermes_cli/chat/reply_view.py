@@ -15,7 +15,7 @@ from typing import Any
 from hermes_cli.chat.render import MarkdownRenderer, PlainRenderer
 from hermes_cli.chat.streaming_terminal import InterruptsBetweenFrames
 from hermes_cli.chat.visible import visible
-from hermes_cli.core.session import TurnNote
+from hermes_cli.core.chat_session import TurnNote
 from hermes_cli.modes import events as ev
 from hermes_cli.modes.tools.loop import short
 

@@ -38,6 +38,13 @@ def command_function(name: str) -> Any:
     return getattr(importlib.import_module(f"hermes_cli.cli.{module}"), attr)
 
 
+def exit_codes_epilog() -> str:
+    """Every command's help ends with the exit statuses, from the one table (errors.py)."""
+    from hermes_cli.errors import EXIT_CODES
+
+    return "Exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()) + "."
+
+
 class LazyGroup(TyperGroup):
     """Builds a command's click object only when that command is used."""
 
@@ -47,7 +54,7 @@ class LazyGroup(TyperGroup):
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name not in self.commands and cmd_name in COMMANDS:
             self.commands[cmd_name] = typer.main.get_command_from_info(
-                CommandInfo(name=cmd_name, callback=command_function(cmd_name)),
+                CommandInfo(name=cmd_name, callback=command_function(cmd_name), epilog=exit_codes_epilog()),
                 pretty_exceptions_short=True, rich_markup_mode=None)
         return self.commands.get(cmd_name)
 

@@ -85,8 +85,7 @@ def ask(
     `cat notes.txt | hermes ask "Summarize this"` sends "Summarize this", a blank line,
     then the file; `-f notes.txt` sends it fenced with its name. Settings come from,
     strongest first: the command line > the environment > --role > the config file > the
-    defaults. Exit codes: 0 done, 2 bad usage, 3 model unloadable, 4 prompt larger
-    than the context, 5 download failed, 6 JSON reply invalid or cut, 130 interrupted.
+    defaults.
     """
     if tokens and not show_prompt:
         raise typer.BadParameter("--tokens goes with --show-prompt", param_hint="--tokens")
@@ -94,15 +93,8 @@ def ask(
 
     config = load_config()
     chosen = settings(sampling, load, role=role, system=system, config=config)
-    if schema is None and not json_ and chosen.role is not None:
-        schema = chosen.role.schema_spec()
-    if chosen.role is not None and chosen.role.tools:
-        tools = [*chosen.role.tools, *(tools or [])]
-    json_mode = None
-    if schema is not None or json_:
-        from hermes_cli.modes.json_mode import JsonMode, load_schema
-
-        json_mode = load_schema(schema) if schema is not None else JsonMode()
+    json_mode = chosen.json_mode(schema, json_)
+    tools = chosen.tool_files(tools)
     if tokens and load.endpoints:
         raise typer.BadParameter("a served engine's token ids are not known here", param_hint="--tokens")
     from hermes_cli.modes.tools.loading import load_all

@@ -72,8 +72,8 @@ def batch(
 ) -> None:
     """Answer many prompts with one loaded model; one JSON result per line, resumable.
 
-    Exit codes: 0 every line answered, 1 some lines failed (see their "error"), 2 bad
-    usage or input, 3 model unloadable, 130 interrupted (results so far are kept).
+    A line that fails gets an error record (exit 1 at the end); Ctrl-C keeps the results
+    so far, and the same command resumes.
     """
     from hermes_cli.core import batch as batch_mod
     from hermes_cli.core import locks
@@ -92,15 +92,10 @@ def batch(
     config = load_config()
     chosen = settings(sampling, load, role=role, system=system, config=config)
     opts = batch_mod.BatchOptions(system=chosen.system, parallel=parallel, params=chosen.params)
-    if schema is None and not json_ and chosen.role is not None:
-        schema = chosen.role.schema_spec()
-    if schema is not None or json_:
-        from hermes_cli.modes.json_mode import JsonMode, load_schema
-
-        opts.json_mode = load_schema(schema) if schema is not None else JsonMode()
+    opts.json_mode = chosen.json_mode(schema, json_)
+    if opts.json_mode is not None:
         opts.json_mode.check()
-    if chosen.role is not None:
-        tools = [*chosen.role.tools, *(tools or [])]
+    tools = chosen.tool_files(tools)
     from hermes_cli.modes.tools.loading import load_all
 
     local = load_all(tools) if tools else {}

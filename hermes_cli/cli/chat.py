@@ -66,10 +66,10 @@ def _chat(saved: Any, sampling: dict[str, Any], load: LoadFlags, role: str | Non
 
     from hermes_cli.chat.repl import Repl, make_session
     from hermes_cli.core.backends import EndpointBackend, LocalBackend
+    from hermes_cli.core.chat_session import ChatSession
     from hermes_cli.core.conversation import Conversation
     from hermes_cli.core.loading import connect, load_engine
     from hermes_cli.core.mcp_tools import toolset_for
-    from hermes_cli.core.session import ChatSession
 
     chosen = settings(sampling, load, role=role, system=system, session=saved, config=config)
     if saved is not None:

@@ -1,9 +1,8 @@
 """The entry point: run the Typer app and turn every failure into one line and an exit
 status. This is the only place that catches errors for display.
 
-Exit statuses: 0 done, 1 some batch lines failed or an unexpected error, 2 bad usage or
-input, 3 model missing or unloadable, 4 context overflow, 5 download or network, 6 an
-answer that broke its contract (JSON schema), 130 interrupted, 141 stdout closed.
+The exit statuses are one table, errors.EXIT_CODES (shown at the end of every
+command's --help, and in the README).
 """
 
 from __future__ import annotations

@@ -20,11 +20,11 @@ from typing import Any
 
 from hermes_cli.core.backends import LocalBackend
 from hermes_cli.core.batch import BatchOptions, Item, Progress, Recorder, ResultWriter, Summary
-from hermes_cli.core.reply import run
+from hermes_cli.core.reply import ReplySource, run
 from hermes_cli.engine.model import Engine
 from hermes_cli.engine.parallel import ParallelDecoder, ParallelJob
 from hermes_cli.engine.params import GenerationResult, SamplingParams, common_prefix_length, sampling_from
-from hermes_cli.errors import ContextOverflowError, HermesError
+from hermes_cli.errors import ContextOverflowError, HermesError, ServerError
 from hermes_cli.modes.events import Logic, Reply, Request
 from hermes_cli.modes.json_mode import JsonMode
 from hermes_cli.modes.reply_mode import ReplyMode
@@ -88,10 +88,26 @@ def error_record(item: Item, error: str) -> dict[str, Any]:
     return {"id": item.id, "line": item.line, "error": error}
 
 
+def answer_line(backend: ReplySource, item: Item, opts: BatchOptions) -> dict[str, Any]:
+    """One line, one at a time, as its record: the answer, or the error its own input
+    caused (context overflow, invalid JSON after the retries...). A ServerError is the
+    servers' fault, not the line's: it propagates and stops the batch."""
+    if item.error is not None:
+        return error_record(item, item.error)
+    t0 = time.perf_counter()
+    try:
+        reply = run(backend, item_logic(item, opts))
+    except ServerError:
+        raise
+    except HermesError as e:
+        return error_record(item, str(e))
+    return record(item, reply, time.perf_counter() - t0, item_mode(item, opts).name)
+
+
 def run_batch(engine: Engine, items: list[Item], writer: ResultWriter, done: set[str],
               opts: BatchOptions, *, progress: Progress | None = None) -> Summary:
     """Answer every item not in `done`, writing one record each as it completes."""
-    chat = template_for(engine)
+    template = template_for(engine)
     todo = [it for it in items if json.dumps(it.id) not in done]
     finished = Recorder(writer, len(todo), len(items) - len(todo), progress)
     summary = finished.summary
@@ -99,20 +115,11 @@ def run_batch(engine: Engine, items: list[Item], writer: ResultWriter, done: set
         engine.prefetch_grammars()
 
     if opts.parallel > 1:
-        _Parallel(engine, chat, opts, finished).run(todo)
+        _Parallel(engine, template, opts, finished).run(todo)
         return summary
-    backend = LocalBackend(engine, chat)
+    backend = LocalBackend(engine, template)
     for item in todo:
-        if item.error is not None:
-            finished(item, error_record(item, item.error))
-            continue
-        t0 = time.perf_counter()
-        try:
-            reply = run(backend, item_logic(item, opts))
-        except HermesError as e:  # context overflow, invalid JSON after retries, ...
-            finished(item, error_record(item, str(e)))
-            continue
-        finished(item, record(item, reply, time.perf_counter() - t0, item_mode(item, opts).name))
+        finished(item, answer_line(backend, item, opts))
     return summary
 
 
@@ -126,9 +133,9 @@ class _Line:
 class _Parallel:
     """Feeds the lines' requests to a ParallelDecoder and their results back."""
 
-    def __init__(self, engine: Engine, chat: PromptFormat, opts: BatchOptions,
+    def __init__(self, engine: Engine, template: PromptFormat, opts: BatchOptions,
                  finished: Callable[[Item, dict[str, Any]], None]) -> None:
-        self.engine, self.chat, self.opts, self.finished = engine, chat, opts, finished
+        self.engine, self.template, self.opts, self.finished = engine, template, opts, finished
         self.queue: deque[tuple[_Line, Request]] = deque()
         self.lines: Iterator[Item] = iter(())
 
@@ -137,7 +144,7 @@ class _Parallel:
         # The prompts' shared prefix (the system prompt), from the first few lines' requests.
         while len(self.queue) < 2 * self.opts.parallel and self._start_next():
             pass
-        prompts = [self.chat.render(req.messages) for _line, req in self.queue]
+        prompts = [self.template.render(req.messages) for _line, req in self.queue]
         prefix = prompts[0] if prompts else []
         for p in prompts[1:]:
             prefix = prefix[:common_prefix_length(prefix, p)]
@@ -161,7 +168,7 @@ class _Parallel:
         if not self.queue:
             return None
         line, req = self.queue.popleft()
-        return ParallelJob(line, self.chat.render(req.messages), req.params, req.grammar)
+        return ParallelJob(line, self.template.render(req.messages), req.params, req.grammar)
 
     def _start_next(self) -> bool:
         """Start the next line's logic (recording lines that cannot run); False at the end."""

@@ -12,15 +12,12 @@ it with exactly one record per id.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from hermes_cli.core.batch import BatchOptions, Item, Progress, Recorder, ResultWriter, Summary
-from hermes_cli.core.batch_run import error_record, item_logic, item_mode, record
-from hermes_cli.core.reply import run
-from hermes_cli.errors import HermesError, ServerError
+from hermes_cli.core.batch_run import answer_line
 from hermes_cli.served.backend import ServedBackend
 
 
@@ -31,16 +28,6 @@ def run_served_batch(backend: ServedBackend, items: list[Item], writer: ResultWr
     finished = Recorder(writer, len(todo), len(items) - len(todo), progress)
     summary = finished.summary
 
-    def answer(item: Item) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        try:
-            reply = run(backend, item_logic(item, opts))
-        except ServerError:
-            raise  # the servers, not the line: stop the batch
-        except HermesError as e:
-            return error_record(item, str(e))
-        return record(item, reply, time.perf_counter() - t0, item_mode(item, opts).name)
-
     lines: Iterator[Item] = iter(todo)
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="hermes-batch") as pool:
         running: dict[Future[dict[str, Any]], Item] = {}
@@ -50,10 +37,7 @@ def run_served_batch(backend: ServedBackend, items: list[Item], writer: ResultWr
                     item = next(lines, None)
                     if item is None:
                         break
-                    if item.error is not None:
-                        finished(item, error_record(item, item.error))
-                        continue
-                    running[pool.submit(answer, item)] = item
+                    running[pool.submit(answer_line, backend, item, opts)] = item
                 if not running:
                     return summary
                 ready, _ = wait(running, return_when=FIRST_COMPLETED)

@@ -113,7 +113,7 @@ class Conversation:
     def with_system(self, system: str | None) -> list[Message]:
         return ([Message("system", system)] if system else []) + self.messages
 
-    def window(self, chat: PromptFormat, system: str | None, n_ctx: int, reserve: int) -> tuple[list[Message], int]:
+    def window(self, template: PromptFormat, system: str | None, n_ctx: int, reserve: int) -> tuple[list[Message], int]:
         """What the model sees: the system prompt and the newest turns that leave
         `reserve` tokens for the reply (the oldest turns left out, whole; never the
         newest user message). A view: the conversation itself keeps every turn, so
@@ -125,7 +125,7 @@ class Conversation:
         while True:
             shown = self.messages[start:]
             view = ([Message("system", system)] if system else []) + shown
-            ids = chat.render(view)
+            ids = template.render(view)
             if len(ids) + reserve <= n_ctx:
                 return view, start
             last_user = max((i for i, m in enumerate(shown) if m.role == "user"), default=None)

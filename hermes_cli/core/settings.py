@@ -10,12 +10,15 @@ temperature but writes at most 3 tokens.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hermes_cli import env
 from hermes_cli.core.config import Config, Role
 from hermes_cli.core.conversation import Conversation
 from hermes_cli.engine.params import SamplingParams, check_sampling, sampling_from
+
+if TYPE_CHECKING:
+    from hermes_cli.modes.json_mode import JsonMode
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,22 @@ class Settings:
     gpu_layers: int | None
     threads: int | None
     gpu_hint: bool
-    role: Role | None  # its schema and tools are the command's to load
+    role: Role | None  # its schema and tools: json_mode() and tool_files()
+
+    def json_mode(self, schema: str | None, json_: bool) -> JsonMode | None:
+        """`--schema`, else `--json`, else the role's schema, else free text: the rule for
+        every one-shot command (a chat takes the role's through ChatSession)."""
+        from hermes_cli.modes.json_mode import JsonMode, load_schema
+
+        if schema is None and not json_ and self.role is not None:
+            schema = self.role.schema_spec()
+        if schema is not None:
+            return load_schema(schema)
+        return JsonMode() if json_ else None
+
+    def tool_files(self, given: list[str] | None) -> list[str]:
+        """The role's tools files, then the command line's `--tools`."""
+        return [*(self.role.tools if self.role is not None else []), *(given or [])]
 
 
 def resolve(given: Given, config: Config, session: Conversation | None = None) -> Settings:

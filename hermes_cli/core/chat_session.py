@@ -70,10 +70,7 @@ class ChatSession:
         self.role: str | None = None
         if role is not None:  # its system prompt and sampling are already in the settings
             self.role = role.name
-            if role.schema is not None:
-                self.set_schema(role.schema_spec())
-            for path in role.tools:
-                self.add_tools(path)
+            self._take_schema_and_tools(role)
 
     # -- a turn ---------------------------------------------------------------------------
 
@@ -316,17 +313,23 @@ class ChatSession:
             current = {k: v for k, v in dataclasses.asdict(conv.params).items() if k != "ignore_eos"}
             conv.params = sampling_from({**current, **role.sampling})
             changed.append(", ".join(f"{k}={v}" for k, v in role.sampling.items()))
+        changed += self._take_schema_and_tools(role)
+        self.role = name
+        self.save()
+        return changed
+
+    def _take_schema_and_tools(self, role: Role) -> list[str]:
+        """A role's schema (JSON mode on) and tools files, added to the chat's; what changed."""
+        from hermes_cli.modes.tools.loading import check_unique, load_tools_file
+
+        changed = []
         if role.schema is not None:
             self.set_schema(role.schema_spec())
             changed.append("schema (JSON mode on)")
         if role.tools:
-            from hermes_cli.modes.tools.loading import check_unique, load_tools_file
-
             loaded = [t for path in role.tools for t in load_tools_file(path)]
             self.set_tools(check_unique(list(self.tools.values()) + loaded))
             changed.append("tools " + ", ".join(t.name for t in loaded))
-        self.role = name
-        self.save()
         return changed
 
     def switch_model(self, opts: LoadOptions, err: Any) -> str:
