@@ -306,3 +306,25 @@ def test_the_chosen_token_check_and_the_full_mask_path_both_run(random_engine, l
     # the structure (`{"s": "`, any whitespace, the first "a") was drawn from the mask;
     # every later "a" and "b" passed the check on its own
     assert 1 <= result.resampled <= first_a + 1
+
+
+def test_a_schema_is_compiled_once_however_often_it_is_checked_and_used(monkeypatch) -> None:
+    """Issue 20: the schema went through llguidance four times before the model loaded
+    (check, grammar, unenforced, the logic's grammar)."""
+    import hermes_cli.engine.constraint as constraint
+
+    calls: list[str] = []
+    real = constraint.check_grammar
+
+    def counting(kind: str, source: str) -> list[str]:
+        calls.append(source)
+        return real(kind, source)
+
+    monkeypatch.setattr(constraint, "check_grammar", counting)
+    mode = jsonmode.JsonMode({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]})
+    mode.check()
+    first = mode.grammar()
+    assert mode.unenforced() == [] and mode.grammar() is first
+    assert len(calls) == 1
+    mode.schema = {"type": "object", "properties": {"b": {"type": "string"}}}  # /schema changed it
+    assert '"b"' in mode.grammar().source and len(calls) == 2

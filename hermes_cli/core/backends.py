@@ -18,9 +18,10 @@ from hermes_cli.core import sessions
 from hermes_cli.core.attachments import Sized, check_fit
 from hermes_cli.core.reply import Stream
 from hermes_cli.engine.model import Engine
-from hermes_cli.engine.params import GenerationResult, Grammar, SamplingParams
+from hermes_cli.engine.params import GenerationResult, SamplingParams
 from hermes_cli.errors import UsageError
 from hermes_cli.prompt.messages import Message
+from hermes_cli.prompt.reply_grammar import ReplyGrammar
 from hermes_cli.prompt.template import PromptFormat, template_for
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ class Backend(Protocol):
     def n_ctx(self) -> int | None:
         """The context size, when known."""
 
-    def start(self, messages: list[Message], params: SamplingParams, grammar: Grammar | None) -> Stream: ...
+    def start(self, messages: list[Message], params: SamplingParams, grammar: ReplyGrammar | None) -> Stream: ...
 
     def count(self, text: str) -> int | None:
         """Tokens `text` takes, or None when the backend cannot say."""
@@ -100,7 +101,7 @@ class LocalBackend:
     def n_ctx(self) -> int:
         return self.engine.n_ctx
 
-    def start(self, messages: list[Message], params: SamplingParams, grammar: Grammar | None) -> Stream:
+    def start(self, messages: list[Message], params: SamplingParams, grammar: ReplyGrammar | None) -> Stream:
         stream: Stream = self.engine.generate(self.template.render(messages), params, grammar=grammar)
         return stream
 
@@ -182,7 +183,7 @@ class EndpointBackend:
         self.served = served
         self.model = served.model
 
-    def start(self, messages: list[Message], params: SamplingParams, grammar: Grammar | None) -> Stream:
+    def start(self, messages: list[Message], params: SamplingParams, grammar: ReplyGrammar | None) -> Stream:
         return self.served.start(messages, params, grammar)
 
     def count(self, text: str) -> None:

@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Generator, Iterable, Iterator
 from typing import Any, Protocol
 
-from hermes_cli.engine.params import GenerationResult, Grammar, SamplingParams
+from hermes_cli.engine.params import GenerationResult, SamplingParams
 from hermes_cli.modes.events import Event, Final, JsonDelta, Logic, Request, TextDelta
 from hermes_cli.modes.tools.stream import ToolTextSplitter
 from hermes_cli.prompt.messages import Message
+from hermes_cli.prompt.reply_grammar import ReplyGrammar
 
 
 class Stream(Protocol):
@@ -33,7 +34,7 @@ class ReplySource(Protocol):
     """What a reply needs of its backend (core/backends.py): a generation per request."""
 
     def start(self, messages: list[Message], params: SamplingParams,
-              grammar: Grammar | None) -> Stream: ...
+              grammar: ReplyGrammar | None) -> Stream: ...
 
 
 def stream(backend: ReplySource, logic: Logic) -> Generator[Event, None, None]:

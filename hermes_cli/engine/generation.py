@@ -10,20 +10,35 @@ the same llama_decode as the sampled one (fast-forward, engine/slot.py).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
 
+from hermes_cli.engine.constraint import Grammars
 from hermes_cli.engine.params import GenerationResult, Grammar, SamplingParams, reply_limit
 from hermes_cli.engine.sampler import Sampler
 from hermes_cli.engine.slot import Slot
+from hermes_cli.engine.vocab import Vocab
 from hermes_cli.errors import ContextOverflowError
 
-if TYPE_CHECKING:
-    from hermes_cli.engine.model import Engine
+
+class DecodingContext(Protocol):
+    """What a generation needs of the engine that owns the context (engine/model.py's
+    Engine; named here so that this module does not import it back)."""
+
+    vocab: Vocab
+    grammars: Grammars
+    ctx: Any
+
+    @property
+    def n_ctx(self) -> int: ...
+
+    def reuse_prefix(self, prompt: Sequence[int]) -> int: ...
+
+    def evaluate(self, tokens: Sequence[int]) -> None: ...
 
 
 class Generation:
-    def __init__(self, engine: Engine, prompt: list[int], params: SamplingParams,
+    def __init__(self, engine: DecodingContext, prompt: list[int], params: SamplingParams,
                  grammar: Grammar | None) -> None:
         self._engine = engine
         self._prompt = prompt

@@ -142,11 +142,6 @@ class Grammar:
     kind: str
     source: str
     trigger: str | None = None
-    # For a served engine, which cannot take this grammar: the JSON Schema it can enforce
-    # (response_format), and the text around the JSON it writes (a Hermes tool call's
-    # tags). None: the server writes freely, and the reply is checked here.
-    server_schema: dict[str, Any] | None = None
-    server_wrap: tuple[str, str] = ("", "")
 
 
 @dataclass

@@ -14,8 +14,9 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from hermes_cli.engine.params import GenerationResult, Grammar, SamplingParams
+from hermes_cli.engine.params import GenerationResult, SamplingParams
 from hermes_cli.prompt.messages import Message
+from hermes_cli.prompt.reply_grammar import ReplyGrammar
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Request:
 
     messages: list[Message]
     params: SamplingParams
-    grammar: Grammar | None = None
+    grammar: ReplyGrammar | None = None
     show: str = "text"
 
 

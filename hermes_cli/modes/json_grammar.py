@@ -28,7 +28,7 @@ import copy
 import json
 from typing import Any
 
-from hermes_cli.engine.params import Grammar
+from hermes_cli.prompt.reply_grammar import ReplyGrammar
 
 _YEAR = r"(?:[0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})"  # 0001-9999
 _DIV4 = r"(?:0[48]|[2468][048]|[13579][26])"  # 04..96 step 4 (never 00)
@@ -45,10 +45,25 @@ ANY_OBJECT: dict[str, Any] = {"type": "object"}
 SAFE_INTEGER = 2**53 - 1  # the largest integer every JSON reader keeps exactly
 
 
-def schema_grammar(schema: dict[str, Any] | None) -> Grammar:
+def schema_grammar(schema: dict[str, Any] | None) -> ReplyGrammar:
     """The grammar for answers to `schema` (None: any JSON object)."""
-    return Grammar("json_schema", json.dumps(grammar_schema(schema)),
-                   server_schema=schema if schema is not None else ANY_OBJECT)
+    return compile_schema(schema)[0]
+
+
+def compile_schema(schema: dict[str, Any] | None) -> tuple[ReplyGrammar, list[str], list[str]]:
+    """The grammar for `schema`, what it cannot enforce while sampling, and why it cannot
+    be built at all (empty: it can), with llguidance compiling it once, or twice when
+    it has to go lenient. JsonMode keeps the result: a schema is compiled here once per
+    process, not once per question asked about it."""
+    from hermes_cli.engine.constraint import check_grammar
+
+    strict = grammar_schema(schema, lenient=False)
+    missing = check_grammar("json_schema", json.dumps(strict))
+    final = grammar_schema(schema, lenient=True) if missing else strict
+    problems = check_grammar("json_schema", json.dumps(final)) if missing else []
+    grammar = ReplyGrammar("json_schema", json.dumps(final),
+                           server_schema=schema if schema is not None else ANY_OBJECT)
+    return grammar, missing, problems
 
 
 def grammar_schema(schema: dict[str, Any] | None, *, lenient: bool | None = None) -> dict[str, Any]:

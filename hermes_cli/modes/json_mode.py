@@ -16,18 +16,19 @@ The model card's JSON mode is only a system prompt; the model usually obeys it. 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hermes_cli import jsontext
-from hermes_cli.engine.params import GenerationResult, Grammar, SamplingParams
+from hermes_cli.engine.params import GenerationResult, SamplingParams
 from hermes_cli.errors import OutputContractError, UsageError
 from hermes_cli.modes.events import Logic, Notice, Reply, Request
-from hermes_cli.modes.json_grammar import ANY_OBJECT, schema_grammar, unenforced
+from hermes_cli.modes.json_grammar import ANY_OBJECT, compile_schema
 from hermes_cli.modes.json_schema import load_schema as _load_schema
 from hermes_cli.modes.json_schema import validation_errors
 from hermes_cli.prompt.messages import Message
+from hermes_cli.prompt.reply_grammar import ReplyGrammar
 
 # Verbatim from the Hermes-Function-Calling repository (README, "JSON mode").
 SYSTEM_PROMPT = (
@@ -43,6 +44,15 @@ class JsonMode:
 
     schema: dict[str, Any] | None = None
     source: str = "--json"
+    # compile_schema's answer, for the schema as it was then (JSON text as the key)
+    _compiled: tuple[str, tuple[ReplyGrammar, list[str], list[str]]] | None = field(
+        default=None, repr=False, compare=False)
+
+    def _compile(self) -> tuple[ReplyGrammar, list[str], list[str]]:
+        key = json.dumps(self.schema, sort_keys=True)
+        if self._compiled is None or self._compiled[0] != key:
+            self._compiled = (key, compile_schema(self.schema))
+        return self._compiled[1]
 
     @property
     def prompt_schema(self) -> dict[str, Any]:
@@ -52,21 +62,19 @@ class JsonMode:
         text = SYSTEM_PROMPT.format(schema=json.dumps(self.prompt_schema, ensure_ascii=False))
         return f"{text}\n\n{user_system}" if user_system else text
 
-    def grammar(self) -> Grammar:
-        return schema_grammar(self.schema)
+    def grammar(self) -> ReplyGrammar:
+        return self._compile()[0]
 
     def check(self) -> None:
         """Raise UsageError now if no grammar can be built for the schema at all."""
-        from hermes_cli.engine.constraint import check_grammar
-
-        problems = check_grammar("json_schema", self.grammar().source)
+        problems = self._compile()[2]
         if problems:
             raise UsageError(f"{self.source}: cannot build a grammar from this schema: "
                              + "; ".join(problems))
 
     def unenforced(self) -> list[str]:
         """What the grammar cannot hold the model to (checked after, with retries)."""
-        return unenforced(self.schema)
+        return list(self._compile()[1])
 
 
 def load_schema(spec: str, *, cwd: Path | None = None) -> JsonMode:

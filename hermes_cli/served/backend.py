@@ -16,9 +16,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from hermes_cli.engine.params import GenerationResult, Grammar, SamplingParams
+from hermes_cli.engine.params import GenerationResult, SamplingParams
 from hermes_cli.errors import ServerError
 from hermes_cli.prompt.messages import Message
+from hermes_cli.prompt.reply_grammar import ReplyGrammar
 from hermes_cli.prompt.tool_calls import RESPONSE_CLOSE, RESPONSE_OPEN, parse_tool_calls
 from hermes_cli.served.client import Endpoint, translate
 from hermes_cli.served.pool import EndpointPool
@@ -41,7 +42,7 @@ class ServedBackend:
         self.buffered = buffered
 
     def start(self, messages: list[Message], params: SamplingParams,
-              grammar: Grammar | None) -> ServedStream:
+              grammar: ReplyGrammar | None) -> ServedStream:
         return ServedStream(self, messages, params, grammar)
 
     def request(self, messages: list[Message], params: SamplingParams) -> dict[str, Any]:
@@ -113,7 +114,7 @@ class ServedStream:
     """One streamed request: iterate for text; `result` once it ends or is closed."""
 
     def __init__(self, backend: ServedBackend, messages: list[Message], params: SamplingParams,
-                 grammar: Grammar | None) -> None:
+                 grammar: ReplyGrammar | None) -> None:
         self._backend = backend
         self._messages = messages
         self._params = params

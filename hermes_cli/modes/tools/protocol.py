@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hermes_cli.engine.params import Grammar
 from hermes_cli.modes.tools.tool import Tool
+from hermes_cli.prompt.reply_grammar import ReplyGrammar
 from hermes_cli.prompt.tool_calls import CLOSE, OPEN, RESPONSE_CLOSE, RESPONSE_OPEN
 
 SYSTEM_PROMPT = (
@@ -103,13 +103,13 @@ def _call_rules(tools: list[Tool]) -> str:
     return f'rest: "\\n" call {json.dumps(chr(10) + CLOSE)}\ncall: %json {json.dumps(schema)}\n'
 
 
-def forced_call_grammar(tools: list[Tool]) -> Grammar:
+def forced_call_grammar(tools: list[Tool]) -> ReplyGrammar:
     """Exactly one `<tool_call>` to one of `tools`, with schema-valid arguments."""
-    return Grammar("lark", f"start: {json.dumps(OPEN)} rest\n" + _call_rules(tools),
+    return ReplyGrammar("lark", f"start: {json.dumps(OPEN)} rest\n" + _call_rules(tools),
                    server_schema=call_schema(tools), server_wrap=(OPEN + "\n", "\n" + CLOSE))
 
 
-def lazy_call_grammar(tools: list[Tool]) -> Grammar:
+def lazy_call_grammar(tools: list[Tool]) -> ReplyGrammar:
     """Free text; once the model writes `<tool_call>`, the call that follows is held to
     the tools' schemas (and the text is free again after `</tool_call>`)."""
-    return Grammar("lark", _call_rules(tools), trigger=OPEN)
+    return ReplyGrammar("lark", _call_rules(tools), trigger=OPEN)
