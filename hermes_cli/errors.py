@@ -26,6 +26,29 @@ def redact(text: str) -> str:
     return text
 
 
+class StreamRedactor:
+    """Registered secrets kept out of streamed text (a server that echoes the key back in
+    its answer), even when one is split over several pieces: a piece's tail that could
+    begin a secret is held until the next piece, or the end, says what it is. Without a
+    registered secret, text passes untouched."""
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def feed(self, text: str) -> str:
+        if not _SECRETS:
+            return text
+        text = redact(self._held + text)
+        hold = max((k for secret in _SECRETS for k in range(1, min(len(secret), len(text) + 1))
+                    if text.endswith(secret[:k])), default=0)
+        self._held = text[len(text) - hold:] if hold else ""
+        return text[:len(text) - hold] if hold else text
+
+    def finish(self) -> str:
+        held, self._held = self._held, ""
+        return redact(held)
+
+
 class HermesError(Exception):
     """Base class: a failure the user can act on, shown without a traceback. Its message
     and hint are redacted (`keep_secret`) when made, so no copy of it, printed, logged

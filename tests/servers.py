@@ -82,8 +82,9 @@ class LlamaServer:
 @dataclass
 class Faults:
     """What the proxy does to the next requests, in order: ("status", code, headers),
-    ("echo", code, headers) (an error quoting the Authorization header back), ("reset",)
-    after the response starts, or ("pass",)."""
+    ("echo", code, headers) (an error quoting the Authorization header back),
+    ("stream_echo",) (an answer that streams the Authorization header back, 3 characters
+    per event), ("reset",) after the response starts, or ("pass",)."""
 
     plan: list[tuple] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)  # what it did to each completion request
@@ -134,6 +135,20 @@ def _handler(upstream_port: int, faults: Faults) -> Callable[..., BaseHTTPReques
                 self.send_response(action[1])
                 for k, v in {"Content-Type": "application/json", **action[2]}.items():
                     self.send_header(k, v)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                return
+            if action[0] == "stream_echo":
+                said = f"you sent {self.headers.get('Authorization')} to me"
+                events = [{"choices": [{"index": 0, "delta": {"content": said[i:i + 3]}, "finish_reason": None}]}
+                          for i in range(0, len(said), 3)]
+                events.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                payload = b"".join(b"data: " + json.dumps({"id": "x", "object": "chat.completion.chunk",
+                                                           "created": 0, "model": "hi", **e}).encode() + b"\n\n"
+                                   for e in events) + b"data: [DONE]\n\n"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)

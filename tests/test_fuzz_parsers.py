@@ -135,3 +135,19 @@ def test_any_mutated_gguf_header_reads_or_is_exit_3(models: dict, tmp_path: Path
         gguf.check_shape(meta, path)
     except HermesError as e:
         assert e.exit_code == 3 and str(path) in str(e)
+
+
+SECRET = "sk-fuzz-secret-5d1e"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="sk-fuzecrt5d1 x", max_size=60), st.lists(st.integers(0, 80), max_size=8))
+def test_streamed_text_never_shows_a_secret_however_it_is_split(text: str, cuts: list[int]) -> None:
+    from hermes_cli.errors import StreamRedactor, keep_secret, redact
+
+    keep_secret(SECRET)
+    whole = text + SECRET + text[::-1]
+    bounds = sorted({0, len(whole), *(c % (len(whole) + 1) for c in cuts)})
+    redactor = StreamRedactor()
+    shown = [redactor.feed(whole[a:b]) for a, b in zip(bounds, bounds[1:])] + [redactor.finish()]
+    assert "".join(shown) == redact(whole) and SECRET not in "".join(shown)

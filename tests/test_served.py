@@ -234,6 +234,19 @@ def test_a_server_that_echoes_the_key_never_gets_it_printed_or_recorded(hermes_e
     assert key not in batch.stderr + batch.stdout + (out.read_text() if out.exists() else "")
 
 
+def test_a_server_that_streams_the_key_back_in_its_answer_never_gets_it_printed(hermes_exe, server) -> None:
+    """Noticed under issue 21, row 9: an error echoing the key was redacted, an answer
+    streaming it back (split over events) was not."""
+    key = "sk-secret-streamed-0123456789"
+    env = {**os.environ, "MY_KEY": key}
+    with FaultProxy(server.port, Faults([("stream_echo",)])) as proxy:
+        asked = hermes(hermes_exe, "ask", "x", "--endpoint", proxy.url, "--model", "hi", "--api-key-env", "MY_KEY",
+                       env=env)
+    assert asked.returncode == 0, asked.stderr
+    assert asked.stdout == "you sent Bearer *** to me\n"
+    assert key not in asked.stdout + asked.stderr
+
+
 def test_show_prompt_prints_the_json_the_server_receives(hermes_exe, server) -> None:
     """Issue 21, row 15: sampling fields sat under "extra_body" and "stream" was missing."""
     args = ["--endpoint", None, "--model", "hi", "--top-k", "7", "--max-tokens", "5", "--seed", "3"]

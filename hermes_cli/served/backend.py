@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from hermes_cli.engine.params import GenerationResult, SamplingParams
-from hermes_cli.errors import ServerError
+from hermes_cli.errors import ServerError, StreamRedactor, redact
 from hermes_cli.prompt.messages import Message
 from hermes_cli.prompt.reply_grammar import ReplyGrammar
 from hermes_cli.prompt.tool_calls import RESPONSE_CLOSE, RESPONSE_OPEN, parse_tool_calls
@@ -171,6 +171,7 @@ class ServedStream:
         reason = "interrupted"
         opening, closing = self._grammar.server_wrap if self._grammar is not None else ("", "")
         endpoint = self._backend.pool.primary
+        redactor = StreamRedactor()  # a server that echoes our key back: never shown
         try:
             if self._backend.buffered:
                 events = self._backend.pool.call(self._read_whole, model=self._backend.model)
@@ -193,8 +194,10 @@ class ServedStream:
                         if first is None:
                             first = time.perf_counter()
                         pieces += 1
-                        chunks.append(text)
-                        yield text
+                        text = redactor.feed(text)
+                        if text:
+                            chunks.append(text)
+                            yield text
                     for call in getattr(delta, "tool_calls", None) or []:
                         slot = calls.setdefault(call.index or 0, {"name": "", "arguments": ""})
                         if call.function is not None:
@@ -205,8 +208,13 @@ class ServedStream:
                 chunk = next(rest, None)
             if reason == "interrupted":
                 raise StreamEndedEarly("the server ended its answer before saying why")
+            tail = redactor.finish()
+            if tail:
+                chunks.append(tail)
+                yield tail
             for call in calls.values():  # the server parsed the calls: write them the Hermes way
                 text = "<tool_call>\n" + json.dumps(_call_object(call), ensure_ascii=False) + "\n</tool_call>"
+                text = redact(text)
                 chunks.append(text)
                 yield text
             if closing and reason == "stop":
