@@ -14,6 +14,7 @@ llama-completion, llama-batched-bench, llama-server); a missing one is reported.
 
 Sections (benchmarks/ beside this file, one module each):
   decode    free decoding: hermes vs llama-bench tg, llama-completion, raw Llama.generate
+  hosttime  what hermes adds per token (llama_decode stubbed out), and greedy steps vs llama-bench
   modes     JSON schema, forced and auto tool calls vs free decoding; GBNF for comparison;
             grammar set-up time (tokenizer, 50-property schema)
   fastforward  a key-heavy schema: answer tokens/s with fast-forward vs free decoding and vs
@@ -44,9 +45,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchmarks import batch, common, decode, fastforward, misc, modes, parallel, schemabench, served  # noqa: E402
+from benchmarks import (  # noqa: E402
+    batch,
+    common,
+    decode,
+    fastforward,
+    hosttime,
+    misc,
+    modes,
+    parallel,
+    schemabench,
+    served,
+)
 
-ALL = "decode,modes,fastforward,parallel,served,reuse,startup,render,batch,resume,schemabench"
+ALL = "decode,hosttime,modes,fastforward,parallel,served,reuse,startup,render,batch,resume,schemabench"
 
 
 def header() -> None:
@@ -82,10 +94,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
         models = [(common.tiny(tmpdir), "tiny random model (277-token vocabulary)")]
-        if not args.no_real and sections & {"decode", "modes", "fastforward", "parallel", "startup", "served"}:
+        on_real = {"decode", "hosttime", "modes", "fastforward", "parallel", "startup", "served"}
+        if not args.no_real and sections & on_real:
             models += common.real_models()
         if "decode" in sections:
             decode.section(models, 128 if args.quick else 512, repeat)
+        if "hosttime" in sections:
+            hosttime.section(models, 128 if args.quick else 512, 5)
         if "modes" in sections:
             modes.section(models, n, repeat)
         if "fastforward" in sections:
