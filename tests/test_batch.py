@@ -300,3 +300,23 @@ def test_parallel_with_fast_forward_gives_the_records_of_one_at_a_time_at_temper
     assert answers(many.stdout) == answers(one.stdout)
     got = answers(one.stdout)
     assert len(got) == 12 and all('"name": "add"' in got[f"tool{i}"] for i in range(3))
+
+
+def test_parallel_slots_close_answers_to_fit_the_budget_as_one_at_a_time_does(hermes_exe, models,
+                                                                               tmp_path: Path) -> None:
+    """Issue 22: near --max-tokens each slot's grammar closes its answer; the records
+    say so, validate, and are the same with --parallel as one at a time."""
+    from hermes_cli.modes.json_schema import validation_errors
+
+    schema = {"type": "object", "properties": {"text": {"type": "string"}, "n": {"type": "integer"}},
+              "required": ["text", "n"]}
+    lines = [{"id": i, "prompt": f"p{i}", "schema": schema, "seed": i} for i in range(6)]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    args = ["batch", str(tmp_path / "in.jsonl"), "-m", str(models["random"]), "--max-tokens", "40",
+            "--temperature", "0", "-q"]  # greedy: batched logits may differ in the last bits
+    one = [json.loads(x) for x in hermes(hermes_exe, *args).stdout.splitlines()]
+    many = [json.loads(x) for x in hermes(hermes_exe, *args, "--parallel", "3").stdout.splitlines()]
+    assert len(one) == 6 and all(validation_errors(r["output"], schema) == [] for r in one + many), one + many
+    assert sum("closed_to_fit" in r for r in one) >= 3
+    key = {r["id"]: (r["output"], r.get("closed_to_fit")) for r in one}
+    assert {r["id"]: (r["output"], r.get("closed_to_fit")) for r in many} == key

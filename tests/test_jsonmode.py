@@ -300,9 +300,10 @@ def test_the_chosen_token_check_and_the_full_mask_path_both_run(random_engine, l
     endless = load("endless")
     result = endless.generate(ChatML(endless).render(messages), SamplingParams(seed=3, max_tokens=40),
                               grammar=mode.grammar()).consume()
-    assert result.completion_tokens == 40 and "abababab" in result.text
+    # it writes "ab" until the limit nears, then the grammar closes the string (issue 22)
+    assert result.completion_tokens <= 40 and result.closed > 0 and "abababab" in result.text
     first_a = result.token_ids.index(ord("a"))
-    assert result.completion_tokens - first_a >= 20
+    assert result.completion_tokens - result.closed - first_a >= 16
     # the structure (`{"s": "`, any whitespace, the first "a") was drawn from the mask;
     # every later "a" and "b" passed the check on its own
     assert 1 <= result.resampled <= first_a + 1
@@ -328,3 +329,47 @@ def test_a_schema_is_compiled_once_however_often_it_is_checked_and_used(monkeypa
     assert len(calls) == 1
     mode.schema = {"type": "object", "properties": {"b": {"type": "string"}}}  # /schema changed it
     assert '"b"' in mode.grammar().source and len(calls) == 2
+
+
+LONG_STRING = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
+
+
+def test_near_the_limit_the_grammar_closes_the_answer_and_it_validates(random_engine) -> None:
+    """Issue 22: an answer cut by --max-tokens inside a long string was exit 6. Near the
+    limit the grammar's ending is taken: the string closed, the object ended."""
+    for seed in range(6):
+        answer = run_json(random_engine, jsonmode.JsonMode(LONG_STRING, "long"), seed, temperature=1.0,
+                          max_tokens=40)
+        last = answer.results[-1]
+        assert validation_errors(answer.value, LONG_STRING) == []
+        assert last.finish_reason == "stop" and last.completion_tokens <= 40
+        assert last.closed > 0 and last.closed_by == "length"  # the random model never closes it itself
+
+
+def test_every_schema_either_fits_whole_or_is_cut_as_before(random_engine) -> None:
+    """With a tight budget each answer is whole and valid: written, or closed by the
+    grammar; where no ending fits it would be cut as before (exit 6), never invalid."""
+    closed = cut = 0
+    for name, schema in sorted(SCHEMAS.items()):
+        for seed in range(2):
+            try:
+                answer = run_json(random_engine, jsonmode.JsonMode(schema, name), seed, temperature=1.0,
+                                  max_tokens=48)
+            except OutputContractError as e:
+                assert "cut after" in str(e)
+                cut += 1
+                continue
+            assert validation_errors(answer.value, schema) == [], name
+            closed += answer.results[-1].closed > 0
+    # every schema here has a valid ending of at most 45 tokens, so none needs cutting
+    assert cut == 0 and closed >= 5
+
+
+def test_cli_a_closed_answer_is_printed_with_a_note(hermes_exe, models) -> None:
+    proc = subprocess.run([*hermes_exe, "ask", "x", "--model", str(models["random"]), "--schema",
+                           json.dumps(LONG_STRING), "--max-tokens", "30", "--seed", "3", "--stats"],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    assert validation_errors(json.loads(proc.stdout), LONG_STRING) == []
+    assert "the grammar closed what was open in its last" in proc.stderr
+    assert "closing what was open, to fit --max-tokens" in proc.stderr  # --stats says it too

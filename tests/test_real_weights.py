@@ -158,3 +158,24 @@ def test_the_issue_command_exits_0_with_the_answer_or_6_and_never_prints_a_call(
         assert "malformed" not in proc.stderr
     else:
         assert proc.stdout == "" and "cut" in proc.stderr
+
+
+STORY = {"type": "object", "properties": {"title": {"type": "string"}, "story": {"type": "string"}},
+         "required": ["title", "story"]}
+
+
+def test_an_answer_longer_than_its_budget_is_closed_whole_and_valid(smol) -> None:
+    """Issue 22: a story asked for in 40 tokens was cut inside its string (exit 6); near
+    the limit the grammar now closes it, on every seed."""
+    validator = Draft202012Validator(STORY)
+    mode = JsonMode(STORY)
+    closed = 0
+    for seed in range(1, 6):
+        messages = [Message("system", mode.system_prompt()),
+                    Message("user", "Write a long story about a lighthouse keeper, in JSON.")]
+        logic = json_reply(messages, mode, SamplingParams(seed=seed, max_tokens=40))
+        reply = next(e.reply for e in stream(LocalBackend(smol, ChatML(smol)), logic) if isinstance(e, Final))
+        assert list(validator.iter_errors(reply.value)) == [], (seed, reply.text)
+        assert reply.last.completion_tokens <= 40
+        closed += reply.last.closed > 0
+    assert closed >= 3, f"the budget was reached in only {closed} of 5 seeds: ask for a longer story"

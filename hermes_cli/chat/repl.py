@@ -148,6 +148,11 @@ class Repl:
         elif reply.stopped == "round_limit":
             self.say(f"(stopped after {reply.rounds} tool rounds; the model still wanted tools)",
                      style="yellow")
+        from hermes_cli.core.backends import closed_note
+
+        closed = closed_note(reply.last)
+        if closed:
+            self.say(closed.removeprefix("note: ").join("()"), style="yellow")
         line, warning = self.chat_session.backend.footer(reply.last)
         self.say(line, style="dim")
         if warning:

@@ -202,7 +202,7 @@ def run_ask(
         if mode.name != "text":
             backend.prepare_grammars()  # built while the prompt is evaluated
         printer = _Printer(out, err, backend, mode.name, stats=stats, verbose=load.verbose,
-                           schema_only=schema_only)
+                           schema_only=schema_only, quiet=load.quiet)
         printer.show(stream(backend, mode.logic(messages, params, approve=approve)))
     finally:
         backend.close()
@@ -244,9 +244,10 @@ class _Printer:
     once valid (never a partial or invalid object); schema-only tool calls as JSON lines."""
 
     def __init__(self, out: TextIO, err: TextIO, backend: Backend, mode: str, *, stats: bool,
-                 verbose: bool, schema_only: bool) -> None:
+                 verbose: bool, schema_only: bool, quiet: bool = False) -> None:
         self.out, self.err, self.backend = out, err, backend
         self.mode, self.stats, self.verbose, self.schema_only = mode, stats, verbose, schema_only
+        self.quiet = quiet
         self.ends_with_newline = True
         # On a terminal a model's escape sequences are shown, never run (chat does the
         # same); piped, the answer stays byte-exact.
@@ -292,6 +293,12 @@ class _Printer:
     def finish(self, reply: Any) -> None:
         if not self.ends_with_newline:  # the answer's line ends before anything else is said
             self.write("\n")
+        from hermes_cli.core.backends import closed_note
+
+        for result in reply.results:
+            note = closed_note(result)
+            if note and not self.quiet:
+                self.err.write(note + "\n")
         if self.stats:
             label = "attempt" if self.mode == "json" else "round"
             for i, result in enumerate(reply.results, 1):

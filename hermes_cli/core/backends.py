@@ -85,6 +85,19 @@ def prompt_room(backend: Backend, tokens: int | None) -> str:
     return f" · prompt {tokens:,} of {n_ctx:,} tokens" if tokens is not None and n_ctx else ""
 
 
+def _limit_name(closed_by: str | None) -> str:
+    return "the context" if closed_by == "context" else "--max-tokens"
+
+
+def closed_note(result: GenerationResult) -> str | None:
+    """The line saying that an answer was closed early to fit its limit, if it was."""
+    if not result.closed:
+        return None
+    return (f"note: the answer neared {_limit_name(result.closed_by)}; the grammar closed what was "
+            f"open in its last {result.closed} tokens (strings ended, brackets closed), so it is whole "
+            "and valid, but shorter than the model meant")
+
+
 def _speed(result: GenerationResult) -> str:
     return f"{result.completion_tokens} tokens · {result.tokens_per_second:.1f} tok/s"
 
@@ -132,6 +145,8 @@ class LocalBackend:
 
     def stats_line(self, r: GenerationResult) -> str:
         forced = f" ({r.forced} forced by the grammar)" if r.forced else ""
+        if r.closed:
+            forced += f" (the last {r.closed} closing what was open, to fit {_limit_name(r.closed_by)})"
         return (f"prompt {r.prompt_tokens} tokens ({r.prompt_evaluated} evaluated, {r.prompt_reused} "
                 f"reused) in {r.prompt_seconds:.2f} s [{r.prompt_tokens_per_second:.1f} tok/s] · reply "
                 f"{r.completion_tokens} tokens{forced} in {r.generation_seconds:.2f} s "

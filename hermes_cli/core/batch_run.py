@@ -75,6 +75,8 @@ def record(item: Item, reply: Reply, seconds: float, mode: str) -> dict[str, Any
         "completion_tokens": completion, "seconds": round(seconds, 4),
         "tokens_per_second": round(completion / seconds, 2) if seconds > 0 else 0.0,
     }
+    if last.closed:  # the grammar closed the answer to fit the limit (engine/slot.py)
+        rec["closed_to_fit"] = last.closed
     if mode == "tools":
         rec.update(rounds=reply.rounds, stopped=reply.stopped)
         if reply.pending:

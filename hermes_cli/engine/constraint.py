@@ -56,6 +56,16 @@ class Constraint(Protocol):
     def forced(self) -> list[int]:
         """The tokens the grammar allows no choice about next (empty: the model chooses)."""
 
+    def closing(self, limit: int) -> list[int] | None:
+        """A short way to finish what is open, in at most `limit` tokens ([] when nothing
+        is open; None when none was found)."""
+
+
+# What closes an open JSON span, in the order tried: a quote, brackets, then the shortest
+# values, a comma (an object that still lacks a required key needs one), and the openers
+# of a value that must be an object or array.
+_CLOSERS = (b'"', b"}", b"]", b"0", b"null", b"false", b'""', b"[]", b"{}", b",", b"{", b"[")
+
 
 class Matcher:
     """One generation's grammar state."""
@@ -64,6 +74,7 @@ class Matcher:
         self._m = matcher
         self._n_vocab = n_vocab
         self._tokenizer = tokenizer
+        self._closers: list[list[int]] | None = None  # _CLOSERS as this vocabulary's tokens
 
     def check(self, token: int) -> bool:
         return bool(self._m.validate_tokens([token]) == 1)
@@ -100,6 +111,41 @@ class Matcher:
             return []
         tokens = list(self._tokenizer.tokenize_bytes(data))
         return tokens[: self._m.validate_tokens(tokens)]
+
+    def closing(self, limit: int) -> list[int] | None:
+        """The tokens of a short valid ending from here, within `limit` tokens: found
+        greedily (the bytes the grammar forces; else the first of `_CLOSERS` it allows;
+        else its first allowed token) on the live state, then rolled back, so the state is
+        as it was. A few µs per token of the ending; the slot asks only near its limit.
+        Not always the shortest (greedy), but always valid: every token was checked."""
+        if self.complete():
+            return []
+        if self._tokenizer is None:
+            return None
+        if self._closers is None:
+            self._closers = [list(self._tokenizer.tokenize_bytes(text)) for text in _CLOSERS]
+        closers = self._closers
+        taken: list[int] = []
+        try:
+            while len(taken) < limit and not self.complete():
+                step = self.forced()[: limit - len(taken)]
+                if not step:
+                    step = next((seq for seq in closers
+                                 if len(seq) <= limit - len(taken) and self._m.validate_tokens(seq) == len(seq)),
+                                [])
+                if not step:  # the first allowed token that is not whitespace (which only lengthens)
+                    allowed = [int(t) for t in self.allowed()]
+                    if not allowed:
+                        return None
+                    step = [next((t for t in allowed if self._tokenizer.decode_bytes([t]).strip()), allowed[0])]
+                for token in step:
+                    if not self._m.consume_token(token):
+                        return None
+                    taken.append(token)
+            return taken if self.complete() else None
+        finally:
+            if taken:
+                self._m.rollback(len(taken))
 
 
 class LazyMatcher:
@@ -144,6 +190,9 @@ class LazyMatcher:
     def allowed(self) -> np.ndarray:
         assert self.active is not None, "a lazy grammar rejects tokens only once active"
         return self.active.allowed()
+
+    def closing(self, limit: int) -> list[int] | None:
+        return self.active.closing(limit) if self.active is not None else []
 
     def open(self) -> bool:
         return self.active is not None

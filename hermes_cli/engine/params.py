@@ -158,6 +158,10 @@ class GenerationResult:
     generation_seconds: float  # from the first token to the last
     resampled: int = 0  # tokens the grammar rejected and the sampler drew again
     forced: int = 0  # tokens the grammar forced, taken without sampling (fast-forward)
+    # Near its limit the grammar closed what was open (engine/slot.py): that many tokens
+    # of a short valid ending, because of `closed_by` ("length": --max-tokens; "context").
+    closed: int = 0
+    closed_by: str | None = None
     generated: int | None = None  # a served engine's count (its ids are not sent to us)
     # The generation ended inside a span its grammar had not finished (a forced call cut
     # by the limit, even inside its opening tag): the grammar's word, not the text's.

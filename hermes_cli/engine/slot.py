@@ -24,6 +24,14 @@ from hermes_cli.engine.params import GenerationResult
 from hermes_cli.engine.sampler import Sampler
 from hermes_cli.engine.vocab import Vocab
 
+# Answers that fit their budget: this near the limit a slot asks its grammar for a short
+# valid ending after every token, and takes it (unsampled, like a forced span) once it
+# leaves fewer than CLOSING_MARGIN tokens to spare. A token the model writes can lengthen
+# the ending by more than one (opening an object with required keys); the margin covers
+# the usual case, and an ending that no longer fits is cut exactly as before.
+CLOSING_WINDOW = 64
+CLOSING_MARGIN = 4
+
 
 class Slot:
     def __init__(self, vocab: Vocab, sampler: Sampler | None, *, limit: int, limit_reason: str,
@@ -40,6 +48,7 @@ class Slot:
         self.first: float | None = None
         self.ids: list[int] = []
         self.forced = 0
+        self.closed = 0  # tokens of an ending taken to fit the limit
         self._chunks: list[str] = []
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.finish: str | None = limit_reason if limit <= 0 else None
@@ -70,10 +79,12 @@ class Slot:
         return text
 
     def fast_forward(self) -> tuple[list[int], str]:
-        """Take the tokens the grammar forces next; return them (to evaluate) and their
-        text. Stops at an end-of-generation token or the reply limit, like `step`."""
+        """Take the tokens the grammar forces next, or, near the limit, the ending that
+        closes what is open; return them (to evaluate) and their text. Stops at an
+        end-of-generation token or the reply limit, like `step`."""
         assert self.sampler is not None
-        forced = self.sampler.forced()
+        ending = self._ending()
+        forced = ending if ending is not None else self.sampler.forced()
         if not forced:
             return [], ""
         if self.first is None:
@@ -91,7 +102,23 @@ class Slot:
             texts.append(self._append(token))
             if self.finish is not None:
                 break
+        if ending is not None and len(taken) == len(ending):  # whole and valid: the reply is done
+            self.closed, self.forced = len(taken), self.forced - len(taken)
+            if self.finish is None:
+                texts.append(self._flush())
+            self.finish = "stop"
         return taken, "".join(texts)
+
+    def _ending(self) -> list[int] | None:
+        """The grammar's ending to take now, when the limit is near enough to need it."""
+        constraint = self.sampler.constraint if self.sampler is not None else None
+        left = self.limit - len(self.ids)
+        if constraint is None or left > CLOSING_WINDOW or not constraint.open():
+            return None
+        ending = constraint.closing(left)
+        if not ending or len(ending) + CLOSING_MARGIN < left:
+            return None
+        return ending
 
     def _flush(self) -> str:
         tail = self._decoder.decode(b"", final=True)
@@ -111,5 +138,6 @@ class Slot:
             prompt_reused=self.reused, prompt_seconds=first - self.started,
             generation_seconds=end - first,
             resampled=self.sampler.resampled if self.sampler is not None else 0, forced=self.forced,
+            closed=self.closed, closed_by=self.limit_reason if self.closed else None,
             grammar_open=self.sampler is not None and self.sampler.constraint is not None
             and self.sampler.constraint.open())
