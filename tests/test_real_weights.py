@@ -179,3 +179,37 @@ def test_an_answer_longer_than_its_budget_is_closed_whole_and_valid(smol) -> Non
         assert reply.last.completion_tokens <= 40
         closed += reply.last.closed > 0
     assert closed >= 3, f"the budget was reached in only {closed} of 5 seeds: ask for a longer story"
+
+
+@pytest.mark.parametrize("penalty", [1.1, 3.0])
+def test_greedy_with_a_repeat_penalty_picks_what_the_penalty_over_the_whole_vocabulary_would(smol, penalty) -> None:
+    """The greedy chain runs the penalty after a top-(64 + 1) cut, not over every token
+    (engine/sampler.py); a penalty above 1 only lowers logits, so the argmax is the same.
+    Checked against llama.cpp's own chain with the penalty over the whole vocabulary, on
+    SmolLM2's 49k (the cut is used on vocabularies over 1,024)."""
+    from hermes_cli.engine.sampler import PENALTY_LAST_N
+
+    engine = smol
+    c = engine._c
+    prompt = ChatML(engine).render([Message("user", "Repeat the word cat forever.")])
+    ours = engine.generate(prompt, SamplingParams(temperature=0, repeat_penalty=penalty, max_tokens=48,
+                                                  ignore_eos=True)).consume().token_ids
+    chain = c.llama_sampler_chain_init(c.llama_sampler_chain_default_params())
+    eog = sorted(engine.vocab.eog)
+    biases = (c.llama_logit_bias * len(eog))(*[c.llama_logit_bias(t, float("-inf")) for t in eog])
+    c.llama_sampler_chain_add(chain, c.llama_sampler_init_logit_bias(engine.vocab.n_tokens, len(eog), biases))
+    c.llama_sampler_chain_add(chain, c.llama_sampler_init_penalties(engine.vocab.n_tokens, PENALTY_LAST_N,
+                                                                    penalty, 0.0, 0.0))
+    c.llama_sampler_chain_add(chain, c.llama_sampler_init_greedy())
+    engine.forget()
+    engine.evaluate(prompt)
+    reference = []
+    try:
+        for _ in range(48):
+            token = int(c.llama_sampler_sample(chain, engine.ctx, -1))
+            reference.append(token)
+            engine.evaluate([token])
+    finally:
+        c.llama_sampler_free(chain)
+    assert ours == reference
+    assert len(set(ours)) > 10

@@ -32,8 +32,7 @@ from hermes_cli.errors import UsageError
 if TYPE_CHECKING:
     from hermes_cli.core.backends import Backend
     from hermes_cli.core.loading import LoadOptions
-    from hermes_cli.engine.params import SamplingParams
-    from hermes_cli.modes.json_mode import JsonMode
+    from hermes_cli.core.one_shot import Question
     from hermes_cli.modes.tools.loop import ToolOptions
 
 SCHEMA_HELP = (
@@ -114,10 +113,11 @@ def ask(
 
 def _run(prompt: str | None, chosen: Any, load: LoadFlags, files: list[str] | None, stats: bool,
          show_prompt: bool, tokens: bool, json_mode: Any, tool_opts: Any) -> int:
-    return run_ask(prompt, stdin_text=read_stdin(), system=chosen.system, load=load_options(load, chosen),
-                   params=chosen.params, files=files or [], stats=stats, show_prompt=show_prompt,
-                   show_tokens=tokens, json_mode=json_mode, tools=tool_opts,
-                   endpoints=load.endpoints, api_key_env=load.api_key_env, served_model=load.model)
+    from hermes_cli.core.one_shot import Question
+
+    question = Question(prompt, read_stdin(), chosen.system, chosen.params, files or [], json_mode, tool_opts)
+    return run_ask(question, load_options(load, chosen), endpoints=load.endpoints, api_key_env=load.api_key_env,
+                   served_model=load.model, stats=stats, show_prompt=show_prompt, show_tokens=tokens)
 
 
 def read_stdin() -> str | None:
@@ -140,86 +140,36 @@ def read_stdin() -> str | None:
                          hint="convert it first, e.g. iconv -f latin1 -t utf-8") from None
 
 
-def build_prompt(prompt: str | None, stdin_text: str | None, *, files: bool = False) -> str:
-    """The user turn: PROMPT, then a blank line, then piped stdin (either may be alone,
-    or neither when files are attached)."""
-    parts = [p for p in (prompt, stdin_text) if p is not None and p.strip()]
-    if not parts and not files:
-        raise UsageError("nothing to ask: give a PROMPT argument, pipe text on stdin, or --file")
-    return "\n\n".join(p.rstrip("\n") if i else p for i, p in enumerate(parts))
-
-
-def run_ask(
-    prompt: str | None,
-    *,
-    stdin_text: str | None,
-    system: str | None,
-    load: LoadOptions,
-    params: SamplingParams,
-    stats: bool = False,
-    show_prompt: bool = False,
-    show_tokens: bool = False,
-    json_mode: JsonMode | None = None,
-    tools: ToolOptions | None = None,
-    out: TextIO | None = None,
-    err: TextIO | None = None,
-    endpoints: list[str] | None = None,
-    api_key_env: str = "OPENAI_API_KEY",
-    served_model: str | None = None,
-    files: list[str] | None = None,
-) -> int:
-    """Run one question; return the exit status."""
-    from hermes_cli.core.attachments import read_files, with_files
-    from hermes_cli.core.backends import EndpointBackend, LocalBackend
-    from hermes_cli.core.loading import connect, load_engine
-    from hermes_cli.core.reply import stream
-    from hermes_cli.modes.reply_mode import ReplyMode
-    from hermes_cli.prompt.messages import Message
+def run_ask(question: Question, load: LoadOptions, *, endpoints: list[str] | None = None,
+            api_key_env: str = "OPENAI_API_KEY", served_model: str | None = None, stats: bool = False,
+            show_prompt: bool = False, show_tokens: bool = False, out: TextIO | None = None,
+            err: TextIO | None = None) -> int:
+    """Ask one question (core/one_shot.py) and print the answer; return the exit status."""
+    from hermes_cli.core.loading import open_backend
+    from hermes_cli.core.one_shot import prepare
 
     out = out or sys.stdout
     err = err or sys.stderr
-    attachments = read_files(files) if files else []  # a bad file fails before loading
-    user_text = with_files(build_prompt(prompt, stdin_text, files=bool(attachments)), attachments)
-    mode = ReplyMode(json_mode, tools)
-    if json_mode is not None:
-        json_mode.check()  # a schema no grammar can be built from fails before loading
-    messages = mode.messages(system, [Message("user", user_text)])
-    approve = _approver(tools, err)
-    schema_only = tools is not None and any(not t.runnable for t in tools.tools.values())
-
-    backend: Backend = (EndpointBackend(connect(endpoints, served_model, api_key_env)) if endpoints
-                        else LocalBackend(load_engine(load, err=err, vocab_only=show_prompt)))
+    prepared = prepare(question)  # a bad file or schema fails before any model loads
+    backend = open_backend(load, endpoints=endpoints, key_env=api_key_env, served_model=served_model,
+                           err=err, vocab_only=show_prompt)
     try:
         if show_prompt:
-            text, ids = backend.show_prompt(messages, params)
+            text, ids = backend.show_prompt(prepared.messages, question.params)
             out.write(text)
             if show_tokens and ids is not None:
                 out.write("\n" + " ".join(map(str, ids)))
             out.write("\n")
             return 0
-        if attachments:
-            _check_files(attachments, backend, messages, err, quiet=load.quiet)
-        if mode.name != "text":
-            backend.prepare_grammars()  # built while the prompt is evaluated
-        printer = _Printer(out, err, backend, mode.name, stats=stats, verbose=load.verbose,
-                           schema_only=schema_only, quiet=load.quiet)
-        printer.show(stream(backend, mode.logic(messages, params, approve=approve)))
+        files = prepared.check_files(backend)
+        if files and not load.quiet:
+            err.write(files + "\n")
+        printer = _Printer(out, err, backend, question.mode.name, stats=stats, verbose=load.verbose,
+                           schema_only=question.schema_only, quiet=load.quiet)
+        printer.show(prepared.answer(backend, _approver(question.tools, err)))
     finally:
         backend.close()
     return 0
-
-
-def _check_files(attachments: list[Any], backend: Backend, messages: list[Any], err: TextIO,
-                 *, quiet: bool) -> None:
-    """Say each file's size in tokens (stderr), and refuse files that overflow the context."""
-    from hermes_cli.core.attachments import describe, measure
-    from hermes_cli.core.backends import prompt_room
-
-    sized = measure(attachments, backend.count)
-    total = backend.prompt_tokens(messages)
-    backend.check_files_fit(sized, None if total is None else total - sum(s.tokens or 0 for s in sized))
-    if not quiet:
-        err.write(f"with {describe(sized)}{prompt_room(backend, total)}\n")
 
 
 def _approver(tools: ToolOptions | None, err: TextIO) -> Callable[[Any], bool]:

@@ -65,10 +65,9 @@ def _chat(saved: Any, sampling: dict[str, Any], load: LoadFlags, role: str | Non
     from rich.console import Console
 
     from hermes_cli.chat.repl import Repl, make_session
-    from hermes_cli.core.backends import EndpointBackend, LocalBackend
     from hermes_cli.core.chat_session import ChatSession
     from hermes_cli.core.conversation import Conversation
-    from hermes_cli.core.loading import connect, load_engine
+    from hermes_cli.core.loading import open_backend
     from hermes_cli.core.mcp_tools import toolset_for
 
     chosen = settings(sampling, load, role=role, system=system, session=saved, config=config)
@@ -90,13 +89,10 @@ def _chat(saved: Any, sampling: dict[str, Any], load: LoadFlags, role: str | Non
         if toolset is not None:
             toolset.start()  # before the model loads: a server that fails is said first
             toolset.warn = repl.error
-        opts = None
-        if load.endpoints:  # a served engine: the same chat, its stream
-            backend = EndpointBackend(connect(load.endpoints, load.model, load.api_key_env))
-        else:
-            opts = load_options(load, chosen)
-            backend = LocalBackend(load_engine(opts, err=sys.stderr))
-        conversation.model = opts.model if opts is not None else backend.model
+        opts = load_options(load, chosen)
+        backend = open_backend(opts, endpoints=load.endpoints, key_env=load.api_key_env,
+                               served_model=load.model, err=sys.stderr)
+        conversation.model = backend.model
         session = ChatSession(backend, conversation, warn=repl.error, confirm=repl.confirm,
                               auto_approve=yes, config=config, load_options=opts, role=chosen.role,
                               mcp=toolset)

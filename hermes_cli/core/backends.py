@@ -105,10 +105,10 @@ def _speed(result: GenerationResult) -> str:
 class LocalBackend:
     """The loaded engine, with the prompt format that renders messages to its ids."""
 
-    def __init__(self, engine: Engine, template: PromptFormat | None = None) -> None:
+    def __init__(self, engine: Engine, template: PromptFormat | None = None, *, model: str | None = None) -> None:
         self.engine = engine
         self.template = template if template is not None else template_for(engine)
-        self.model = str(engine.info.path)
+        self.model = model or str(engine.info.path)  # the reference it was loaded by, to load it again
 
     @property
     def n_ctx(self) -> int:
@@ -177,7 +177,7 @@ class LocalBackend:
 
         engine = load_engine(opts, err=err)
         try:
-            new = LocalBackend(engine)
+            new = LocalBackend(engine, model=opts.model)
         except Exception:
             engine.close()
             raise

@@ -13,6 +13,7 @@ from hermes_cli.errors import ServerError, UsageError
 from hermes_cli.hub.resolve import resolve_model
 
 if TYPE_CHECKING:
+    from hermes_cli.core.backends import Backend
     from hermes_cli.served.backend import ServedBackend
 
 
@@ -46,6 +47,17 @@ def load_engine(opts: LoadOptions, *, err: TextIO, vocab_only: bool = False,
     if not opts.quiet and not vocab_only:
         _say_what_the_gpu_does(engine, err, opts.gpu_hint)
     return engine
+
+
+def open_backend(opts: LoadOptions, *, endpoints: list[str] | None, key_env: str, served_model: str | None,
+                 err: TextIO, vocab_only: bool = False) -> Backend:
+    """What writes the replies: the served engine when `endpoints` are given, else the
+    model `opts` names, loaded here. The one place a command chooses between them."""
+    from hermes_cli.core.backends import EndpointBackend, LocalBackend
+
+    if endpoints:
+        return EndpointBackend(connect(endpoints, served_model, key_env))
+    return LocalBackend(load_engine(opts, err=err, vocab_only=vocab_only), model=opts.model)
 
 
 def connect(endpoints: list[str], model: str | None, key_env: str, *, buffered: bool = False,

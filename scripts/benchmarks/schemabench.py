@@ -95,7 +95,9 @@ def _hermes(engine, schema: dict) -> tuple[str, float]:
     except Exception:  # noqa: BLE001 - a schema llguidance or the validator rejects outright
         return "refused", time.perf_counter() - t0
     # hermes printed this as valid: an independent validator must agree
-    return ("valid" if _valid(reply.text, schema) else "PRINTED-INVALID"), time.perf_counter() - t0
+    if not _valid(reply.text, schema):
+        return "PRINTED-INVALID", time.perf_counter() - t0
+    return ("valid, closed to fit" if reply.last.closed else "valid"), time.perf_counter() - t0
 
 
 def _peer(path: Path, file: Path, schema: dict) -> tuple[str, float]:
@@ -141,7 +143,10 @@ def section(data: Path | None, per_category: int = 3) -> None:
         seconds = sum(r[at + 1] for r in rows)
         n = len(outcomes)
         accepted = n - outcomes.count("refused") - outcomes.count("crashed")
-        print(f"| {label} | {accepted}/{n} | {outcomes.count('valid')}/{n} | {outcomes.count('cut')} | "
+        valid = sum(o.startswith("valid") for o in outcomes)
+        closed = outcomes.count("valid, closed to fit")
+        print(f"| {label} | {accepted}/{n} | {valid}/{n}{f' ({closed} closed to fit)' if closed else ''} | "
+              f"{outcomes.count('cut')} | "
               f"{outcomes.count('PRINTED-INVALID') if at == 2 else 'n/a (no validation)'} | "
               f"{outcomes.count('crashed')} | {seconds:.0f} s |")
     print()
