@@ -17,6 +17,7 @@ from hermes_cli.engine.constraint import Grammars
 from hermes_cli.engine.params import GenerationResult, Grammar, SamplingParams, reply_limit
 from hermes_cli.engine.sampler import Sampler
 from hermes_cli.engine.slot import Slot
+from hermes_cli.engine.stream import LazyStream
 from hermes_cli.engine.vocab import Vocab
 from hermes_cli.errors import ContextOverflowError
 
@@ -37,25 +38,15 @@ class DecodingContext(Protocol):
     def evaluate(self, tokens: Sequence[int]) -> None: ...
 
 
-class Generation:
+class Generation(LazyStream):
     def __init__(self, engine: DecodingContext, prompt: list[int], params: SamplingParams,
                  grammar: Grammar | None) -> None:
+        super().__init__()
         self._engine = engine
         self._prompt = prompt
         self._params = params
         self._grammar = grammar
-        self._iter: Iterator[str] | None = None
         self._slot: Slot | None = None
-        self.result: GenerationResult | None = None
-
-    def __iter__(self) -> Iterator[str]:
-        if self._iter is None:
-            self._iter = self._run()
-        return self._iter
-
-    def close(self) -> None:
-        if self._iter is not None:
-            self._iter.close()  # type: ignore[attr-defined]
 
     def consume(self) -> GenerationResult:
         """Run to the end without streaming; return the result."""

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from hermes_cli.engine.params import GenerationResult, SamplingParams
+from hermes_cli.engine.stream import LazyStream
 from hermes_cli.errors import ServerError, StreamRedactor, redact
 from hermes_cli.prompt.messages import Message
 from hermes_cli.prompt.reply_grammar import ReplyGrammar
@@ -110,27 +111,17 @@ def _response_blocks(text: str) -> list[str]:
     return blocks
 
 
-class ServedStream:
+class ServedStream(LazyStream):
     """One streamed request: iterate for text; `result` once it ends or is closed."""
 
     def __init__(self, backend: ServedBackend, messages: list[Message], params: SamplingParams,
                  grammar: ReplyGrammar | None) -> None:
+        super().__init__()
         self._backend = backend
         self._messages = messages
         self._params = params
         self._grammar = grammar
-        self._iter: Iterator[str] | None = None
         self._stream: Any = None
-        self.result: GenerationResult | None = None
-
-    def __iter__(self) -> Iterator[str]:
-        if self._iter is None:
-            self._iter = self._run()
-        return self._iter
-
-    def close(self) -> None:
-        if self._iter is not None:
-            self._iter.close()  # type: ignore[attr-defined]
 
     def _open(self, endpoint: Endpoint) -> tuple[Any, Any]:
         """Send the request and wait for its first event (retried by the pool until then)."""
