@@ -107,17 +107,14 @@ def ask(
                                     timeout=tool_timeout, yes=yes)
         elif tool_choice != "auto":
             raise typer.BadParameter("--tool-choice needs --tools or --mcp", param_hint="--tool-choice")
-        code = _run(prompt, chosen, load, files, stats, show_prompt, tokens, json_mode, tool_opts)
+        from hermes_cli.core.one_shot import Question
+
+        question = Question(prompt, stdin_text=read_stdin(), system=chosen.system, params=chosen.params,
+                            files=files or [], json_mode=json_mode, tools=tool_opts)
+        code = run_ask(question, load_options(load, chosen), endpoints=load.endpoints,
+                       api_key_env=load.api_key_env, served_model=load.model, stats=stats,
+                       show_prompt=show_prompt, show_tokens=tokens)
     raise typer.Exit(code)
-
-
-def _run(prompt: str | None, chosen: Any, load: LoadFlags, files: list[str] | None, stats: bool,
-         show_prompt: bool, tokens: bool, json_mode: Any, tool_opts: Any) -> int:
-    from hermes_cli.core.one_shot import Question
-
-    question = Question(prompt, read_stdin(), chosen.system, chosen.params, files or [], json_mode, tool_opts)
-    return run_ask(question, load_options(load, chosen), endpoints=load.endpoints, api_key_env=load.api_key_env,
-                   served_model=load.model, stats=stats, show_prompt=show_prompt, show_tokens=tokens)
 
 
 def read_stdin() -> str | None:

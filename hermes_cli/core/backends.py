@@ -94,8 +94,12 @@ def closed_note(result: GenerationResult) -> str | None:
     if not result.closed:
         return None
     return (f"note: the answer neared {_limit_name(result.closed_by)}; the grammar closed what was "
-            f"open in its last {result.closed} tokens (strings ended, brackets closed), so it is whole "
+            f"open in its last {_tokens(result.closed)} (strings ended, brackets closed), so it is whole "
             "and valid, but shorter than the model meant")
+
+
+def _tokens(n: int) -> str:
+    return "token" if n == 1 else f"{n} tokens"
 
 
 def _speed(result: GenerationResult) -> str:
@@ -144,9 +148,10 @@ class LocalBackend:
                 f"threads {info.n_threads}")
 
     def stats_line(self, r: GenerationResult) -> str:
-        forced = f" ({r.forced} forced by the grammar)" if r.forced else ""
+        notes = [f"{r.forced} forced by the grammar"] if r.forced else []
         if r.closed:
-            forced += f" (the last {r.closed} closing what was open, to fit {_limit_name(r.closed_by)})"
+            notes.append(f"the last {_tokens(r.closed)} closing what was open, to fit {_limit_name(r.closed_by)}")
+        forced = f" ({'; '.join(notes)})" if notes else ""
         return (f"prompt {r.prompt_tokens} tokens ({r.prompt_evaluated} evaluated, {r.prompt_reused} "
                 f"reused) in {r.prompt_seconds:.2f} s [{r.prompt_tokens_per_second:.1f} tok/s] · reply "
                 f"{r.completion_tokens} tokens{forced} in {r.generation_seconds:.2f} s "

@@ -83,6 +83,26 @@ def _invalid(text: str) -> bool:
         return True
 
 
+def _logprob_per_char(engine: Engine, prompt: list[int], text: str) -> float:
+    """The model's own log-probability of `text` after `prompt`, in nats per character,
+    the text tokenized the model's way (not as fast-forward wrote it): how natural the
+    answer is to the model, whichever way it was produced."""
+    import numpy as np
+
+    c = engine._c
+    ids = engine.tokenize(text)
+    engine.forget()
+    engine.evaluate(prompt)
+    total = 0.0
+    for token in ids:
+        logits = np.ctypeslib.as_array(c.llama_get_logits_ith(engine.ctx, -1), shape=(engine.vocab.n_tokens,))
+        top = float(logits.max())
+        total += float(logits[token]) - top - float(np.log(np.exp(logits - top).sum()))
+        engine.evaluate([token])
+    engine.forget()
+    return total / max(1, len(text))
+
+
 def _first_value_seconds(engine: Engine, prompt: list[int], params: SamplingParams) -> float:
     """Seconds from the end of the prompt's evaluation to the first argument value."""
     engine.forget()
@@ -112,6 +132,7 @@ def section(models: list[tuple[Path, str]], repeat: int) -> None:
         for kind, base in (("greedy", {"temperature": 0.0}), ("sampled", dict(SAMPLING))):
             ff_rates, off_rates, free_rates, forced_shares, invalid = [], [], [], [], 0
             ff_times, off_times = [], []
+            answers: dict[str, set[str]] = {"ff": set(), "off": set()}
             for seed in SEEDS:
                 for _ in range(repeat):
                     on = SamplingParams(**base, seed=seed, max_tokens=400)
@@ -122,6 +143,8 @@ def section(models: list[tuple[Path, str]], repeat: int) -> None:
                     invalid += _invalid(text_off)
                     free = SamplingParams(**base, seed=seed, max_tokens=n, ignore_eos=True)
                     n_free, s_free, _f, _t = _answer(engine, prompt, free, None)
+                    answers["ff"].add(text)
+                    answers["off"].add(text_off)
                     ff_rates.append(n / s)
                     off_rates.append(n_off / s_off)
                     free_rates.append(n_free / s_free)
@@ -133,18 +156,20 @@ def section(models: list[tuple[Path, str]], repeat: int) -> None:
             call_off = median(_first_value_seconds(engine, tool_prompt,
                                                    SamplingParams(**base, seed=1, fast_forward=False))
                               for _ in range(repeat))
+            lp = {k: median(_logprob_per_char(engine, prompt, t) for t in v) for k, v in answers.items()}
             rows.append((label, kind, median(ff_rates), median(off_rates), median(free_rates),
-                         median(forced_shares), median(ff_times), median(off_times), invalid, call_on, call_off))
+                         median(forced_shares), median(ff_times), median(off_times), invalid, call_on, call_off,
+                         lp["ff"], lp["off"], len(answers["ff"]), len(answers["off"])))
         engine.close()
 
     print(f"## fast-forward: a key-heavy schema (invoice, 16 properties, one nested object), seeds {SEEDS}, "
           "medians; answer tokens/s count forced tokens")
     print("| model | sampling | fast-forward tok/s | vs free decoding | --no-fast-forward tok/s | ff vs no-ff "
           "| tokens forced | answer wall time, ff / no-ff | invalid or cut answers | forced call: prompt end → first "
-          "argument value, ff / no-ff |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for label, kind, ff, off, free, share, t_on, t_off, invalid, c_on, c_off in rows:
+          "argument value, ff / no-ff | the model's log-prob of the answer, nats/char, ff / no-ff (distinct answers) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for label, kind, ff, off, free, share, t_on, t_off, invalid, c_on, c_off, lp_on, lp_off, n_on, n_off in rows:
         print(f"| {label} | {kind} | {ff:.1f} | **{ff / free:.2f}×** | {off:.1f} | {ff / off:.2f}× | "
               f"{100 * share:.0f} % | {t_on * 1000:.0f} / {t_off * 1000:.0f} ms | {invalid} | "
-              f"{c_on * 1000:.1f} / {c_off * 1000:.1f} ms |")
+              f"{c_on * 1000:.1f} / {c_off * 1000:.1f} ms | {lp_on:.3f} / {lp_off:.3f} ({n_on} / {n_off}) |")
     print()
