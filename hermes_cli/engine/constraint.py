@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 _CACHE_FORMAT = 2
 LARGE_VOCABULARY = 32768  # above this, the tokenizer is built without llguidance's slices
+STRUCTURAL_TOKENS = 256  # at most this many allowed tokens: punctuation and whitespace, not content
 
 
 class Constraint(Protocol):
@@ -68,20 +69,52 @@ class Constraint(Protocol):
 _CLOSERS = (b'"', b"}", b"]", b"0", b"null", b"false", b'""', b"[]", b"{}", b",", b"{", b"[")
 
 
-class Matcher:
-    """One generation's grammar state."""
+class Extensions:
+    """Which tokens begin with given bytes, per vocabulary (shared by its matchers): a
+    scan of the pieces the first time a prefix is asked about, then a dict lookup."""
 
-    def __init__(self, matcher: Any, n_vocab: int, tokenizer: Any = None) -> None:
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = pieces
+        self._by_prefix: dict[bytes, np.ndarray] = {}
+
+    def of(self, prefix: bytes) -> np.ndarray:
+        found = self._by_prefix.get(prefix)
+        if found is None:
+            import numpy as np
+
+            found = self._by_prefix[prefix] = np.fromiter(
+                (t for t, piece in enumerate(self.pieces) if piece.startswith(prefix)), dtype=np.int32)
+        return found
+
+
+class Matcher:
+    """One generation's grammar state.
+
+    Token healing at the end of a forced span: the span's bytes are tokenized whole, but
+    its last token is left to the model when longer tokens begin with it (the key's
+    closing `"`, which the model writes merged with the colon as `":`). The model's next
+    token must then begin with those bytes: a token that only begins them (a lone space
+    where ` "` is forced, which SmolLM2 took for the start of a number) is refused.
+    Without it, SmolLM2's fast-forwarded invoices were 20 % more tokens than its own and
+    drifted into `" :` and `\n,\n` (README, fast-forward)."""
+
+    def __init__(self, matcher: Any, n_vocab: int, tokenizer: Any = None,
+                 extensions: Extensions | None = None) -> None:
         self._m = matcher
         self._n_vocab = n_vocab
         self._tokenizer = tokenizer
         self._closers: list[list[int]] | None = None  # _CLOSERS as this vocabulary's tokens
+        self._extensions = extensions
+        self._heal = b""  # the bytes the next token must begin with (a healed span's end)
 
     def check(self, token: int) -> bool:
+        if self._heal and self._extensions is not None and not self._extensions.pieces[token].startswith(self._heal):
+            return False
         return bool(self._m.validate_tokens([token]) == 1)
 
     def accept(self, token: int) -> None:
         self._m.consume_token(token)
+        self._heal = b""
 
     def allowed(self) -> np.ndarray:
         import numpy as np
@@ -90,7 +123,12 @@ class Matcher:
         mask = allocate_token_bitmask(1, self._n_vocab)
         fill_next_token_bitmask(self._m, mask)
         bits = np.unpackbits(mask.view(np.uint8), bitorder="little")[: self._n_vocab]
-        return np.flatnonzero(bits).astype(np.int32)
+        allowed = np.flatnonzero(bits).astype(np.int32)
+        if self._heal and self._extensions is not None:
+            healed = allowed[np.isin(allowed, self._extensions.of(self._heal))]
+            if len(healed):
+                return healed
+        return allowed
 
     def complete(self) -> bool:
         return bool(self._m.is_accepting())
@@ -98,8 +136,9 @@ class Matcher:
     def open(self) -> bool:
         return not self.complete()
 
-    def forced(self) -> list[int]:
-        """Every byte the grammar forces, tokenized whole (jump-forward, as SGLang does).
+    def forced(self, *, heal: bool = True) -> list[int]:
+        """Every byte the grammar forces, tokenized whole (jump-forward, as SGLang does);
+        with `heal`, the last token left to the model when it can be extended (above).
         llguidance's own `compute_ff_tokens` leaves out a last token that a longer one
         could extend (` "` of `"expression": "`); the model then picks the token itself,
         and a weak one picks a lone space, meaning a number, and is held to a string it
@@ -111,7 +150,32 @@ class Matcher:
         if not data:
             return []
         tokens = list(self._tokenizer.tokenize_bytes(data))
-        return tokens[: self._m.validate_tokens(tokens)]
+        tokens = tokens[: self._m.validate_tokens(tokens)]
+        if heal and tokens and self._extensions is not None:
+            last = self._extensions.pieces[tokens[-1]]
+            if (not last.startswith(b"\xff") and len(self._extensions.of(last)) > 1
+                    and self._structural_after(tokens)):
+                self._heal = last  # the model writes it, merged with what follows if it likes
+                tokens.pop()
+        return tokens
+
+    def _structural_after(self, tokens: list[int]) -> bool:
+        """After `tokens`, does the grammar allow only a few tokens (`":` after a key's
+        quote: punctuation and whitespace), rather than free content (the inside of a
+        string it opens)? Only there is the last token healed: left free after ` "` that
+        opens a value, SmolLM2 wrote `}}</tool_call>` into a forced call's argument."""
+        import numpy as np
+        from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask
+
+        if not self._m.consume_tokens(tokens):
+            return False
+        try:
+            mask = allocate_token_bitmask(1, self._n_vocab)
+            fill_next_token_bitmask(self._m, mask)
+            allowed = int(np.unpackbits(mask.view(np.uint8), bitorder="little")[: self._n_vocab].sum())
+        finally:
+            self._m.rollback(len(tokens))
+        return allowed <= STRUCTURAL_TOKENS
 
     def closing(self, limit: int) -> list[int] | None:
         """The tokens of a short valid ending from here, within `limit` tokens: found
@@ -126,10 +190,11 @@ class Matcher:
         if self._closers is None:
             self._closers = [list(self._tokenizer.tokenize_bytes(text)) for text in _CLOSERS]
         closers = self._closers
+        heal, self._heal = self._heal, b""  # restored with the state below
         taken: list[int] = []
         try:
             while len(taken) < limit and not self.complete():
-                step = self.forced()[: limit - len(taken)]
+                step = self.forced(heal=False)[: limit - len(taken)]
                 if not step:
                     step = next((seq for seq in closers
                                  if len(seq) <= limit - len(taken) and self._m.validate_tokens(seq) == len(seq)),
@@ -147,6 +212,7 @@ class Matcher:
         finally:
             if taken:
                 self._m.rollback(len(taken))
+            self._heal = heal
 
 
 class LazyMatcher:
@@ -214,6 +280,7 @@ class Grammars:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._compiled: dict[tuple[str, str], Any] = {}
+        self._extensions: Extensions | None = None
 
     # -- the tokenizer ------------------------------------------------------------------
 
@@ -254,6 +321,7 @@ class Grammars:
 
         c = lib()
         pieces = self._cached_pieces()
+        self._extensions = Extensions(pieces)
         # Without llguidance's default token slices on a large vocabulary: they make the
         # full mask inside a string (computed only when a sampled token is rejected)
         # 0.12 → 0.01 ms on gemma's 262k, but double the build every process waits for,
@@ -323,7 +391,7 @@ class Grammars:
         pristine = self._compiled.get(key)
         if pristine is None:
             pristine = self._compiled[key] = self._compile(kind, source)
-        return Matcher(pristine.deep_copy(), self._vocab.n_tokens, self._tokenizer)
+        return Matcher(pristine.deep_copy(), self._vocab.n_tokens, self._tokenizer, self._extensions)
 
     def _compile(self, kind: str, source: str) -> Any:
         from llguidance import LLMatcher
