@@ -213,3 +213,26 @@ def test_greedy_with_a_repeat_penalty_picks_what_the_penalty_over_the_whole_voca
         c.llama_sampler_free(chain)
     assert ours == reference
     assert len(set(ours)) > 10
+
+
+RECORD = {"type": "object", "properties": {
+    "name": {"type": "string", "maxLength": 20}, "city": {"type": "string", "maxLength": 20},
+    "age": {"type": "integer", "minimum": 0, "maximum": 120}, "member": {"type": "boolean"}},
+    "required": ["name", "city", "age", "member"]}
+
+
+def test_fast_forward_with_healing_writes_the_answer_the_model_writes_without_it(smol) -> None:
+    """Issue 22: "exactly the same answers where the model would have chosen the forced
+    tokens anyway". Forcing a key's closing quote alone made SmolLM2 write `" :` and drift
+    (a different, 20 % longer answer); healed, the greedy answer is the same text, with
+    the forced tokens taken unsampled."""
+    mode = JsonMode(RECORD)
+    messages = [Message("system", mode.system_prompt()), Message("user", "A member from Paris, in JSON.")]
+    prompt = ChatML(smol).render(messages)
+    answers = {}
+    for ff in (True, False):
+        smol.forget()
+        answers[ff] = smol.generate(prompt, SamplingParams(temperature=0, max_tokens=80, fast_forward=ff),
+                                    grammar=mode.grammar()).consume()
+    assert answers[True].text == answers[False].text
+    assert answers[True].forced >= 4 and answers[True].completion_tokens == answers[False].completion_tokens
