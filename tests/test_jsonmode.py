@@ -312,7 +312,7 @@ def test_the_chosen_token_check_and_the_full_mask_path_both_run(random_engine, l
 def test_a_schema_is_compiled_once_however_often_it_is_checked_and_used(monkeypatch) -> None:
     """Issue 20: the schema went through llguidance four times before the model loaded
     (check, grammar, unenforced, the logic's grammar)."""
-    import hermes_cli.engine.constraint as constraint
+    import hermes_cli.engine.grammars as constraint
 
     calls: list[str] = []
     real = constraint.check_grammar

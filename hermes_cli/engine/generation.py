@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
-from hermes_cli.engine.constraint import Grammars
+from hermes_cli.engine.grammars import Grammars
 from hermes_cli.engine.params import GenerationResult, Grammar, SamplingParams, reply_limit
 from hermes_cli.engine.sampler import Sampler
 from hermes_cli.engine.slot import Slot

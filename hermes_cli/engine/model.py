@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from hermes_cli.engine import devices, gguf, offload
-from hermes_cli.engine.constraint import Grammars
 from hermes_cli.engine.generation import Generation
+from hermes_cli.engine.grammars import Grammars
 from hermes_cli.engine.hardware import available_memory_bytes, kv_cache_bytes, usable_cpu_count
 from hermes_cli.engine.llama import lib
 from hermes_cli.engine.offload import OffloadPlan

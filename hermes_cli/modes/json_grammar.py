@@ -55,7 +55,7 @@ def compile_schema(schema: dict[str, Any] | None) -> tuple[ReplyGrammar, list[st
     be built at all (empty: it can), with llguidance compiling it once, or twice when
     it has to go lenient. JsonMode keeps the result: a schema is compiled here once per
     process, not once per question asked about it."""
-    from hermes_cli.engine.constraint import check_grammar
+    from hermes_cli.engine.grammars import check_grammar
 
     strict = grammar_schema(schema, lenient=False)
     missing = check_grammar("json_schema", json.dumps(strict))
@@ -83,7 +83,7 @@ def grammar_schema(schema: dict[str, Any] | None, *, lenient: bool | None = None
 
 def unenforced(schema: dict[str, Any] | None) -> list[str]:
     """What llguidance cannot hold the model to while sampling (validated after instead)."""
-    from hermes_cli.engine.constraint import check_grammar
+    from hermes_cli.engine.grammars import check_grammar
 
     full = schema if schema is not None and "x-guidance" in schema else grammar_schema(schema, lenient=False)
     return check_grammar("json_schema", json.dumps(full))

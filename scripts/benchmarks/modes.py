@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import SAMPLING, SEED, interleaved
-from hermes_cli.engine.constraint import Grammars
+from hermes_cli.engine.grammars import Grammars
 from hermes_cli.engine.llama import lib
 from hermes_cli.engine.model import Engine
 from hermes_cli.engine.params import SamplingParams
@@ -172,7 +172,7 @@ def section(models: list[tuple[Path, str]], n: int, repeat: int) -> None:
 
 def _setup_costs(engine: Engine) -> tuple[float, float, float]:
     """Tokenizer build without and with the pieces cache, and a 50-property compile."""
-    from hermes_cli.engine.constraint import _pieces_cache
+    from hermes_cli.engine.grammars import _pieces_cache
 
     cache = _pieces_cache(engine.info.path)
     if cache is not None:
