@@ -152,7 +152,7 @@ class Repl:
 
         closed = closed_note(reply.last)
         if closed:
-            self.say(closed.removeprefix("note: ").join("()"), style="yellow")
+            self.say(f"({closed.removeprefix('note: ')})", style="yellow")
         line, warning = self.chat_session.backend.footer(reply.last)
         self.say(line, style="dim")
         if warning:

@@ -100,14 +100,19 @@ class Matcher:
         self._m.consume_token(token)
         self._heal = b""
 
-    def allowed(self) -> np.ndarray:
+    def _allowed_bits(self) -> np.ndarray:
+        """One bit per token id: may it come next (llguidance's mask, unpacked)."""
         import numpy as np
         from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask
 
         mask = allocate_token_bitmask(1, self._n_vocab)
         fill_next_token_bitmask(self._m, mask)
-        bits = np.unpackbits(mask.view(np.uint8), bitorder="little")[: self._n_vocab]
-        allowed = np.flatnonzero(bits).astype(np.int32)
+        return np.unpackbits(mask.view(np.uint8), bitorder="little")[: self._n_vocab]
+
+    def allowed(self) -> np.ndarray:
+        import numpy as np
+
+        allowed = np.flatnonzero(self._allowed_bits()).astype(np.int32)
         if self._heal and self._extensions is not None:
             healed = allowed[np.isin(allowed, self._extensions.of(self._heal))]
             if len(healed):
@@ -148,15 +153,10 @@ class Matcher:
         quote: punctuation and whitespace), rather than free content (the inside of a
         string it opens)? Only there is the last token healed: left free after ` "` that
         opens a value, SmolLM2 wrote `}}</tool_call>` into a forced call's argument."""
-        import numpy as np
-        from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask
-
         if not self._m.consume_tokens(tokens):
             return False
         try:
-            mask = allocate_token_bitmask(1, self._n_vocab)
-            fill_next_token_bitmask(self._m, mask)
-            allowed = int(np.unpackbits(mask.view(np.uint8), bitorder="little")[: self._n_vocab].sum())
+            allowed = int(self._allowed_bits().sum())
         finally:
             self._m.rollback(len(tokens))
         return allowed <= STRUCTURAL_TOKENS

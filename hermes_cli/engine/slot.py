@@ -98,20 +98,22 @@ class Slot:
                 break
             self.sampler.take(token)
             taken.append(token)
-            self.forced += 1
             texts.append(self._append(token))
             if self.finish is not None:
                 break
         if ending is not None and len(taken) == len(ending):  # whole and valid: the reply is done
-            self.closed, self.forced = len(taken), self.forced - len(taken)
+            self.closed = len(taken)
             if self.finish is None:
                 texts.append(self._flush())
             self.finish = "stop"
+        else:
+            self.forced += len(taken)
         return taken, "".join(texts)
 
     def _ending(self) -> list[int] | None:
         """The grammar's ending to take now, when the limit is near enough to need it."""
-        constraint = self.sampler.constraint if self.sampler is not None else None
+        assert self.sampler is not None
+        constraint = self.sampler.constraint
         left = self.limit - len(self.ids)
         if constraint is None or left > CLOSING_WINDOW or not constraint.open():
             return None
