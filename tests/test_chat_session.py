@@ -96,3 +96,26 @@ def test_tool_calls_ask_through_confirm_and_always_is_remembered(load, tmp_path:
     ran = [m for m in session.conversation.messages if m.role == "tool"]
     assert asked == ["add"] and len(ran) >= 2  # asked once, then "always" for this chat
     assert "add" in session.always_allowed and reply.rounds >= 2
+
+
+def test_a_chat_compiles_its_schema_once_however_many_turns_use_it(load, monkeypatch) -> None:
+    import json
+
+    import hermes_cli.engine.grammars as grammars
+
+    calls: list[str] = []
+    real = grammars.check_grammar
+
+    def counting(kind: str, source: str) -> list[str]:
+        calls.append(source)
+        return real(kind, source)
+
+    monkeypatch.setattr(grammars, "check_grammar", counting)
+    conv = Conversation(model="tiny", params=SamplingParams(max_tokens=40, seed=1))
+    session = ChatSession(LocalBackend(load("random")), conv, autosave=False)
+    session.set_schema(json.dumps({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}))
+    for i in range(3):
+        _shown, reply = turn(session, f"turn {i}")
+        assert isinstance(reply.value, dict) and isinstance(reply.value["a"], int)
+    session.prompt_text()
+    assert len(calls) == 1

@@ -68,6 +68,7 @@ class ChatSession:
         self.always_allowed: set[str] = set()
         self.pending_files: list[Sized] = []  # /read: sent with the next message
         self.role: str | None = None
+        self._json: JsonMode | None = None  # see _json_mode
         if role is not None:  # its system prompt and sampling are already in the settings
             self.role = role.name
             self._take_schema_and_tools(role)
@@ -137,11 +138,19 @@ class ChatSession:
         """JSON when JSON mode is on (it wins over tools), else tools when loaded, else text."""
         conv = self.conversation
         if conv.json_mode:
-            return ReplyMode(json=JsonMode(conv.json_schema, "/schema"))
+            return ReplyMode(json=self._json_mode())
         tools = self.all_tools()
         if tools:
             return ReplyMode(tools=ToolOptions(tools))
         return ReplyMode()
+
+    def _json_mode(self) -> JsonMode:
+        """The chat's schema as one JsonMode, kept while the schema stays the same, so it
+        is compiled by llguidance once, not once per turn (and per /prompt)."""
+        schema = self.conversation.json_schema
+        if self._json is None or self._json.schema != schema:
+            self._json = JsonMode(schema, "/schema")
+        return self._json
 
     def all_tools(self) -> dict[str, Tool]:
         """The user's --tools functions, then the running MCP servers' tools."""
@@ -192,6 +201,7 @@ class ChatSession:
         mode = load_schema(spec)
         mode.check()  # refuse a schema we cannot turn into a grammar, now
         conv.json_schema, conv.json_mode = mode.schema, True
+        self._json = dataclasses.replace(mode, source="/schema")  # compiled: kept for the turns
         self._prefetch()
         self.save()
         return mode.source
