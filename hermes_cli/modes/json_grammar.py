@@ -13,10 +13,13 @@ against:
   converter does; JSON Schema's default would let the model invent keys), unless it is
   combined with others (allOf, or beside anyOf/oneOf/$ref), where that would exclude
   the other parts' properties.
-- Whitespace is bounded (at most one newline and 20 spaces or tabs between tokens), and
-  an integer without bounds stays within ±(2^53 - 1), the range every JSON reader keeps
-  exact (llama.cpp's converter caps integers at 16 digits likewise), so a weak model
-  cannot loop on blanks or digits.
+- The answer is written with json.dumps's separators (`, ` and `: `) and no other
+  whitespace, the form the Hermes prompt shows schemas and calls in: one line that jq
+  and JSONL take as it is, no blanks for a weak model to loop on, and every separator
+  and the quote after it forced, so fast-forward (engine/constraint.py) writes them
+  without sampling. An integer without bounds stays within ±(2^53 - 1), the range every
+  JSON reader keeps exact (llama.cpp's converter caps integers at 16 digits likewise),
+  so a model cannot loop on digits either.
 
 What llguidance cannot enforce it reports by name; the grammar is then built leniently
 (those keywords ignored while sampling) and the answer is still validated in full.
@@ -40,7 +43,8 @@ DATE = rf"(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)"
 TIME = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 DATE_TIME = rf"{DATE}T{TIME}"
 _FORMATS = {"date": DATE, "time": TIME, "date-time": DATE_TIME}
-_WHITESPACE = r"(?:\x20|\n[\x20\t]{0,20})?"
+# json.dumps's separators, and no whitespace anywhere else (llguidance's x-guidance keys).
+_SEPARATORS = {"item_separator": ", ", "key_separator": ": ", "whitespace_flexible": False}
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
 SAFE_INTEGER = 2**53 - 1  # the largest integer every JSON reader keeps exactly
 
@@ -72,7 +76,7 @@ def grammar_schema(schema: dict[str, Any] | None, *, lenient: bool | None = None
     tightened = _tighten(copy.deepcopy(schema if schema is not None else ANY_OBJECT))
     if not isinstance(tightened, dict):
         tightened = {"anyOf": [tightened]}
-    options: dict[str, Any] = {"whitespace_pattern": _WHITESPACE}
+    options: dict[str, Any] = dict(_SEPARATORS)
     tightened["x-guidance"] = options
     if lenient is None:
         lenient = bool(unenforced(tightened))

@@ -95,11 +95,8 @@ def _call_rules(tools: list[Tool]) -> str:
     from hermes_cli.modes.json_grammar import grammar_schema
 
     # The call is written as the Hermes prompt shows it (json.dumps's separators, no
-    # other whitespace): the form the model was trained on, and a short one.
+    # other whitespace, as every JSON answer is): the form the model was trained on.
     schema = grammar_schema(call_schema(tools))
-    schema["x-guidance"] = {**schema["x-guidance"], "item_separator": ", ", "key_separator": ": ",
-                            "whitespace_flexible": False}
-    schema["x-guidance"].pop("whitespace_pattern", None)
     return f'rest: "\\n" call {json.dumps(chr(10) + CLOSE)}\ncall: %json {json.dumps(schema)}\n'
 
 
