@@ -51,6 +51,13 @@ class Constraint(Protocol):
 # values, a comma (an object that still lacks a required key needs one), and the openers
 # of a value that must be an object or array.
 _CLOSERS = (b'"', b"}", b"]", b"0", b"null", b"false", b'""', b"[]", b"{}", b",", b"{", b"[")
+# A greedy ending can go round in circles inside a format (`0` after `0` in an email's
+# local part, which only ends after `@` and a domain): after _STUCK equal steps it looks
+# for the shortest run of these bytes, up to _ESCAPE_DEPTH, after which the string may
+# end (`@a.aa` before the quote): the delimiters of emails, URIs, dates and times.
+_ESCAPE_STEPS = (b"@", b".", b"a", b"0", b"-", b":", b"/", b"T", b"Z")
+_STUCK = 3
+_ESCAPE_DEPTH = 6
 
 
 class Extensions:
@@ -88,6 +95,8 @@ class Matcher:
         self._n_vocab = n_vocab
         self._tokenizer = tokenizer
         self._closers: list[list[int]] | None = None  # _CLOSERS as this vocabulary's tokens
+        self._escape_steps: list[int] | None = None  # _ESCAPE_STEPS' single tokens
+        self._quote: list[int] = []
         self._extensions = extensions
         self._heal = b""  # the bytes the next token must begin with (a healed span's end)
 
@@ -176,9 +185,12 @@ class Matcher:
         closers = self._closers
         heal, self._heal = self._heal, b""  # restored with the state below
         taken: list[int] = []
+        last: list[int] = []
+        repeats = 0
         try:
             while len(taken) < limit and not self.complete():
                 step = self.forced(heal=False)[: limit - len(taken)]
+                chosen = not step
                 if not step:
                     step = next((seq for seq in closers
                                  if len(seq) <= limit - len(taken) and self._m.validate_tokens(seq) == len(seq)),
@@ -188,6 +200,16 @@ class Matcher:
                     if not allowed:
                         return None
                     step = [next((t for t in allowed if self._tokenizer.decode_bytes([t]).strip()), allowed[0])]
+                repeats = repeats + 1 if chosen and step == last else 0
+                last = step if chosen else []
+                if repeats + 1 >= _STUCK:  # going round: undo the repeats, find the way out
+                    undo = len(step) * repeats
+                    self._m.rollback(undo)
+                    del taken[len(taken) - undo:]
+                    step = self._escape(min(_ESCAPE_DEPTH, limit - len(taken)))
+                    if step is None:
+                        return None
+                    repeats, last = 0, []
                 for token in step:
                     if not self._m.consume_token(token):
                         return None
@@ -197,6 +219,37 @@ class Matcher:
             if taken:
                 self._m.rollback(len(taken))
             self._heal = heal
+
+    def _escape(self, depth: int) -> list[int] | None:
+        """The shortest run of `_ESCAPE_STEPS` (at most `depth`) after which the string
+        may end, by iterative deepening on the live state (rolled back)."""
+        assert self._tokenizer is not None
+        if self._escape_steps is None:
+            steps = [list(self._tokenizer.tokenize_bytes(b)) for b in _ESCAPE_STEPS]
+            self._escape_steps = [s[0] for s in steps if len(s) == 1]
+            self._quote = list(self._tokenizer.tokenize_bytes(b'"'))
+        steps, quote = self._escape_steps, self._quote
+        path: list[int] = []
+
+        def search(left: int) -> bool:
+            if path and self._m.validate_tokens(quote) == len(quote):
+                return True
+            if left == 0:
+                return False
+            for token in steps:
+                if self._m.validate_tokens([token]) == 1 and self._m.consume_token(token):
+                    path.append(token)
+                    if search(left - 1):
+                        return True
+                    path.pop()
+                    self._m.rollback(1)
+            return False
+
+        for bound in range(1, depth + 1):
+            if search(bound):
+                self._m.rollback(len(path))
+                return path
+        return None
 
 
 class LazyMatcher:
