@@ -73,8 +73,8 @@ class Generation(LazyStream):
             slot = self._slot
             slot.sampler = Sampler(engine.vocab, self._params, constraint)
             ctx = engine.ctx
-            # A grammar may force the reply's first tokens (a forced call's opening).
-            batch, text = slot.fast_forward() if constraint is not None else ([], "")
+            # Near a tiny limit, the grammar's ending may be all there is room for.
+            batch, text = slot.fast_forward(at_start=True) if constraint is not None else ([], "")
             if text:
                 yield text
             if batch and slot.finish is None:

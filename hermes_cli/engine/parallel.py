@@ -157,6 +157,6 @@ class ParallelDecoder:
         sampler = Sampler(engine.vocab, job.params, constraint)
         slot = Slot(engine.vocab, sampler, limit=limit, limit_reason=reason,
                     prompt_tokens=len(job.prompt), reused=plen, started=time.perf_counter())
-        if constraint is not None:  # a grammar may force the reply's first tokens
-            own = own + slot.fast_forward()[0]
+        if constraint is not None:  # near a tiny limit, the ending may be all there is room for
+            own = own + slot.fast_forward(at_start=True)[0]
         return _Running(job, slot, sampler, own, plen)

@@ -78,13 +78,20 @@ class Slot:
             text += self._flush()
         return text
 
-    def fast_forward(self) -> tuple[list[int], str]:
+    def fast_forward(self, *, at_start: bool = False) -> tuple[list[int], str]:
         """Take the tokens the grammar forces next, or, near the limit, the ending that
         closes what is open; return them (to evaluate) and their text. Stops at an
-        end-of-generation token or the reply limit, like `step`."""
+        end-of-generation token or the reply limit, like `step`.
+
+        `at_start`: before the reply's first token only an ending is taken. The prompt's
+        logits are there anyway, so the model picks the first token among the ways to
+        write the forced bytes (`{` then `"`, not the grammar's `{"`) at no extra decode,
+        and the rest of the span follows it in the same batch. Forced whole, SmolLM2's
+        greedy record began with a token it never writes there, and it then wrote
+        another answer ("Madrid" for "a member from Paris")."""
         assert self.sampler is not None
         ending = self._ending()
-        forced = ending if ending is not None else self.sampler.forced()
+        forced = ending if ending is not None else [] if at_start else self.sampler.forced()
         if not forced:
             return [], ""
         if self.first is None:
