@@ -96,12 +96,16 @@ def test_forced_calls_run_a_real_tool_with_valid_arguments_or_are_cut(smol, exam
 
 
 def test_auto_calls_the_model_chooses_are_whole_and_valid(smol, example_tools) -> None:
-    """SmolLM2 rarely calls by itself; asked plainly to use the tool, it does on some
-    seeds. Whatever it does, a call it opens is held to the schemas and runs."""
+    """SmolLM2 rarely calls by itself: asked to call in the tags, it opens a call on about
+    a fifth of seeds (9 of 40 measured on an EPYC; which seeds depends on the CPU's float
+    rounding). Seeds are tried until it has called twice, up to 40 (fewer than 2 in 40
+    has a chance under 0.1 % at that rate). Whatever it does, a call it opens is held to
+    the schemas and runs."""
     tools = {"calculate": example_tools["calculate"]}
     called = 0
-    for seed in SEEDS:
-        outcome = first_call(smol, tools, "auto", "Use the calculate tool to compute 17*23.", seed, 48)
+    for seed in range(1, 41):
+        outcome = first_call(smol, tools, "auto", "Compute 17*23 with a function call in <tool_call></tool_call> tags.",
+                             seed, 48)
         if outcome == "cut":
             continue
         calls, results = outcome
@@ -110,7 +114,9 @@ def test_auto_calls_the_model_chooses_are_whole_and_valid(smol, example_tools) -
             assert validate_arguments(tools["calculate"], call.arguments) == []
         assert bool(results) == bool(calls)
         called += bool(calls)
-    assert called >= 2, f"the model called in only {called} of 10 seeds: the prompt no longer makes it call"
+        if called == 2:
+            break
+    assert called >= 2, f"the model called in only {called} of 40 seeds: the prompt no longer makes it call"
 
 
 SCHEMA = {
