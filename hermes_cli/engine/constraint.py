@@ -206,10 +206,10 @@ class Matcher:
                     undo = len(step) * repeats
                     self._m.rollback(undo)
                     del taken[len(taken) - undo:]
-                    step = self._escape(min(_ESCAPE_DEPTH, limit - len(taken)))
-                    if step is None:
+                    escape = self._escape(min(_ESCAPE_DEPTH, limit - len(taken)))
+                    if escape is None:
                         return None
-                    repeats, last = 0, []
+                    step, repeats, last = escape, 0, []
                 for token in step:
                     if not self._m.consume_token(token):
                         return None
@@ -225,8 +225,8 @@ class Matcher:
         may end, by iterative deepening on the live state (rolled back)."""
         assert self._tokenizer is not None
         if self._escape_steps is None:
-            steps = [list(self._tokenizer.tokenize_bytes(b)) for b in _ESCAPE_STEPS]
-            self._escape_steps = [s[0] for s in steps if len(s) == 1]
+            runs = [list(self._tokenizer.tokenize_bytes(b)) for b in _ESCAPE_STEPS]
+            self._escape_steps = [int(run[0]) for run in runs if len(run) == 1]
             self._quote = list(self._tokenizer.tokenize_bytes(b'"'))
         steps, quote = self._escape_steps, self._quote
         path: list[int] = []
