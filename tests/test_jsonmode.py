@@ -11,6 +11,7 @@ import pytest
 from hermes_cli.core.backends import LocalBackend
 from hermes_cli.core.reply import run
 from hermes_cli.engine.params import SamplingParams
+from hermes_cli.engine.slot import CLOSING_WINDOW
 from hermes_cli.errors import OutputContractError, UsageError
 from hermes_cli.modes import json_mode as jsonmode
 from hermes_cli.modes.events import Reply
@@ -424,3 +425,15 @@ def test_the_ending_of_a_string_in_a_format_gets_out_of_it(random_engine, fmt: s
     answer = json.loads(text + b"".join(random_engine.vocab.piece(t) for t in ending).decode())
     checker = Draft202012Validator.FORMAT_CHECKER
     assert list(Draft202012Validator(schema, format_checker=checker).iter_errors(answer)) == []
+
+
+def test_an_ending_longer_than_the_closing_window_is_found_in_time(random_engine) -> None:
+    """Eight required keys not yet written need an ending of about 130 tokens, longer
+    than the 64-token window in which the ending is asked after every token: the probe
+    every 16 tokens sees it coming, and the answers close instead of being cut."""
+    props = {f"field_{i:02d}": {"type": "string"} for i in range(8)}
+    schema = {"type": "object", "properties": props, "required": list(props)}
+    for seed in range(3):
+        answer = run_json(random_engine, jsonmode.JsonMode(schema), seed, temperature=1.0, max_tokens=200)
+        assert validation_errors(answer.value, schema) == []
+        assert answer.results[-1].closed > CLOSING_WINDOW

@@ -29,8 +29,14 @@ from hermes_cli.engine.vocab import Vocab
 # leaves fewer than CLOSING_MARGIN tokens to spare. A token the model writes can lengthen
 # the ending by more than one (opening an object with required keys); the margin covers
 # the usual case, and an ending that no longer fits is cut exactly as before.
+# Before the window, the ending's length is probed every CLOSING_PROBE tokens (up to
+# CLOSING_LONGEST tokens long): an object with many required keys not yet written needs
+# an ending longer than the window (JSONSchemaBench's o12346 wants 20 keys), and from
+# the probe that finds it nearly as long as what is left, it is asked after every token.
 CLOSING_WINDOW = 64
 CLOSING_MARGIN = 4
+CLOSING_PROBE = 16
+CLOSING_LONGEST = 512
 
 
 class Slot:
@@ -49,6 +55,7 @@ class Slot:
         self.ids: list[int] = []
         self.forced = 0
         self.closed = 0  # tokens of an ending taken to fit the limit
+        self._closing_watch = False  # a probe found a long ending: ask for it every token
         self._chunks: list[str] = []
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.finish: str | None = limit_reason if limit <= 0 else None
@@ -122,8 +129,15 @@ class Slot:
         assert self.sampler is not None
         constraint = self.sampler.constraint
         left = self.limit - len(self.ids)
-        if constraint is None or left > CLOSING_WINDOW or not constraint.open():
+        if constraint is None or not constraint.open():
             return None
+        if left > CLOSING_WINDOW and not self._closing_watch:
+            if len(self.ids) % CLOSING_PROBE or left > CLOSING_LONGEST:
+                return None
+            probe = constraint.closing(left)
+            if probe is None or len(probe) + CLOSING_MARGIN + CLOSING_PROBE < left:
+                return None
+            self._closing_watch = True  # the ending is long: watch it from now on
         ending = constraint.closing(left)
         if not ending or len(ending) + CLOSING_MARGIN < left:
             return None
