@@ -225,7 +225,7 @@ class Matcher:
         """The shortest run of `_ESCAPE_STEPS` (at most `depth`) after which the string
         may end, by iterative deepening on the live state (rolled back), trying at most
         `_ESCAPE_NODES` tokens: the slot asks after every token near its limit, and a
-        state with no way out (12 steps allowed, none ending) would otherwise take 9^5."""
+        state with no way out (every step allowed, none ending) would otherwise try 9^5."""
         assert self._tokenizer is not None
         if self._escape_steps is None:
             runs = [list(self._tokenizer.tokenize_bytes(b)) for b in _ESCAPE_STEPS]
@@ -233,16 +233,17 @@ class Matcher:
             self._quote = list(self._tokenizer.tokenize_bytes(b'"'))
         steps, quote = self._escape_steps, self._quote
         path: list[int] = []
-        budget = [_ESCAPE_NODES]
+        budget = _ESCAPE_NODES
 
         def search(left: int) -> bool:
+            nonlocal budget
             if path and self._m.validate_tokens(quote) == len(quote):
                 return True
             if left == 0:
                 return False
             for token in steps:
-                budget[0] -= 1
-                if budget[0] < 0:
+                budget -= 1
+                if budget < 0:
                     return False
                 if self._m.validate_tokens([token]) == 1 and self._m.consume_token(token):
                     path.append(token)

@@ -56,6 +56,7 @@ class Slot:
         self.forced = 0
         self.closed = 0  # tokens of an ending taken to fit the limit
         self._closing_watch = False  # a probe found a long ending: ask for it every token
+        self._next_probe = 0  # the reply length at which the ending is next probed
         self._chunks: list[str] = []
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.finish: str | None = limit_reason if limit <= 0 else None
@@ -132,13 +133,17 @@ class Slot:
         if constraint is None or not constraint.open():
             return None
         if left > CLOSING_WINDOW and not self._closing_watch:
-            if len(self.ids) % CLOSING_PROBE or left > CLOSING_LONGEST:
+            # A forced span moves several tokens at once, so the probe goes by position
+            # (a multiple of CLOSING_PROBE could be stepped over), not by a modulo.
+            if len(self.ids) < self._next_probe or left > CLOSING_LONGEST:
                 return None
-            probe = constraint.closing(left)
-            if probe is None or len(probe) + CLOSING_MARGIN + CLOSING_PROBE < left:
+            self._next_probe = len(self.ids) + CLOSING_PROBE
+            ending = constraint.closing(left)
+            if ending is None or len(ending) + CLOSING_MARGIN + CLOSING_PROBE < left:
                 return None
             self._closing_watch = True  # the ending is long: watch it from now on
-        ending = constraint.closing(left)
+        else:
+            ending = constraint.closing(left)
         if not ending or len(ending) + CLOSING_MARGIN < left:
             return None
         return ending
