@@ -114,8 +114,10 @@ def batch(
 
 def _run(load: LoadFlags, chosen: Any, items: list[Any], output: Path | None, opts: Any, parallel: int,
          concurrency: int, request_timeout: float) -> None:
+    from dataclasses import replace
+
     from hermes_cli.core import batch as batch_mod
-    from hermes_cli.core.batch_run import run_batch
+    from hermes_cli.core.batch_run import needs_grammars, run_batch
     from hermes_cli.core.loading import load_engine
 
     done = batch_mod.repair_and_read_done(output) if output else set()
@@ -124,7 +126,8 @@ def _run(load: LoadFlags, chosen: Any, items: list[Any], output: Path | None, op
         if summary.failed:
             raise typer.Exit(SomeLinesFailed.exit_code)
         return
-    engine = load_engine(load_options(load, chosen), err=sys.stderr, n_seq_max=parallel + 1 if parallel > 1 else 1)
+    opts_load = replace(load_options(load, chosen), grammars=needs_grammars(items, done, opts))
+    engine = load_engine(opts_load, err=sys.stderr, n_seq_max=parallel + 1 if parallel > 1 else 1)
     if parallel > 1 and engine.n_ctx // parallel < MIN_SLOT_TOKENS:
         raise UsageError(f"--parallel {parallel} gives each prompt {engine.n_ctx // parallel} of the "
                          f"{engine.n_ctx}-token context; at least {MIN_SLOT_TOKENS} are needed",

@@ -106,6 +106,13 @@ def answer_line(backend: ReplySource, item: Item, opts: BatchOptions) -> dict[st
     return record(item, reply, time.perf_counter() - t0, item_mode(item, opts).name)
 
 
+def needs_grammars(items: list[Item], done: set[str], opts: BatchOptions) -> bool:
+    """Whether a line still to answer is constrained (JSON, a schema, tools): the grammar
+    tokenizer is then built while the model loads."""
+    return any(item_mode(it, opts).name != "text" for it in items
+               if it.error is None and json.dumps(it.id) not in done)
+
+
 def run_batch(engine: Engine, items: list[Item], writer: ResultWriter, done: set[str],
               opts: BatchOptions, *, progress: Progress | None = None) -> Summary:
     """Answer every item not in `done`, writing one record each as it completes."""
@@ -113,7 +120,7 @@ def run_batch(engine: Engine, items: list[Item], writer: ResultWriter, done: set
     todo = [it for it in items if json.dumps(it.id) not in done]
     finished = Recorder(writer, len(todo), len(items) - len(todo), progress)
     summary = finished.summary
-    if any(item_mode(it, opts).name != "text" for it in todo if it.error is None):
+    if needs_grammars(todo, set(), opts):
         engine.prefetch_grammars()
 
     if opts.parallel > 1:

@@ -13,7 +13,8 @@ compiled, and the tokenizer built, in engine/grammars.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import bisect
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -62,11 +63,16 @@ _ESCAPE_NODES = 300  # the search's bound, in tokens tried: about 1 ms on a 49k 
 
 
 class Extensions:
-    """Which tokens begin with given bytes, per vocabulary (shared by its matchers): a
-    scan of the pieces the first time a prefix is asked about, then a dict lookup."""
+    """Which tokens begin with given bytes, per vocabulary (shared by its matchers).
 
-    def __init__(self, pieces: list[bytes]) -> None:
+    With `order` (the ids sorted by their bytes, kept with the pieces: engine/grammars.py)
+    the tokens that begin with a prefix are one run of it, found by bisection: a scan of
+    every piece in Python took 15 ms a prefix on a 262k vocabulary, 0.15 s of a one-shot
+    gemma-3 answer. Without it (a test's hand-made pieces) they are scanned for."""
+
+    def __init__(self, pieces: list[bytes], order: Sequence[int] | None = None) -> None:
         self.pieces = pieces
+        self._order = order
         self._by_prefix: dict[bytes, np.ndarray] = {}
 
     def of(self, prefix: bytes) -> np.ndarray:
@@ -74,9 +80,25 @@ class Extensions:
         if found is None:
             import numpy as np
 
-            found = self._by_prefix[prefix] = np.fromiter(
-                (t for t, piece in enumerate(self.pieces) if piece.startswith(prefix)), dtype=np.int32)
+            if self._order is None:
+                found = np.fromiter((t for t, piece in enumerate(self.pieces) if piece.startswith(prefix)),
+                                    dtype=np.int32)
+            else:
+                order, key = self._order, self.pieces.__getitem__
+                lo = bisect.bisect_left(order, prefix, key=key)
+                above = _successor(prefix)
+                hi = len(order) if above is None else bisect.bisect_left(order, above, lo=lo, key=key)
+                found = np.array(order[lo:hi], dtype=np.int32)
+            self._by_prefix[prefix] = found
         return found
+
+
+def _successor(prefix: bytes) -> bytes | None:
+    """The least bytes above every bytes that begin with `prefix` (None: there are none)."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
 class Matcher:

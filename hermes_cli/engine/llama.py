@@ -5,13 +5,15 @@ than the `Llama` class: its `generate` loop costs about 0.8 ms of Python per tok
 logits copy into numpy and Python-side sampling; measured on SmolLM2-135M: 0.87× of
 llama-bench), and its constructor sets up a chat handler and a Jinja template we never
 use. Everything llama.cpp prints goes through a log callback that drops it unless
---verbose.
+--verbose, except while engine/quiet.py has silenced the output (`native_log`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 _lib: Any = None
@@ -64,6 +66,21 @@ def lib(*, verbose: bool | None = None) -> Any:
         c.llama_backend_init()
         _lib = c
     return _lib
+
+
+@contextlib.contextmanager
+def native_log() -> Iterator[None]:
+    """llama.cpp's own logger (to the C stderr) instead of the Python callback, for a
+    block whose output goes nowhere anyway (fds silenced: engine/quiet.py). The callback
+    takes the GIL for each of the load's few hundred lines, so a thread holding the GIL
+    (the grammar tokenizer built by llguidance while the model loads) stalled the load
+    for as long as it ran: gemma-3 270M's load took 1.3 s instead of 0.74."""
+    c = lib()
+    c.llama_log_set(c.llama_log_callback(), ctypes.c_void_p(0))  # NULL: the default logger
+    try:
+        yield
+    finally:
+        c.llama_log_set(_callback, ctypes.c_void_p(0))
 
 
 def version() -> str:

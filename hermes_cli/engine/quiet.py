@@ -28,5 +28,14 @@ def _silenced_fds() -> Iterator[None]:
             os.close(fd)
 
 
+@contextlib.contextmanager
+def _silenced() -> Iterator[None]:
+    from hermes_cli.engine.llama import native_log
+
+    with _silenced_fds(), native_log():
+        yield
+
+
 def quiet(verbose: bool) -> contextlib.AbstractContextManager[None]:
-    return contextlib.nullcontext() if verbose else _silenced_fds()
+    """llama.cpp's output dropped for the block (unless verbose), without the GIL."""
+    return contextlib.nullcontext() if verbose else _silenced()
