@@ -71,13 +71,17 @@ def ask(
         "--tools", help="A Python file whose public functions the model may call "
         "(repeatable).", show_default=False)] = None,
     tools_json: Annotated[Optional[str], typer.Option(
-        "--tools-json", help="OpenAI-format tool definitions (schemas only: the calls are "
-        "printed as JSON lines for you to run).", show_default=False)] = None,
+        "--tools-json", help="OpenAI-format tool definitions, a FILE or inline JSON (schemas "
+        "only: the calls are printed as JSON lines for you to run).", show_default=False)] = None,
     tool_choice: Annotated[str, typer.Option(
         help="auto, none, required (force a call) or a tool's name (force that tool).")] = "auto",
     max_rounds: Annotated[int, typer.Option(help="Most tool rounds before stopping.", min=0)] = 5,
     tool_timeout: Annotated[float, typer.Option(help="Seconds a tool may run.", min=0.1)] = 30.0,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Run tool calls without asking.")] = False,
+    prompt_cache: Annotated[Optional[bool], typer.Option(
+        "--prompt-cache/--no-prompt-cache", help="Keep the system prompt's KV state on disk, and "
+        "load it when the next ask starts the same (a schema's, tools', a long --system). "
+        "Default: the config's prompt_cache, true.", show_default=False)] = None,
 ) -> None:
     """Ask one question; the answer streams to stdout.
 
@@ -111,7 +115,10 @@ def ask(
 
         question = Question(prompt, stdin_text=read_stdin(), system=chosen.system, params=chosen.params,
                             files=files or [], json_mode=json_mode, tools=tool_opts)
-        code = run_ask(question, load_options(load, chosen), endpoints=load.endpoints,
+        from dataclasses import replace
+
+        keep = config.prompt_cache if prompt_cache is None else prompt_cache
+        code = run_ask(question, replace(load_options(load, chosen), prompt_cache=keep), endpoints=load.endpoints,
                        api_key_env=load.api_key_env, served_model=load.model, stats=stats,
                        show_prompt=show_prompt, show_tokens=tokens)
     raise typer.Exit(code)
@@ -142,12 +149,15 @@ def run_ask(question: Question, load: LoadOptions, *, endpoints: list[str] | Non
             show_prompt: bool = False, show_tokens: bool = False, out: TextIO | None = None,
             err: TextIO | None = None) -> int:
     """Ask one question (core/one_shot.py) and print the answer; return the exit status."""
+    from dataclasses import replace
+
     from hermes_cli.core.loading import open_backend
     from hermes_cli.core.one_shot import prepare
 
     out = out or sys.stdout
     err = err or sys.stderr
     prepared = prepare(question)  # a bad file or schema fails before any model loads
+    load = replace(load, grammars=question.mode.name != "text")
     backend = open_backend(load, endpoints=endpoints, key_env=api_key_env, served_model=served_model,
                            err=err, vocab_only=show_prompt)
     try:

@@ -18,7 +18,8 @@ from hermes_cli.core import sessions
 from hermes_cli.core.attachments import Sized, check_fit
 from hermes_cli.core.reply import Stream
 from hermes_cli.engine.model import Engine
-from hermes_cli.engine.params import GenerationResult, SamplingParams
+from hermes_cli.engine.params import GenerationResult, SamplingParams, common_prefix_length
+from hermes_cli.engine.prompt_cache import MIN_TOKENS, KeptPrefix, PromptCache
 from hermes_cli.errors import UsageError
 from hermes_cli.prompt.messages import Message
 from hermes_cli.prompt.reply_grammar import ReplyGrammar
@@ -107,20 +108,42 @@ def _speed(result: GenerationResult) -> str:
 
 
 class LocalBackend:
-    """The loaded engine, with the prompt format that renders messages to its ids."""
+    """The loaded engine, with the prompt format that renders messages to its ids.
 
-    def __init__(self, engine: Engine, template: PromptFormat | None = None, *, model: str | None = None) -> None:
+    With a `prompt_cache` (one-shot `ask`), the system prompt's KV state is loaded from
+    disk when an earlier process kept it, else evaluated alone and kept: the part of the
+    prompt that is the same from one process to the next is known here, where the
+    messages are (the engine sees only ids)."""
+
+    def __init__(self, engine: Engine, template: PromptFormat | None = None, *, model: str | None = None,
+                 prompt_cache: PromptCache | None = None) -> None:
         self.engine = engine
         self.template = template if template is not None else template_for(engine)
         self.model = model or str(engine.info.path)  # the reference it was loaded by, to load it again
+        self.prompt_cache = prompt_cache
 
     @property
     def n_ctx(self) -> int:
         return self.engine.n_ctx
 
     def start(self, messages: list[Message], params: SamplingParams, grammar: ReplyGrammar | None) -> Stream:
-        stream: Stream = self.engine.generate(self.template.render(messages), params, grammar=grammar)
+        ids = self.template.render(messages)
+        stream: Stream = self.engine.generate(ids, params, grammar=grammar, kept=self._kept(messages, ids))
         return stream
+
+    def _kept(self, messages: list[Message], ids: list[int]) -> KeptPrefix | None:
+        """The leading system messages' share of `ids`, when long enough to keep."""
+        if self.prompt_cache is None:
+            return None
+        system = []
+        for m in messages:
+            if m.role != "system":
+                break
+            system.append(m)
+        if not system or len(system) == len(messages):
+            return None
+        n = common_prefix_length(ids, self.template.render(system, add_generation_prompt=False))
+        return KeptPrefix(self.prompt_cache, n) if MIN_TOKENS <= n < len(ids) else None
 
     def count(self, text: str) -> int:
         return len(self.engine.tokenize(text))
@@ -152,8 +175,10 @@ class LocalBackend:
         if r.closed:
             notes.append(f"the last {_tokens(r.closed)} closing what was open, to fit {_limit_name(r.closed_by)}")
         forced = f" ({'; '.join(notes)})" if notes else ""
-        return (f"prompt {r.prompt_tokens} tokens ({r.prompt_evaluated} evaluated, {r.prompt_reused} "
-                f"reused) in {r.prompt_seconds:.2f} s [{r.prompt_tokens_per_second:.1f} tok/s] · reply "
+        reused = (f"{r.prompt_reused} reused, {r.prompt_loaded} of them from the prompt cache"
+                  if r.prompt_loaded else f"{r.prompt_reused} reused")
+        return (f"prompt {r.prompt_tokens} tokens ({r.prompt_evaluated} evaluated, {reused}) in "
+                f"{r.prompt_seconds:.2f} s [{r.prompt_tokens_per_second:.1f} tok/s] · reply "
                 f"{r.completion_tokens} tokens{forced} in {r.generation_seconds:.2f} s "
                 f"[{r.tokens_per_second:.1f} tok/s] · stop: {r.finish_reason} · context "
                 f"{r.prompt_tokens + r.completion_tokens}/{self.n_ctx} · threads "
@@ -182,7 +207,7 @@ class LocalBackend:
 
         engine = load_engine(opts, err=err)
         try:
-            new = LocalBackend(engine, model=opts.model)
+            new = LocalBackend(engine, model=opts.model, prompt_cache=self.prompt_cache)
         except Exception:
             engine.close()
             raise

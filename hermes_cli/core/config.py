@@ -29,6 +29,7 @@ TEMPLATE = """\
 # gpu_layers = -1
 # threads = 8
 # gpu_hint = true          # false: never say that a GPU sits idle
+# prompt_cache = true      # false: `ask` never keeps a system prompt's KV state on disk
 
 # [sampling]
 # temperature = 0.8
@@ -61,7 +62,7 @@ TEMPLATE = """\
 # url = "http://127.0.0.1:8765/mcp"
 """
 
-_TOP = {"model", "ctx", "gpu_layers", "threads", "gpu_hint", "sampling", "aliases", "roles", "mcp"}
+_TOP = {"model", "ctx", "gpu_layers", "threads", "gpu_hint", "prompt_cache", "sampling", "aliases", "roles", "mcp"}
 _ROLE = {"system", "model", "schema", "tools", "sampling"}
 _MCP_SERVER = {"command", "args", "env", "url", "allow", "timeout"}
 
@@ -92,6 +93,7 @@ class Config:
     gpu_layers: int | None = None
     threads: int | None = None
     gpu_hint: bool = True
+    prompt_cache: bool = True
     sampling: dict[str, Any] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
     roles: dict[str, Role] = field(default_factory=dict)
@@ -184,6 +186,8 @@ def _config(data: dict[str, Any], path: Path) -> Config:
                  gpu_layers=_typed(data, "gpu_layers", int, ""), threads=_typed(data, "threads", int, ""))
     hint = _typed(data, "gpu_hint", bool, "")
     cfg.gpu_hint = True if hint is None else hint
+    keep = _typed(data, "prompt_cache", bool, "")
+    cfg.prompt_cache = True if keep is None else keep
     for name in LOAD_LIMITS:  # the same bounds as the options
         try:
             check_load(name, getattr(cfg, name), label=name)

@@ -26,6 +26,8 @@ class LoadOptions:
     verbose: bool = False
     quiet: bool = False
     gpu_hint: bool = True  # the config's `gpu_hint = false` silences the idle-GPU note
+    grammars: bool = False  # replies will be constrained: build the grammar tokenizer during the load
+    prompt_cache: bool = False  # keep system prompts' KV state on disk (one-shot ask)
 
 
 def load_engine(opts: LoadOptions, *, err: TextIO, vocab_only: bool = False,
@@ -39,7 +41,7 @@ def load_engine(opts: LoadOptions, *, err: TextIO, vocab_only: bool = False,
     try:
         engine = Engine.load(path, n_ctx=opts.n_ctx, n_gpu_layers=opts.n_gpu_layers,
                              n_threads=opts.n_threads, verbose=opts.verbose, vocab_only=vocab_only,
-                             n_seq_max=n_seq_max)
+                             n_seq_max=n_seq_max, grammars=opts.grammars)
     finally:
         if show:
             err.write("\r\x1b[K")
@@ -57,7 +59,13 @@ def open_backend(opts: LoadOptions, *, endpoints: list[str] | None, key_env: str
 
     if endpoints:
         return EndpointBackend(connect(endpoints, served_model, key_env))
-    return LocalBackend(load_engine(opts, err=err, vocab_only=vocab_only), model=opts.model)
+    engine = load_engine(opts, err=err, vocab_only=vocab_only)
+    cache = None
+    if opts.prompt_cache and not vocab_only:
+        from hermes_cli.engine.prompt_cache import PromptCache
+
+        cache = PromptCache(env.cache_dir() / "prompts")
+    return LocalBackend(engine, model=opts.model, prompt_cache=cache)
 
 
 def connect(endpoints: list[str], model: str | None, key_env: str, *, buffered: bool = False,

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from hermes_cli.engine.grammars import Grammars
 from hermes_cli.engine.params import GenerationResult, Grammar, SamplingParams, reply_limit
+from hermes_cli.engine.prompt_cache import KeptPrefix, StateEngine
 from hermes_cli.engine.sampler import Sampler
 from hermes_cli.engine.slot import Slot
 from hermes_cli.engine.stream import LazyStream
@@ -22,7 +23,7 @@ from hermes_cli.engine.vocab import Vocab
 from hermes_cli.errors import ContextOverflowError
 
 
-class DecodingContext(Protocol):
+class DecodingContext(StateEngine, Protocol):
     """What a generation needs of the engine that owns the context (engine/model.py's
     Engine; named here so that this module does not import it back)."""
 
@@ -40,12 +41,13 @@ class DecodingContext(Protocol):
 
 class Generation(LazyStream):
     def __init__(self, engine: DecodingContext, prompt: list[int], params: SamplingParams,
-                 grammar: Grammar | None) -> None:
+                 grammar: Grammar | None, kept: KeptPrefix | None = None) -> None:
         super().__init__()
         self._engine = engine
         self._prompt = prompt
         self._params = params
         self._grammar = grammar
+        self._kept = kept
         self._slot: Slot | None = None
 
     def consume(self) -> GenerationResult:
@@ -63,9 +65,19 @@ class Generation(LazyStream):
         limit, limit_reason = reply_limit(self._params, n_ctx - len(prompt))
         started = time.perf_counter()
         reused = engine.reuse_prefix(prompt)
+        kept, loaded = self._kept, 0
+        if kept is not None and not 0 < kept.length < len(prompt):
+            kept = None
+        if kept is not None and reused < kept.length:
+            loaded = kept.cache.restore(engine, prompt[:kept.length])  # the file's, or 0
+            reused = loaded or engine.reuse_prefix(prompt)
         self._slot = Slot(engine.vocab, None, limit=limit, limit_reason=limit_reason,
-                          prompt_tokens=len(prompt), reused=reused, started=started)
+                          prompt_tokens=len(prompt), reused=reused, started=started, loaded=loaded)
         try:
+            if kept is not None and reused < kept.length:  # the prefix alone, kept, then the rest
+                engine.evaluate(prompt[reused:kept.length])
+                kept.cache.store(engine, prompt[:kept.length])
+                reused = kept.length
             engine.evaluate(prompt[reused:])
             # The grammar after the prompt: a tokenizer being built in the background
             # (Engine.prefetch_grammars) had the prompt's evaluation time to finish.

@@ -22,7 +22,7 @@ from typing import Any
 
 from hermes_cli.engine import devices, gguf, offload
 from hermes_cli.engine.generation import Generation
-from hermes_cli.engine.grammars import Grammars
+from hermes_cli.engine.grammars import EarlyTokenizer, Grammars
 from hermes_cli.engine.hardware import available_memory_bytes, kv_cache_bytes, usable_cpu_count
 from hermes_cli.engine.llama import lib
 from hermes_cli.engine.offload import OffloadPlan
@@ -35,6 +35,7 @@ from hermes_cli.engine.params import (
     check_load,
     common_prefix_length,
 )
+from hermes_cli.engine.prompt_cache import KeptPrefix
 from hermes_cli.engine.quiet import quiet
 from hermes_cli.engine.vocab import Vocab
 from hermes_cli.errors import ContextOverflowError, DecodeError, ModelError, UsageError
@@ -69,7 +70,8 @@ def _check_memory(meta: dict[str, Any], n_ctx: int, path: Path) -> None:
 class Engine:
     """A loaded GGUF model with one context whose KV cache persists across calls."""
 
-    def __init__(self, model: Any, ctx: Any, vocab: Vocab, info: EngineInfo, n_seq_max: int) -> None:
+    def __init__(self, model: Any, ctx: Any, vocab: Vocab, info: EngineInfo, n_seq_max: int,
+                 early: EarlyTokenizer | None = None) -> None:
         self._c = lib()
         self._model = model
         self.ctx = ctx
@@ -77,7 +79,7 @@ class Engine:
         self.info = info
         self.n_seq_max = n_seq_max
         self._held: list[int] = []  # the ids whose KV sequence 0 holds, in order
-        self.grammars = Grammars(vocab, info.path)
+        self.grammars = Grammars(vocab, info.path, early)
         self._one = (self._c.llama_token * 1)()
         self._one_batch = self._c.llama_batch_get_one(self._one, 1) if ctx else None
 
@@ -86,7 +88,7 @@ class Engine:
     @classmethod
     def load(cls, path: str | Path, *, n_ctx: int | None = None, n_gpu_layers: int | None = None,
              n_threads: int | None = None, verbose: bool = False, vocab_only: bool = False,
-             n_seq_max: int = 1) -> Engine:
+             n_seq_max: int = 1, grammars: bool = False) -> Engine:
         """Load a GGUF file.
 
         Args:
@@ -96,6 +98,8 @@ class Engine:
             n_threads: None uses the CPUs this process may run on.
             vocab_only: load only the tokenizer (for --show-prompt): fast, no weights.
             n_seq_max: sequences the context can hold (parallel decoding needs N + 1).
+            grammars: the reply will be constrained: the grammar tokenizer is built while
+                the model loads (engine/grammars.py's EarlyTokenizer), or right after.
 
         Raises:
             ModelError: missing, not a GGUF, truncated or rejected by llama.cpp.
@@ -125,6 +129,7 @@ class Engine:
         mparams.n_gpu_layers = n_gpu_layers
         mparams.use_mmap = True
         mparams.vocab_only = vocab_only
+        early = EarlyTokenizer.start(path) if grammars and not vocab_only else None
         with quiet(verbose):
             model = c.llama_model_load_from_file(str(path).encode(), mparams)
         if not model:
@@ -153,7 +158,10 @@ class Engine:
                           n_threads=n_threads, gpu_offload_supported=offload, metadata=meta,
                           verbose=verbose, offload=plan.describe() if plan is not None else None,
                           offload_partial=plan is not None and plan.layers != -1)
-        return cls(model, ctx, vocab, info, n_seq_max)
+        engine = cls(model, ctx, vocab, info, n_seq_max, early)
+        if grammars and not vocab_only:
+            engine.prefetch_grammars()
+        return engine
 
     def close(self) -> None:
         """Free the model. Using the engine afterwards raises (llama.cpp would crash on a
@@ -291,13 +299,14 @@ class Engine:
     # -- generation -------------------------------------------------------------------
 
     def generate(self, prompt: Sequence[int], params: SamplingParams | None = None,
-                 *, grammar: Grammar | None = None) -> Generation:
+                 *, grammar: Grammar | None = None, kept: KeptPrefix | None = None) -> Generation:
         """Start generating after `prompt` (token ids). Nothing runs until iterated.
 
         Args:
             grammar: constrains the reply (JSON Schema or a Lark grammar, maybe lazy).
+            kept: a prefix of `prompt` to load from a prompt cache, or to keep there.
         """
-        return Generation(self, list(prompt), params or SamplingParams(), grammar)
+        return Generation(self, list(prompt), params or SamplingParams(), grammar, kept)
 
     def prefetch_grammars(self) -> None:
         """Build the grammar tokenizer in the background now (a mode will need it)."""
@@ -315,7 +324,7 @@ class Engine:
         ctx, c = self._live_ctx(), self._c
         n = len(self._held)
         tokens = (c.llama_token * max(n, 1))(*self._held)
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # two processes never share one
         with quiet(self.info.verbose):
             ok = c.llama_state_save_file(ctx, str(tmp).encode(), tokens, n)
         if not ok:

@@ -157,6 +157,7 @@ class GenerationResult:
     prompt_seconds: float  # from the call to the first token (time to first token)
     generation_seconds: float  # from the first token to the last
     resampled: int = 0  # tokens the grammar rejected and the sampler drew again
+    prompt_loaded: int = 0  # of the reused, those loaded from a kept prefix (engine/prompt_cache.py)
     forced: int = 0  # tokens the grammar forced, taken without sampling (fast-forward)
     # Near its limit the grammar closed what was open (engine/slot.py): that many tokens
     # of a short valid ending, because of `closed_by` ("length": --max-tokens; "context").

@@ -41,7 +41,7 @@ CLOSING_LONGEST = 512
 
 class Slot:
     def __init__(self, vocab: Vocab, sampler: Sampler | None, *, limit: int, limit_reason: str,
-                 prompt_tokens: int, reused: int, started: float) -> None:
+                 prompt_tokens: int, reused: int, started: float, loaded: int = 0) -> None:
         self._vocab = vocab
         self._pieces = vocab.text_pieces
         self._eog = vocab.eog
@@ -50,6 +50,7 @@ class Slot:
         self.limit_reason = limit_reason
         self.prompt_tokens = prompt_tokens
         self.reused = reused
+        self.loaded = loaded  # of the reused, those loaded from the prompt cache (engine/prompt_cache.py)
         self.started = started
         self.first: float | None = None
         self.ids: list[int] = []
@@ -163,7 +164,7 @@ class Slot:
         return GenerationResult(
             text="".join(self._chunks), token_ids=self.ids, finish_reason=self.finish or "interrupted",
             prompt_tokens=self.prompt_tokens, prompt_evaluated=self.prompt_tokens - self.reused,
-            prompt_reused=self.reused, prompt_seconds=first - self.started,
+            prompt_reused=self.reused, prompt_loaded=self.loaded, prompt_seconds=first - self.started,
             generation_seconds=end - first,
             resampled=self.sampler.resampled if self.sampler is not None else 0, forced=self.forced,
             closed=self.closed, closed_by=self.limit_reason if self.closed else None,
