@@ -457,6 +457,25 @@ def test_cli_tools_json_hands_the_calls_over(hermes_exe, models, tmp_path: Path)
     assert call["name"] == "lookup" and isinstance(call["arguments"]["id"], int)
 
 
+def test_tools_json_is_a_file_or_the_json_itself(tmp_path: Path) -> None:
+    from hermes_cli.modes.tools.loading import load_tools_json
+
+    defs = [{"type": "function", "function": {"name": "lookup", "parameters": {
+        "type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"]}}}]
+    (tmp_path / "defs.json").write_text(json.dumps(defs))
+    long = [{**defs[0], "function": {**defs[0]["function"], "description": "Look it up. " * 30}}]
+    inline = " " + json.dumps({"tools": long})  # past a file name's 255 bytes
+    for spec in (str(tmp_path / "defs.json"), json.dumps(defs), inline):
+        assert [t.name for t in load_tools_json(spec)] == ["lookup"]
+    with pytest.raises(UsageError, match=r"^--tools-json \(inline\): not valid JSON: Expecting"):
+        load_tools_json('[{"type": "function",')
+    with pytest.raises(UsageError, match="no such file"):
+        load_tools_json(str(tmp_path / "absent.json"))
+    (tmp_path / "bad.json").write_text('{"tools": [')
+    with pytest.raises(UsageError, match=r"bad.json: not valid JSON"):
+        load_tools_json(str(tmp_path / "bad.json"))
+
+
 def test_cli_bad_tools_file_is_one_line(hermes_exe, models, tmp_path: Path) -> None:
     (tmp_path / "t.py").write_text("def f(x): pass\n")
     proc = subprocess.run([*hermes_exe, "ask", "go", "-m", str(models["hi"]), "--tools",

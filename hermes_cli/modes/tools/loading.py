@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-import json
 import sys
 from pathlib import Path
 
+from hermes_cli import jsontext
 from hermes_cli.errors import UsageError
 from hermes_cli.modes.tools.runner import stdout_to_stderr
 from hermes_cli.modes.tools.signature import tool_from_function
@@ -44,13 +44,22 @@ def load_tools_file(path: str | Path) -> list[Tool]:
 
 
 def load_tools_json(path: str | Path) -> list[Tool]:
-    """OpenAI-format definitions (a list, or {"tools": [...]}): schemas only."""
+    """OpenAI-format definitions (a list, or {"tools": [...]}): schemas only. A FILE, or
+    the JSON itself (as `--schema` takes either): text that begins with `[` or `{` is
+    never a file name (read as one, it failed with "File name too long")."""
+    text = str(path).strip()
+    inline = text.startswith(("[", "{"))
+    if inline:
+        path = "(inline)"
     try:
-        data = json.loads(Path(path).expanduser().read_text(encoding="utf-8"))
+        raw = text if inline else Path(path).expanduser().read_text(encoding="utf-8")
+        data = jsontext.loads(raw, max_depth=jsontext.SCHEMA_DEPTH)
     except FileNotFoundError:
         raise UsageError(f"--tools-json {path}: no such file") from None
-    except (OSError, ValueError) as e:
-        raise UsageError(f"--tools-json {path}: not valid JSON ({e})") from None
+    except jsontext.BadJson as e:
+        raise UsageError(f"--tools-json {path}: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"--tools-json {path}: cannot read it ({e})") from None
     items = data.get("tools") if isinstance(data, dict) else data
     if not isinstance(items, list):
         raise UsageError(f"--tools-json {path}: expected a list of tool definitions")
