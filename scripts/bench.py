@@ -17,6 +17,8 @@ Sections (benchmarks/ beside this file, one module each):
   hosttime  what hermes adds per token (llama_decode stubbed out), and greedy steps vs llama-bench
   modes     JSON schema, forced and auto tool calls vs free decoding; GBNF for comparison;
             grammar set-up time (tokenizer, 50-property schema)
+  oneshot   whole `hermes ask` processes: a JSON answer and a forced call vs a free answer of
+            as many tokens, with and without the prompt cache
   fastforward  a key-heavy schema: answer tokens/s with fast-forward vs free decoding and vs
             --no-fast-forward, share of forced tokens; a forced call's time to its first value
   parallel  --parallel B vs llama-batched-bench; --parallel 4 with schemas vs without
@@ -53,12 +55,13 @@ from benchmarks import (  # noqa: E402
     hosttime,
     misc,
     modes,
+    oneshot,
     parallel,
     schemabench,
     served,
 )
 
-ALL = "decode,hosttime,modes,fastforward,parallel,served,reuse,startup,render,batch,resume,schemabench"
+ALL = "decode,hosttime,modes,oneshot,fastforward,parallel,served,reuse,startup,render,batch,resume,schemabench"
 
 
 def header() -> None:
@@ -94,7 +97,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
         models = [(common.tiny(tmpdir), "tiny random model (277-token vocabulary)")]
-        on_real = {"decode", "hosttime", "modes", "fastforward", "parallel", "startup", "served"}
+        on_real = {"decode", "hosttime", "modes", "oneshot", "fastforward", "parallel", "startup", "served"}
         if not args.no_real and sections & on_real:
             models += common.real_models()
         if "decode" in sections:
@@ -103,6 +106,8 @@ def main() -> None:
             hosttime.section(models, 128 if args.quick else 512, 5)
         if "modes" in sections:
             modes.section(models, n, repeat)
+        if "oneshot" in sections:
+            oneshot.section(models[1:], 2 if args.quick else 3)
         if "fastforward" in sections:
             fastforward.section(models, 1 if args.quick else 2)
         if "parallel" in sections:
