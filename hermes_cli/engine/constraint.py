@@ -47,11 +47,17 @@ class Constraint(Protocol):
         """A short way to finish what is open, in at most `limit` tokens ([] when nothing
         is open; None when none was found)."""
 
+    def fits_after(self, token: int, limit: int, *, search: int | None = None) -> bool:
+        """After `token` (allowed next), is there still an ending of at most `limit`?
+        With `search`: when none is found within `limit`, none within `search` either
+        means the greedy ending failed, not that the token made it long: True then."""
 
-# What closes an open JSON span, in the order tried: a quote, brackets, then the shortest
-# values, a comma (an object that still lacks a required key needs one), and the openers
-# of a value that must be an object or array.
-_CLOSERS = (b'"', b"}", b"]", b"0", b"null", b"false", b'""', b"[]", b"{}", b",", b"{", b"[")
+
+# What closes an open JSON span, in the order tried: a quote, brackets, a comma (an object
+# that still lacks a required key needs one; before the digit, which after a number's
+# first digit only lengthens it: `3` then `0` went round and no ending was found), the
+# shortest values, and the openers of a value that must be an object or array.
+_CLOSERS = (b'"', b"}", b"]", b",", b"0", b"null", b"false", b'""', b"[]", b"{}", b"{", b"[")
 # A greedy ending can go round in circles inside a format (`0` after `0` in an email's
 # local part, which only ends after `@` and a domain): after _STUCK equal steps it looks
 # for the shortest run of these bytes, up to _ESCAPE_DEPTH, after which the string may
@@ -243,6 +249,20 @@ class Matcher:
                 self._m.rollback(len(taken))
             self._heal = heal
 
+    def fits_after(self, token: int, limit: int, *, search: int | None = None) -> bool:
+        """Whether an ending of at most `limit` tokens exists once `token` is taken (see
+        Constraint); the state is as it was after (the token consumed, then rolled back)."""
+        if not self._m.consume_token(token):
+            return True  # not this grammar's to judge: the caller checked the token
+        heal, self._heal = self._heal, b""
+        try:
+            if self.closing(limit) is not None:
+                return True
+            return search is not None and search > limit and self.closing(search) is None
+        finally:
+            self._m.rollback(1)
+            self._heal = heal
+
     def _escape(self, depth: int) -> list[int] | None:
         """The shortest run of `_ESCAPE_STEPS` (at most `depth`) after which the string
         may end, by iterative deepening on the live state (rolled back), trying at most
@@ -327,6 +347,9 @@ class LazyMatcher:
 
     def closing(self, limit: int) -> list[int] | None:
         return self.active.closing(limit) if self.active is not None else []
+
+    def fits_after(self, token: int, limit: int, *, search: int | None = None) -> bool:
+        return self.active.fits_after(token, limit, search=search) if self.active is not None else True
 
     def open(self) -> bool:
         return self.active is not None

@@ -81,6 +81,7 @@ class Sampler:
         self._fast_forward = params.fast_forward and constraint is not None
         self._cand: Any = None  # the rejection path's candidate buffer, made on first use
         self.resampled = 0  # tokens the grammar rejected (the full-mask path ran)
+        self.ending: list[int] | None = None  # set by `sample` when its token left no room to close
 
     def _new_penalties(self, params: SamplingParams) -> Any:
         return self._c.llama_sampler_init_penalties(self._vocab.n_tokens, PENALTY_LAST_N,
@@ -99,15 +100,27 @@ class Sampler:
 
     # -- the step -------------------------------------------------------------------------
 
-    def sample(self, ctx: Any, index: int) -> int:
-        """The next token from the logits at `index` of the last decoded batch."""
+    def sample(self, ctx: Any, index: int, *, room: int | None = None, search: int | None = None) -> int:
+        """The next token from the logits at `index` of the last decoded batch.
+
+        `room` (near the reply's limit: that many tokens left): a token after which no
+        ending of the grammar fits in what is left is not taken; the ending that fits
+        now is kept in `ending` instead, for the slot to write (the model opened an array
+        item with required keys, or a long key, one token before the limit). `search`:
+        Constraint.fits_after's, to tell a long ending from one not found."""
         token = int(self._c.llama_sampler_sample(self._chain, ctx, index))
         constraint = self.constraint
+        self.ending = None
         if constraint is not None:
-            if constraint.check(token):
-                constraint.accept(token)
-            else:
+            if not constraint.check(token):
                 token = self._resample(ctx, index, constraint)
+            if (room is not None and token not in self._vocab.eog
+                    and not constraint.fits_after(token, room - 1, search=search)):
+                ending = constraint.closing(room)
+                if ending is not None:
+                    self.ending = ending  # the chain saw the token; nothing is sampled after the ending
+                    return token
+            constraint.accept(token)
         if self._penalties is not None:
             self._recent.append(token)
         return token
@@ -160,5 +173,4 @@ class Sampler:
             c.llama_sampler_apply(self._chain, ctypes.byref(array))
             token = int(cand["id"][array.selected])
         c.llama_sampler_accept(self._chain, token)
-        constraint.accept(token)
         return token
