@@ -242,3 +242,34 @@ def test_fast_forward_with_healing_writes_the_answer_the_model_writes_without_it
                                     grammar=mode.grammar()).consume()
     assert answers[True].text == answers[False].text
     assert answers[True].forced >= 4 and answers[True].completion_tokens == answers[False].completion_tokens
+
+
+def test_a_kept_schema_prompt_gives_the_next_process_the_same_valid_answers(smol_path: Path, tmp_path: Path) -> None:
+    """The prompt cache on real weights: a new engine (a new `ask`) loads the schema's
+    system prompt from disk and answers exactly as the run that kept it, on 3 seeds."""
+    from hermes_cli.engine.model import Engine
+    from hermes_cli.engine.prompt_cache import PromptCache
+
+    cache = PromptCache(tmp_path / "prompts")
+    mode = JsonMode(STORY)
+    validator = Draft202012Validator(STORY)
+
+    def answers() -> list[tuple[str, int]]:
+        engine = Engine.load(smol_path, n_ctx=2048, n_threads=2)
+        try:
+            out = []
+            for seed in (1, 2, 3):
+                engine.forget()  # each seed as a fresh process would start
+                messages = [Message("system", mode.system_prompt()), Message("user", "A story about a fox.")]
+                logic = json_reply(messages, mode, SamplingParams(seed=seed, max_tokens=48))
+                backend = LocalBackend(engine, ChatML(engine), prompt_cache=cache)
+                reply = next(e.reply for e in stream(backend, logic) if isinstance(e, Final))
+                assert list(validator.iter_errors(reply.value)) == [], (seed, reply.text)
+                out.append((reply.text, reply.last.prompt_loaded))
+            return out
+        finally:
+            engine.close()
+
+    first, second = answers(), answers()
+    assert first[0][1] == 0 and all(loaded > 50 for _, loaded in first[1:] + second)
+    assert [text for text, _ in second] == [text for text, _ in first]
