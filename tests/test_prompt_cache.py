@@ -271,3 +271,31 @@ def test_the_sorted_lookup_finds_exactly_the_tokens_a_scan_finds(pieces, prefixe
     bisected, scanned = Extensions(pieces, order), Extensions(pieces)
     for prefix in [*prefixes, b"\xff", b"\xff\xff", b""]:
         assert sorted(bisected.of(prefix).tolist()) == scanned.of(prefix).tolist()
+
+
+def test_a_template_that_refuses_a_system_prompt_alone_keeps_nothing_and_answers(load, tmp_path) -> None:
+    """Which part of the prompt is kept is found by rendering the system messages alone;
+    a GGUF template may refuse that (it wants a user turn): the answer comes, uncached.
+    (A ChatML wrapper that refuses as such a template does: a Jinja one that refused
+    would be refused at load by hermes's own probes first.)"""
+    from hermes_cli.errors import UsageError
+
+    engine = load("random")
+    chatml = ChatML(engine)
+
+    class Strict:
+        def render(self, messages, *, add_generation_prompt=True):
+            if messages[-1].role != "user":
+                raise UsageError("the model's chat template refused these messages: a user turn last")
+            return chatml.render(messages, add_generation_prompt=add_generation_prompt)
+
+        def signature(self):
+            return chatml.signature()
+
+    cache = PromptCache(tmp_path / "prompts")
+    mode = jsonmode.JsonMode(SCHEMA)
+    messages = [Message("system", mode.system_prompt()), Message("user", "Fill it in.")]
+    backend = LocalBackend(engine, Strict(), prompt_cache=cache)
+    reply = run(backend, jsonmode.json_reply(messages, mode, SamplingParams(seed=1, max_tokens=48)))
+    assert validation_errors(json.loads(reply.text), SCHEMA) == []
+    assert states(cache.directory) == []

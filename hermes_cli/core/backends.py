@@ -20,7 +20,7 @@ from hermes_cli.core.reply import Stream
 from hermes_cli.engine.model import Engine
 from hermes_cli.engine.params import GenerationResult, SamplingParams, common_prefix_length
 from hermes_cli.engine.prompt_cache import MIN_TOKENS, KeptPrefix, PromptCache
-from hermes_cli.errors import UsageError
+from hermes_cli.errors import HermesError, UsageError
 from hermes_cli.prompt.messages import Message
 from hermes_cli.prompt.reply_grammar import ReplyGrammar
 from hermes_cli.prompt.template import PromptFormat, template_for
@@ -142,7 +142,11 @@ class LocalBackend:
             system.append(m)
         if not system or len(system) == len(messages):
             return None
-        n = common_prefix_length(ids, self.template.render(system, add_generation_prompt=False))
+        try:
+            alone = self.template.render(system, add_generation_prompt=False)
+        except HermesError:  # a template that wants a user turn: nothing is kept, nothing lost
+            return None
+        n = common_prefix_length(ids, alone)
         return KeptPrefix(self.prompt_cache, n) if MIN_TOKENS <= n < len(ids) else None
 
     def count(self, text: str) -> int:
