@@ -47,10 +47,9 @@ class Constraint(Protocol):
         """A short way to finish what is open, in at most `limit` tokens ([] when nothing
         is open; None when none was found)."""
 
-    def fits_after(self, token: int, limit: int, *, search: int | None = None) -> bool:
-        """After `token` (allowed next), is there still an ending of at most `limit`?
-        With `search`: when none is found within `limit`, none within `search` either
-        means the greedy ending failed, not that the token made it long: True then."""
+    def ending_after(self, token: int, limit: int) -> list[int] | None:
+        """`closing(limit)` as it would be once `token` (allowed next) is taken; the
+        state is left as it is."""
 
 
 # What closes an open JSON span, in the order tried: a quote, brackets, a comma (an object
@@ -249,16 +248,14 @@ class Matcher:
                 self._m.rollback(len(taken))
             self._heal = heal
 
-    def fits_after(self, token: int, limit: int, *, search: int | None = None) -> bool:
-        """Whether an ending of at most `limit` tokens exists once `token` is taken (see
-        Constraint); the state is as it was after (the token consumed, then rolled back)."""
+    def ending_after(self, token: int, limit: int) -> list[int] | None:
+        """The ending `closing(limit)` finds once `token` is taken (the token consumed,
+        then rolled back: the state is as it was)."""
         if not self._m.consume_token(token):
-            return True  # not this grammar's to judge: the caller checked the token
-        heal, self._heal = self._heal, b""
+            return None  # cannot happen for a checked token; no ending is known after it
+        heal, self._heal = self._heal, b""  # what accept() leaves
         try:
-            if self.closing(limit) is not None:
-                return True
-            return search is not None and search > limit and self.closing(search) is None
+            return self.closing(limit)
         finally:
             self._m.rollback(1)
             self._heal = heal
@@ -348,8 +345,8 @@ class LazyMatcher:
     def closing(self, limit: int) -> list[int] | None:
         return self.active.closing(limit) if self.active is not None else []
 
-    def fits_after(self, token: int, limit: int, *, search: int | None = None) -> bool:
-        return self.active.fits_after(token, limit, search=search) if self.active is not None else True
+    def ending_after(self, token: int, limit: int) -> list[int] | None:
+        return self.active.ending_after(token, limit) if self.active is not None else []
 
     def open(self) -> bool:
         return self.active is not None

@@ -82,6 +82,7 @@ class Sampler:
         self._cand: Any = None  # the rejection path's candidate buffer, made on first use
         self.resampled = 0  # tokens the grammar rejected (the full-mask path ran)
         self.ending: list[int] | None = None  # set by `sample` when its token left no room to close
+        self.after: list[int] | None = None  # set by `sample`: the ending found after its token
 
     def _new_penalties(self, params: SamplingParams) -> Any:
         return self._c.llama_sampler_init_penalties(self._vocab.n_tokens, PENALTY_LAST_N,
@@ -107,19 +108,25 @@ class Sampler:
         ending of the grammar fits in what is left is not taken; the ending that fits
         now is kept in `ending` instead, for the slot to write (the model opened an array
         item with required keys, or a long key, one token before the limit). `search`:
-        Constraint.fits_after's, to tell a long ending from one not found."""
+        a longer bound to look again within when none fits, so that a greedy ending that
+        fails (found within neither) is told from one the token made long (refused only
+        then). A token taken leaves the ending found after it in `after`: the slot's
+        next ending, not computed twice."""
         token = int(self._c.llama_sampler_sample(self._chain, ctx, index))
         constraint = self.constraint
-        self.ending = None
+        self.ending = self.after = None
         if constraint is not None:
             if not constraint.check(token):
                 token = self._resample(ctx, index, constraint)
-            if (room is not None and token not in self._vocab.eog
-                    and not constraint.fits_after(token, room - 1, search=search)):
-                ending = constraint.closing(room)
-                if ending is not None:
-                    self.ending = ending  # the chain saw the token; nothing is sampled after the ending
-                    return token
+            if room is not None and token not in self._vocab.eog:
+                after = constraint.ending_after(token, room - 1)
+                if after is None and (search is None or search <= room - 1
+                                      or constraint.ending_after(token, search) is not None):
+                    ending = constraint.closing(room)
+                    if ending is not None:
+                        self.ending = ending  # the chain saw the token; nothing is sampled after the ending
+                        return token
+                self.after = after
             constraint.accept(token)
         if self._penalties is not None:
             self._recent.append(token)

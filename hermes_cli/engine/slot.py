@@ -70,12 +70,8 @@ class Slot:
         """Sample and take the next token; return the text it completes (maybe "").
         Sets `finish` when the reply is over; the token to decode next is `ids[-1]`."""
         assert self.sampler is not None
-        room = self._room()
-        # In the watched window any token after which no ending is found is refused;
-        # before it, only one whose ending is found too long (a greedy ending that fails
-        # far from the limit is no reason to stop).
-        watched = room is not None and (room <= CLOSING_WINDOW or self._closing_watch)
-        token = self.sampler.sample(ctx, index, room=room, search=None if watched else CLOSING_LONGEST)
+        room, search = self._room()
+        token = self.sampler.sample(ctx, index, room=room, search=search)
         if self.first is None:
             self.first = time.perf_counter()
         if self.sampler.ending is not None:  # the token would leave no room: close instead
@@ -142,18 +138,32 @@ class Slot:
             self.forced += len(taken)
         return taken, "".join(texts)
 
-    def _room(self) -> int | None:
+    def _room(self) -> tuple[int | None, int | None]:
         """The tokens left, when so few that a sampled token must leave room for an
-        ending: in the watched window, or within CLOSING_GROWTH tokens of the last ending
-        the probe saw (a greedy ending is a few µs a token, asked only this near)."""
+        ending (in the watched window, or within CLOSING_GROWTH tokens of the last ending
+        the probe saw: a greedy ending is a few µs a token, asked only this near); and
+        the bound within which to look again when none fits. In the window any token
+        after which no ending is found is refused; before it, only one whose ending is
+        found, too long (a greedy ending that fails far from the limit is no reason to
+        stop)."""
         left = self.limit - len(self.ids)
         constraint = self.sampler.constraint if self.sampler is not None else None
         if constraint is None or left > CLOSING_LONGEST or not constraint.open():
-            return None
+            return None, None
         if left <= CLOSING_WINDOW or self._closing_watch:
-            return left
+            return left, None
         seen = self._ending_seen
-        return left if seen is not None and left - seen <= CLOSING_GROWTH else None
+        return (left, CLOSING_LONGEST) if seen is not None and left - seen <= CLOSING_GROWTH else (None, None)
+
+    def _closing(self, left: int) -> list[int] | None:
+        """The grammar's ending within `left`: the one the sampler found after the token
+        just taken when it looked (the same state and bound), else computed now."""
+        assert self.sampler is not None and self.sampler.constraint is not None
+        ending, self.sampler.after = self.sampler.after, None
+        if ending is None:
+            ending = self.sampler.constraint.closing(left)
+        self._ending_seen = None if ending is None else len(ending)
+        return ending
 
     def _ending(self) -> list[int] | None:
         """The grammar's ending to take now, when the limit is near enough to need it."""
@@ -168,14 +178,12 @@ class Slot:
             if len(self.ids) < self._next_probe or left > CLOSING_LONGEST:
                 return None
             self._next_probe = len(self.ids) + CLOSING_PROBE
-            ending = constraint.closing(left)
-            self._ending_seen = None if ending is None else len(ending)
+            ending = self._closing(left)
             if ending is None or len(ending) + CLOSING_MARGIN + CLOSING_PROBE < left:
                 return None
             self._closing_watch = True  # the ending is long: watch it from now on
         else:
-            ending = constraint.closing(left)
-            self._ending_seen = None if ending is None else len(ending)
+            ending = self._closing(left)
         if not ending or len(ending) + CLOSING_MARGIN < left:
             return None
         return ending
