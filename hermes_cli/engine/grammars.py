@@ -98,23 +98,17 @@ class Grammars:
                 return tokenizer
         c = lib()
         kept = self._kept_vocabulary()
-        pieces = kept.pieces
-        self._extensions = Extensions(pieces, kept.order)
-        # Without llguidance's default token slices on a large vocabulary: they make the
-        # full mask inside a string (computed only when a sampled token is rejected)
-        # 0.12 → 0.01 ms on gemma's 262k, but double the build every process waits for,
-        # 0.41 → 0.9 s.
-        slices: list[str] | None = [] if self._vocab.n_tokens > LARGE_VOCABULARY else None
+        self._extensions = Extensions(kept.pieces, kept.order)
         return LLTokenizer.from_llamacpp(  # type: ignore[attr-defined]
-            tokens=pieces, vocab_ptr=self._vocab.ptr,
-            tokenize_fptr=_tokenize_fptr(c), eos_token=sorted(self._vocab.eog), slices=slices)
+            tokens=kept.pieces, vocab_ptr=self._vocab.ptr,
+            tokenize_fptr=_tokenize_fptr(c), eos_token=kept.eog, slices=_slices(kept.n_tokens))
 
     def _kept_vocabulary(self) -> KeptVocabulary:
         """Every token's bytes as llguidance wants them (control tokens marked with 0xFF),
         read from llama.cpp once per model file and kept in the cache directory."""
         path = _pieces_cache(self._model_path)
         kept = _read_pieces(path) if path is not None else None
-        if kept is not None and kept.n_tokens == self._vocab.n_tokens and kept.eog == sorted(self._vocab.eog):
+        if kept is not None and kept.belongs_to(self._vocab):
             return kept
         import ctypes
 
@@ -223,9 +217,8 @@ class EarlyTokenizer:
         try:
             from llguidance import LLTokenizer
 
-            # Large vocabularies without llguidance's slices, as in Grammars._build.
-            slices: list[str] | None = [] if kept.n_tokens > LARGE_VOCABULARY else None
-            self._tokenizer = LLTokenizer(self._tokenize, eos_token=kept.eog, slices=slices)  # type: ignore[arg-type]
+            self._tokenizer = LLTokenizer(self._tokenize, eos_token=kept.eog,  # type: ignore[arg-type]
+                                          slices=_slices(kept.n_tokens))
             import numpy  # noqa: F401 - the masks' (engine/constraint.py): imported here for free
         except Exception:  # noqa: BLE001
             self._tokenizer = None
@@ -235,8 +228,7 @@ class EarlyTokenizer:
         belong to it (a file replaced in place, a failed build)."""
         self._thread.join()
         kept = self._vocabulary
-        if (self._tokenizer is None or self._tokenize is None or kept is None
-                or vocab.n_tokens != kept.n_tokens or sorted(vocab.eog) != kept.eog):
+        if self._tokenizer is None or self._tokenize is None or kept is None or not kept.belongs_to(vocab):
             return None
         self._tokenize.attach(vocab)
         self.used = True
@@ -283,6 +275,18 @@ class KeptVocabulary(NamedTuple):
     eog: list[int]
     pieces: list[bytes]
     order: array[int]  # the ids sorted by their pieces (engine/constraint.py's Extensions)
+
+    def belongs_to(self, vocab: Vocab) -> bool:
+        """Kept from this vocabulary (its size and end tokens; the file is keyed by the
+        model file's identity, so this catches one replaced in place)."""
+        return self.n_tokens == vocab.n_tokens and self.eog == sorted(vocab.eog)
+
+
+def _slices(n_tokens: int) -> list[str] | None:
+    """llguidance's token slices, or none on a large vocabulary: they make the full mask
+    inside a string (computed only when a sampled token is rejected) 0.12 → 0.01 ms on
+    gemma's 262k, but double the build every process waits for, 0.41 → 0.9 s."""
+    return [] if n_tokens > LARGE_VOCABULARY else None
 
 
 def _read_pieces(path: Path) -> KeptVocabulary | None:
