@@ -94,3 +94,40 @@ def test_every_commands_help_ends_with_the_one_exit_code_table(hermes_exe) -> No
     package = Path(errors.__file__).parent
     copies = [p.name for p in package.rglob("*.py") if re.search(r"[Ee]xit (codes|statuses): 0", p.read_text())]
     assert copies == [] and len(COMMANDS) >= 3
+
+
+def _requirements() -> list[str]:
+    import tomllib
+
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]
+    return [*project["dependencies"], *project["optional-dependencies"]["test"]]
+
+
+def test_constraints_pin_every_direct_dependency_inside_its_declared_range() -> None:
+    """The suite installs from constraints.txt (issue 29: openai 3.60 broke a fresh clone's
+    CI overnight). Each direct dependency must be pinned there, to a version that
+    pyproject's range allows: the pins are what the product declares, frozen."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in (PACKAGE.parent / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[canonicalize_name(name)] = version.strip()
+    problems = []
+    for spec in _requirements():
+        req = Requirement(spec)
+        if req.marker is not None and not req.marker.evaluate():
+            continue  # tomli below 3.11
+        version = pins.get(canonicalize_name(req.name))
+        if version is None:
+            problems.append(f"{req.name}: not pinned")
+        elif not req.specifier.contains(version, prereleases=True):
+            problems.append(f"{req.name}=={version} is outside {req.specifier}")
+    assert problems == []
+
+
+def test_the_test_command_installs_with_the_constraints() -> None:
+    script = (PACKAGE.parent / "scripts" / "test").read_text()
+    assert "-c constraints.txt" in script and "HERMES_UNPINNED" in script

@@ -41,7 +41,8 @@ class Driven:
             pipe.send_text("".join(line + ENTER for line in lines))
             pipe.close()  # end of input = Ctrl-D
             session = PromptSession(input=pipe, output=DummyOutput(), history=InMemoryHistory())
-            self.repl = Repl(console=self.console, session=session)
+            # the pipe stands for a person typing at a terminal
+            self.repl = Repl(console=self.console, session=session, keyboard_is_terminal=True)
             backend = self.chat.backend if self.chat is not None else LocalBackend(self.engine)
             self.chat = ChatSession(backend, self.conversation, warn=self.repl.error,
                                     confirm=self.repl.confirm, **self.session_options)

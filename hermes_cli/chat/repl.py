@@ -35,12 +35,19 @@ if TYPE_CHECKING:
 class Repl:
     """The chat loop over a ChatSession. `session` reads a line (prompt_toolkit's
     PromptSession, or a test double with the same `prompt()`); `console` is a rich
-    Console. `confirm` and `error` are what the session is given to ask and warn with."""
+    Console. `confirm` and `error` are what the session is given to ask and warn with.
+    `keyboard_is_terminal`: whether `session` reads what a person types (stdin is a
+    terminal, or a test types for one); approvals are asked there, else on the
+    controlling terminal (chat/tty.py), never read from piped input."""
 
-    def __init__(self, *, console: Any, session: Any, plain: bool = False) -> None:
+    def __init__(self, *, console: Any, session: Any, plain: bool = False,
+                 keyboard_is_terminal: bool | None = None) -> None:
         self.console = console
         self.session = session
         self.plain = plain
+        if keyboard_is_terminal is None:
+            keyboard_is_terminal = sys.stdin is not None and sys.stdin.isatty()
+        self.keyboard_is_terminal = keyboard_is_terminal
         self._chat: ChatSession | None = None
         self._ended: int | None = None  # the signal that ends the chat, once one came
 
@@ -159,9 +166,17 @@ class Repl:
             self.say(warning, style="yellow")
 
     def confirm(self, call: ToolCall) -> str | None:
-        """The session asks before a tool runs: y, n or a(lways)."""
+        """The session asks before a tool runs: y, n or a(lways), typed on the terminal."""
+        from hermes_cli.chat.tty import ask_terminal, declined_note
+
         args = json.dumps(call.arguments, ensure_ascii=False)
-        return self.ask(f"run {call.name}({args})? [y]es/[n]o/[a]lways: ")
+        question = f"run {call.name}({args})? [y]es/[n]o/[a]lways: "
+        if self.keyboard_is_terminal:
+            return self.ask(question)
+        answer = ask_terminal(question)
+        if answer is None:
+            self.error(declined_note(call.name))
+        return answer
 
     # -- output (the ChatUI protocol) -------------------------------------------------
 

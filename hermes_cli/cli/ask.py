@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, TextIO
 
 import typer
 
-from hermes_cli import env
+from hermes_cli import env, inputs
 from hermes_cli.cli.main import guard_stdout
 from hermes_cli.cli.options import (
     LOADING,
@@ -134,11 +134,14 @@ def read_stdin() -> str | None:
     try:
         if stream.isatty():
             return None
-        data = stream.buffer.read() if hasattr(stream, "buffer") else stream.read().encode("utf-8", "surrogateescape")
+        if hasattr(stream, "buffer"):
+            data = inputs.read_stdin(stream.buffer)  # bounded: `yes | hermes ask` is refused
+        else:
+            data = stream.read().encode("utf-8", "surrogateescape")
     except (OSError, ValueError):
         return None
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # a byte-order mark is not part of the text
     except UnicodeDecodeError as e:
         raise UsageError(f"stdin is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start:,})",
                          hint="convert it first, e.g. iconv -f latin1 -t utf-8") from None
@@ -183,15 +186,25 @@ def _approver(tools: ToolOptions | None, err: TextIO) -> Callable[[Any], bool]:
     from hermes_cli.errors import ToolsRefused
 
     def approve(call: Any) -> bool:
+        """Asked on the terminal: stdin when it is one, else the controlling terminal;
+        never read from piped input (chat/tty.py)."""
+        from hermes_cli.chat.tty import ask_terminal
+
         if tools is not None and tools.yes:
             return True
         described = f"{call.name}({json.dumps(call.arguments, ensure_ascii=False)})"
-        if not (sys.stdin is not None and sys.stdin.isatty() and err.isatty()):
+        question = f"run {described}? [y/N] "
+        if sys.stdin is not None and sys.stdin.isatty() and err.isatty():
+            err.write(question)
+            err.flush()
+            answer: str | None = sys.stdin.readline()
+        else:
+            answer = ask_terminal(question)
+        if answer is None:
             raise ToolsRefused(f"the model asked to run {described}, and nobody can approve it "
-                               "here", hint="pass --yes to let tools run without asking")
-        err.write(f"run {described}? [y/N] ")
-        err.flush()
-        return sys.stdin.readline().strip().lower() in ("y", "yes")
+                               "here (approvals come only from a terminal)",
+                               hint="pass --yes to let tools run without asking")
+        return answer.strip().lower() in ("y", "yes")
 
     return approve
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -201,12 +202,13 @@ def _nothing() -> None:
 
 
 def open_input(spec: str) -> Iterator[TextIO]:
-    """The input stream (stdin for `-`); a missing or unreadable file is a usage error."""
+    """The input stream (stdin for `-`), UTF-8 with an optional byte-order mark (as Windows
+    editors save it); a missing or unreadable file is a usage error."""
     if spec == "-":
-        yield sys.stdin
+        yield io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig") if hasattr(sys.stdin, "buffer") else sys.stdin
         return
     try:
-        fh = open(spec, encoding="utf-8")  # noqa: SIM115 - closed below, after the errors are mapped
+        fh = open(spec, encoding="utf-8-sig")  # noqa: SIM115 - closed below, after the errors are mapped
     except FileNotFoundError:
         raise UsageError(f"no such input file: {spec}") from None
     except OSError as e:

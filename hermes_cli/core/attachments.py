@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from hermes_cli import inputs
 from hermes_cli.errors import ContextOverflowError, UsageError
 
 MAX_BYTES = 8 * 1024 * 1024  # nothing bigger fits any context; refuse before reading it
@@ -83,17 +84,11 @@ def _display(path: Path, cwd: Path, spec: str) -> str:
 
 def read_text(path: Path, spec: str) -> str:
     """A file's text; one clear line for what cannot be prompt text."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise UsageError(f"{spec} is {size / 1e6:.1f} MB: too large for a prompt")
-        data = path.read_bytes()
-    except OSError as e:
-        raise UsageError(f"cannot read {spec}: {e.strerror or e}") from None
+    data = inputs.read_file(path, MAX_BYTES, spec)  # regular files only, bounded
     if b"\x00" in data[:8192]:
         raise UsageError(f"{spec} is a binary file, not text")
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # a byte-order mark is not part of the text
     except UnicodeDecodeError as e:
         raise UsageError(f"{spec} is not UTF-8 text (byte {e.start})") from None
 

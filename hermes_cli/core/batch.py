@@ -8,7 +8,11 @@ result writer, and the summary. Running the lines is core/batch_run.py.
   line in flight. On the next run the output is repaired (a torn last line is cut off),
   ids already there are skipped, and the run ends with one record per input id.
 - A malformed input line becomes an `error` record naming its line number; the others
-  go on; the exit status says whether any line failed.
+  go on; the exit status says whether any line failed. The record carries the line's own
+  id when it can be read; otherwise its id is null and its line number is its key, so it
+  never takes an id that another line owns (a resume skips it by that line number).
+- Input is UTF-8 with or without a byte-order mark, with LF or CRLF endings (as Windows
+  editors save it): the mark once hid the first `{`, and every line became a text prompt.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -52,13 +56,43 @@ class Item:
     json: bool = False  # "json": true: any JSON object
     tools: bool = True  # "tools": false: this line answers in text even with --tools
 
+    @property
+    def key(self) -> str:
+        """What a resume matches in the output: the id as JSON, or the line for a line
+        whose id could not be read."""
+        return json.dumps(self.id) if self.id is not None else f"line {self.line}"
+
+
+def record_key(record: dict[str, Any]) -> str:
+    """`Item.key` of the line an output record answers."""
+    if record.get("id") is None and isinstance(record.get("line"), int):
+        return f"line {record['line']}"
+    return json.dumps(record.get("id"))
+
+
+def _readable_id(text: str) -> Any:
+    """The id of a line that is not usable JSON (a lone surrogate in its prompt, nesting
+    too deep), when its `"id"` itself is plain text or an integer; None otherwise."""
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    found = obj.get("id") if isinstance(obj, dict) else None
+    if isinstance(found, bool) or not isinstance(found, (int, str)):
+        return None
+    try:
+        jsontext.check(found)
+    except jsontext.BadJson:
+        return None
+    return found
+
 
 def _item_from_json(obj: Any, line: int, files_root: Path | None) -> Item:
     if not isinstance(obj, dict):
-        return Item(line, line, error="a JSONL line must be an object")
+        return Item(None, line, error="a JSONL line must be an object")
     item = Item(obj.get("id", line), line)
     if isinstance(item.id, (dict, list)):
-        return Item(line, line, error="id must be a string or a number")
+        return Item(None, line, error="id must be a string or a number")
     if "prompt" in obj:
         if not isinstance(obj["prompt"], str):
             item.error = "prompt must be a string"
@@ -145,7 +179,7 @@ def read_items(source: TextIO, *, jsonl: bool | None = None, files_root: Path | 
         files_root: lines' `"files"` must lie under it (None: anywhere).
     """
     items: list[Item] = []
-    for number, raw in enumerate(source, 1):
+    for number, raw in _lines(source):
         text = raw.rstrip("\r\n")
         if not text.strip():
             continue
@@ -157,17 +191,38 @@ def read_items(source: TextIO, *, jsonl: bool | None = None, files_root: Path | 
         try:
             obj = jsontext.loads(text)
         except jsontext.BadJson as e:
-            items.append(Item(number, number, error=f"line {number} is {e}"))
+            items.append(Item(_readable_id(text), number, error=f"line {number} is {e}"))
             continue
         items.append(_item_from_json(obj, number, files_root))
     seen: dict[Any, int] = {}
     for position, item in enumerate(items):
         item.position = position
-        key = json.dumps(item.id)
+        key = item.key
         if key in seen:
             raise UsageError(f"duplicate id {item.id!r} on lines {seen[key]} and {item.line}")
         seen[key] = item.line
     return items
+
+
+MAX_LINE = 16 << 20  # characters in one input line
+MAX_INPUT = 1 << 30  # characters in the whole input, read before any line runs
+
+
+def _lines(source: TextIO) -> Iterator[tuple[int, str]]:
+    """(number, line) for each line; UsageError for a line over MAX_LINE characters or an
+    input over MAX_INPUT (`hermes batch /dev/zero`, `yes … | hermes batch -`: an input that
+    never ends is refused in bounded time and memory, before any work)."""
+    number = total = 0
+    while raw := source.readline(MAX_LINE + 1):
+        number += 1
+        total += len(raw)
+        if len(raw) > MAX_LINE:
+            raise UsageError(f"line {number} of the input is longer than {MAX_LINE:,} characters "
+                             "(is it a text file?)")
+        if total > MAX_INPUT:
+            raise UsageError(f"the input goes on past {MAX_INPUT:,} characters (line {number}; it may "
+                             "never end)", hint="split it into several batches")
+        yield number, raw
 
 
 def repair_and_read_done(path: Path) -> set[str]:
@@ -188,7 +243,7 @@ def repair_and_read_done(path: Path) -> set[str]:
             except ValueError:
                 continue
             if isinstance(record, dict) and "id" in record:
-                done.add(json.dumps(record["id"]))
+                done.add(record_key(record))
     return done
 
 

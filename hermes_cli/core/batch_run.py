@@ -11,7 +11,6 @@ and grammar state.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -110,14 +109,14 @@ def needs_grammars(items: list[Item], done: set[str], opts: BatchOptions) -> boo
     """Whether a line still to answer is constrained (JSON, a schema, tools): the grammar
     tokenizer is then built while the model loads."""
     return any(item_mode(it, opts).name != "text" for it in items
-               if it.error is None and json.dumps(it.id) not in done)
+               if it.error is None and it.key not in done)
 
 
 def run_batch(engine: Engine, items: list[Item], writer: ResultWriter, done: set[str],
               opts: BatchOptions, *, progress: Progress | None = None) -> Summary:
     """Answer every item not in `done`, writing one record each as it completes."""
     template = template_for(engine)
-    todo = [it for it in items if json.dumps(it.id) not in done]
+    todo = [it for it in items if it.key not in done]
     finished = Recorder(writer, len(todo), len(items) - len(todo), progress)
     summary = finished.summary
     if needs_grammars(todo, set(), opts):

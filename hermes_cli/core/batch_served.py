@@ -11,7 +11,6 @@ it with exactly one record per id.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
@@ -24,7 +23,7 @@ from hermes_cli.served.backend import ServedBackend
 def run_served_batch(backend: ServedBackend, items: list[Item], writer: ResultWriter, done: set[str],
                      opts: BatchOptions, *, concurrency: int = 4,
                      progress: Progress | None = None) -> Summary:
-    todo = [it for it in items if json.dumps(it.id) not in done]
+    todo = [it for it in items if it.key not in done]
     finished = Recorder(writer, len(todo), len(items) - len(todo), progress)
     summary = finished.summary
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hermes_cli import env
+from hermes_cli import env, inputs
 from hermes_cli.engine.params import LOAD_LIMITS, SAMPLING_LIMITS, check_load, sampling_problem
 from hermes_cli.errors import SettingError, UsageError
 from hermes_cli.mcp_servers.spec import ServerSpec
@@ -62,6 +62,7 @@ TEMPLATE = """\
 # url = "http://127.0.0.1:8765/mcp"
 """
 
+MAX_CONFIG = 1 << 20  # bytes: a config file is a page of TOML
 _TOP = {"model", "ctx", "gpu_layers", "threads", "gpu_hint", "prompt_cache", "sampling", "aliases", "roles", "mcp"}
 _ROLE = {"system", "model", "schema", "tools", "sampling"}
 _MCP_SERVER = {"command", "args", "env", "url", "allow", "timeout"}
@@ -125,12 +126,9 @@ def config_path() -> Path:
 def load_config(path: Path | None = None) -> Config:
     """The config file, checked; an empty Config when there is none."""
     path = path or config_path()
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    if not path.exists():
         return Config()
-    except OSError as e:
-        raise UsageError(f"cannot read the config file {path}: {e.strerror or e}") from None
+    raw = inputs.read_file(path, MAX_CONFIG, f"the config file {path}")
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - Python 3.10

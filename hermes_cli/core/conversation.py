@@ -16,13 +16,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hermes_cli import jsontext
+from hermes_cli import inputs, jsontext
 from hermes_cli.engine.params import SamplingParams, sampling_from
 from hermes_cli.errors import ContextOverflowError, UsageError
 from hermes_cli.prompt.messages import ROLES, Message
 from hermes_cli.prompt.template import PromptFormat
 
 FORMAT_VERSION = 1
+MAX_FILE = 256 << 20  # bytes: a conversation file to load (/load, export's input)
 
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -230,10 +231,10 @@ class Conversation:
 
     @classmethod
     def load(cls, path: Path) -> Conversation:
+        if not Path(path).exists():
+            raise UsageError(f"no such file: {path}")
         try:
-            data = jsontext.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UsageError(f"no such file: {path}") from None
+            data = jsontext.loads(inputs.read_file(Path(path), MAX_FILE).decode("utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as e:
             raise UsageError(f"cannot read {path}: {e}") from None
         if not isinstance(data, dict):

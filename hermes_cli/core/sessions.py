@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hermes_cli import env, jsontext
+from hermes_cli import env, fileid, jsontext
 from hermes_cli.core.conversation import Conversation, valid_id
 from hermes_cli.errors import HermesError, UsageError
 
@@ -103,7 +103,7 @@ def load(conversation_id: str | None) -> Conversation:
 # Only the most recent conversations keep a llama.cpp state (a KV cache snapshot; for an
 # 8B model about 0.13 MB per token, so ~400 MB for 3,000 tokens): this bounds disk use.
 STATES_KEPT = 3
-STATE_FORMAT = 1
+STATE_FORMAT = 2  # 2: the model is known by fileid (inode, ctime), not path, size and mtime
 
 
 def _state_paths(conversation_id: str) -> tuple[Path, Path]:
@@ -115,10 +115,7 @@ def _signature(engine: Any) -> dict[str, Any]:
     """What a state depends on: the model file, the context size, the chat tokens."""
     from hermes_cli.prompt.template import template_for
 
-    path = Path(engine.info.path).resolve()
-    st = path.stat()
-    return {"format": STATE_FORMAT, "model": str(path), "size": st.st_size,
-            "mtime_ns": st.st_mtime_ns, "n_ctx": engine.n_ctx,
+    return {"format": STATE_FORMAT, "model": fileid.identity(engine.info.path), "n_ctx": engine.n_ctx,
             "template": template_for(engine).signature()}
 
 

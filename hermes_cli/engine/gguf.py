@@ -157,16 +157,12 @@ _CACHE_FORMAT = 1
 
 
 def _header_cache(path: Path) -> Path | None:
-    from hermes_cli import env
+    from hermes_cli import env, fileid
 
-    try:
-        st = path.stat()
-    except OSError:
+    key = fileid.key(path)
+    if key is None:
         return None
-    if not path.is_file():
-        return None
-    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()
-    return env.cache_dir() / "gguf" / (hashlib.sha256(key).hexdigest()[:32] + ".meta")
+    return env.cache_dir() / "gguf" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".meta")
 
 
 def _freeze(value: Any) -> Any:

@@ -19,7 +19,7 @@ from array import array
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from hermes_cli import env
+from hermes_cli import env, fileid
 from hermes_cli.engine.constraint import Extensions, LazyMatcher, Matcher
 from hermes_cli.engine.llama import lib
 from hermes_cli.engine.params import Grammar
@@ -320,9 +320,7 @@ def _tokenize_fptr(c: Any) -> int:
 
 
 def _pieces_cache(model_path: Path) -> Path | None:
-    try:
-        st = model_path.stat()
-    except OSError:
+    key = fileid.key(model_path)
+    if key is None:
         return None
-    key = f"{model_path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()
-    return env.cache_dir() / "vocab" / (hashlib.sha256(key).hexdigest()[:32] + ".pieces")
+    return env.cache_dir() / "vocab" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".pieces")

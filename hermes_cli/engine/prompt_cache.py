@@ -30,9 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from hermes_cli import fileid
+
 MIN_TOKENS = 32  # shorter prefixes evaluate in less time than a file takes to find
 BUDGET = 256 << 20  # bytes of kept states, all models together
-_FORMAT = 1
+_FORMAT = 2  # 2: the model is known by fileid (inode, ctime)
 _STALE_TMP = 600.0  # seconds after which a temporary file is a killed writer's
 
 
@@ -132,12 +134,7 @@ class KeptPrefix:
 
 
 def _key(engine: StateEngine, prefix: Sequence[int]) -> str:
-    path = Path(engine.info.path)
-    try:
-        st = path.stat()
-        identity = [str(path.resolve()), st.st_size, st.st_mtime_ns]
-    except OSError:
-        identity = [str(path), 0, 0]
+    identity = fileid.identity(engine.info.path) or [str(engine.info.path)]
     shape = [_FORMAT, *identity, engine.n_ctx, engine.n_seq_max, _llama_version()]
     h = hashlib.sha256(json.dumps(shape).encode())
     h.update(array("i", prefix).tobytes())

@@ -1,7 +1,7 @@
 """Every downloaded file is checked before llama.cpp sees it: its sha256 must equal the
 LFS oid, which is also its blob name in the cache. Hashing 5 GB takes seconds, so a
-verified file is recorded (size and mtime) in hermes's data dir and hashed again only if
-it changes."""
+verified file is recorded (its identity: hermes_cli/fileid.py) in hermes's data dir and
+hashed again only if it changes."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import re
 from pathlib import Path
 from typing import TextIO
 
-from hermes_cli import env
+from hermes_cli import env, fileid
 
 
 def _verified_db() -> Path:
     return env.data_dir() / "verified.json"
 
 
-def _load_verified() -> dict[str, list[int]]:
+def _load_verified() -> dict[str, list[str | int] | None]:
     try:
         data = json.loads(_verified_db().read_text())
         return data if isinstance(data, dict) else {}
@@ -29,8 +29,7 @@ def _load_verified() -> dict[str, list[int]]:
 
 def _mark_verified(blob: Path) -> None:
     db = _load_verified()
-    st = blob.stat()
-    db[str(blob)] = [st.st_size, st.st_mtime_ns]
+    db[str(blob)] = fileid.identity(blob)
     path = _verified_db()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -61,11 +60,10 @@ def verify(local: Path, expected_sha256: str | None, *, progress: TextIO | None 
     expected = expected_sha256 or blob.name
     if not re.fullmatch(r"[0-9a-f]{64}", expected):
         return True  # nothing to check against (not an LFS file)
-    try:
-        st = blob.stat()
-    except OSError:
+    found = fileid.identity(blob)
+    if found is None:
         return False
-    if _load_verified().get(str(blob)) == [st.st_size, st.st_mtime_ns]:
+    if _load_verified().get(str(blob)) == found:
         return True
     if sha256_file(blob, progress=progress) != expected:
         return False

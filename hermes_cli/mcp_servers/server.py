@@ -5,15 +5,23 @@ The SDK's context managers (the transport, the session) must be entered and left
 one task, so each server lives in one long task on the private loop: it connects,
 reports ready, then waits to be told to stop; calls run as other tasks on the session.
 A server's stderr goes to a log file (never the chat's screen), and its last line is
-quoted when the server fails.
+quoted when the server fails. So does the SDK's own logging about it (a server that
+prints plain text on stdout made the SDK log a pydantic traceback per line on our
+stderr). A cache folder that cannot be written costs the log (a temporary file takes
+its place), never the server's tools.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import logging
+import os
 import re
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 from hermes_cli import env
@@ -89,8 +97,8 @@ class McpServer:
                 else:
                     from mcp.client.stdio import StdioServerParameters, stdio_client
 
-                    self.log_path.parent.mkdir(parents=True, exist_ok=True)
-                    log = stack.enter_context(open(self.log_path, "w", encoding="utf-8"))  # noqa: SIM115
+                    log = stack.enter_context(self._open_log())
+                    stack.enter_context(_sdk_logging_to(log))
                     params = StdioServerParameters(command=self.spec.command or "", args=self.spec.args,
                                                    env=self.spec.env or None)
                     read, write = await stack.enter_async_context(stdio_client(params, errlog=log))
@@ -111,6 +119,24 @@ class McpServer:
                 raise
         finally:
             self._session = None
+
+    @contextlib.contextmanager
+    def _open_log(self) -> Any:
+        """The server's log file, or a temporary one when the cache cannot hold it (then
+        `log_path` names that, for the last words quoted on failure)."""
+        log: Any
+        try:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError:
+            try:
+                log = tempfile.NamedTemporaryFile("w", encoding="utf-8", prefix="hermes-mcp-",  # noqa: SIM115
+                                                  suffix=".log", delete=True)
+                self.log_path = Path(log.name)
+            except OSError:
+                log = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+        with log:
+            yield log
 
     def stop(self, graceful: float = 5.0) -> None:
         """Leave the session and end the process: ask the server task to finish, and
@@ -190,6 +216,26 @@ class McpServer:
         except OSError:
             return ""
         return lines[-1][:200] if lines else ""
+
+
+@contextlib.contextmanager
+def _sdk_logging_to(log: TextIO) -> Any:
+    """While a stdio server runs, what the SDK logs about it (a stdout line that is not
+    JSON-RPC, with its traceback) goes to the server's log file, not to our stderr
+    (Python's last-resort handler printed it there). Records at WARNING and above."""
+    handler = logging.StreamHandler(log)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    root = logging.getLogger("mcp")
+    root.addHandler(handler)
+    before = root.propagate
+    root.propagate = False
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        if not root.handlers:
+            root.propagate = before
 
 
 def _why(error: BaseException) -> str:

@@ -7,6 +7,11 @@ server works. JSON mode also goes out as `response_format` where the server take
 nothing); every answer is validated here anyway, with the same bounded retry. Tool calls
 come back as `<tool_call>` text, or as the API's `tool_calls`, which are turned into the
 same text. Ctrl-C closes the HTTP stream, which cancels the request on the server.
+
+Two bounds hold whatever the server does: `max_tokens` is the reply's cap on our side too
+(a server that ignores it and streams on is cut after as many content events, the reply
+marked "length"), and the endpoint's timeout bounds the whole request, not only the gap
+between two reads (a server that keeps sending would otherwise hold a batch forever).
 """
 
 from __future__ import annotations
@@ -31,6 +36,38 @@ _FINISH = {"stop": "stop", "length": "length", "tool_calls": "stop", "content_fi
 class StreamEndedEarly(ConnectionError):
     """The event stream stopped before the server said why (a dropped connection, or a
     server that interrupts one request for the next, as llama-cpp-python's does)."""
+
+
+class _Bounds:
+    """One request's two bounds: the content events allowed (`max_tokens`; each event is
+    at least one token, so a server that packs several is cut later, never sooner) and
+    the monotonic time by which the whole answer must be in."""
+
+    def __init__(self, endpoint: Endpoint, params: SamplingParams) -> None:
+        self.endpoint = endpoint
+        self.cap = params.max_tokens
+        self.deadline = time.monotonic() + endpoint.timeout
+
+    def check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise ServerError(f"{self.endpoint.base_url} was still answering after "
+                                 f"{self.endpoint.timeout:g} s, the bound on one request",
+                                 hint="raise --request-timeout, or lower --max-tokens")
+
+    def over(self, pieces: int) -> bool:
+        """Whether `pieces` content events are more than the reply may hold."""
+        return self.cap is not None and pieces > self.cap
+
+
+def _pieces(chunk: Any) -> int:
+    """The content events in one chunk: text, or a tool call's name or arguments."""
+    count = 0
+    for choice in chunk.choices or []:
+        delta = choice.delta
+        if getattr(delta, "content", None):
+            count += 1
+        count += len(getattr(delta, "tool_calls", None) or [])
+    return count
 
 
 class ServedBackend:
@@ -163,6 +200,8 @@ class ServedStream(LazyStream):
         opening, closing = self._grammar.server_wrap if self._grammar is not None else ("", "")
         endpoint = self._backend.pool.primary
         redactor = StreamRedactor()  # a server that echoes our key back: never shown
+        bounds = _Bounds(endpoint, self._params)
+        sent = 0  # content events, text and tool calls: what max_tokens caps
         try:
             if self._backend.buffered:
                 events = self._backend.pool.call(self._read_whole, model=self._backend.model)
@@ -176,6 +215,11 @@ class ServedStream(LazyStream):
                 chunks.append(opening)
                 yield opening
             while chunk is not None:
+                bounds.check_time()
+                sent += _pieces(chunk)
+                if bounds.over(sent):  # the server ignores max_tokens: the reply is cut here
+                    reason = "length"
+                    break
                 if getattr(chunk, "usage", None):
                     usage = chunk.usage
                 for choice in chunk.choices or []:
@@ -236,12 +280,18 @@ class ServedStream(LazyStream):
 
 
     def _read_whole(self, endpoint: Endpoint) -> list[Any]:
-        """Every event of one answer (retried by the pool as a whole if cut short)."""
+        """Every event of one answer (retried by the pool as a whole if cut short), up to
+        one content event past `max_tokens` (then `_run` cuts the reply there)."""
+        bounds = _Bounds(endpoint, self._params)
         stream, chunk = self._open(endpoint)
-        events = []
+        events, pieces = [], 0
         try:
             while chunk is not None:
+                bounds.check_time()
                 events.append(chunk)
+                pieces += _pieces(chunk)
+                if bounds.over(pieces):
+                    return events
                 chunk = next(stream, None)
         finally:
             stream.close()

@@ -8,11 +8,13 @@ import inspect
 import sys
 from pathlib import Path
 
-from hermes_cli import jsontext
+from hermes_cli import inputs, jsontext
 from hermes_cli.errors import UsageError
 from hermes_cli.modes.tools.runner import stdout_to_stderr
 from hermes_cli.modes.tools.signature import tool_from_function
 from hermes_cli.modes.tools.tool import Tool
+
+MAX_TOOLS_FILE = 8 << 20  # bytes: a --tools-json file
 
 
 def load_tools_file(path: str | Path) -> list[Tool]:
@@ -52,7 +54,8 @@ def load_tools_json(path: str | Path) -> list[Tool]:
     if inline:
         path = "(inline)"
     try:
-        raw = text if inline else Path(path).expanduser().read_text(encoding="utf-8")
+        raw = text if inline else inputs.read_file(Path(path).expanduser(), MAX_TOOLS_FILE,
+                                                   f"--tools-json {path}").decode("utf-8")
         data = jsontext.loads(raw, max_depth=jsontext.SCHEMA_DEPTH)
     except FileNotFoundError:
         raise UsageError(f"--tools-json {path}: no such file") from None

@@ -5,6 +5,11 @@ child starts a fresh interpreter, which cannot unpickle a function from a module
 exists only in the parent (the user's tools file is loaded under a private name), so
 the child is given the file and the function's name and imports the file itself.
 HERMES_TOOL_START_METHOD=spawn forces that path on Linux (the suite runs it too).
+
+Each run is its own process group, and the whole group is stopped when the run ends
+(SIGTERM, then SIGKILL after a grace period): a tool that starts a child (`subprocess`,
+a shell pipeline) and hangs past `--tool-timeout` left that child running after hermes
+exited. Its own group also keeps the terminal's Ctrl-C for hermes, which stops the run.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import contextlib
 import json
 import multiprocessing
 import os
+import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -29,7 +36,11 @@ def _jsonable(value: Any) -> Any:
         return str(value)
 
 
+_GRACE = 1.0  # seconds a stopped tool's group has between SIGTERM and SIGKILL
+
+
 def _child(fn: Callable[..., Any] | tuple[str, str], arguments: dict[str, Any], conn: Any) -> None:
+    _own_group()
     try:
         os.dup2(2, 1)  # the tool's prints go to our stderr, never into our stdout
         sys.stdout = sys.stderr
@@ -43,6 +54,42 @@ def _child(fn: Callable[..., Any] | tuple[str, str], arguments: dict[str, Any], 
         conn.send(("error", f"{type(e).__name__}: {e}"))
     finally:
         conn.close()
+
+
+def _own_group() -> None:
+    """Make the calling process the leader of a new process group (both sides call it:
+    whichever runs first wins the race against an early stop)."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpgid(0, 0)
+
+
+def _stop_group(proc: Any) -> None:
+    """End the run's process group, the tool and whatever it started: SIGTERM, then
+    SIGKILL for what is left after the grace period. Reaps the tool."""
+    pid = proc.pid
+    if pid is None or not hasattr(os, "killpg"):
+        proc.kill()
+        proc.join(5)
+        return
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        pass
+    deadline = time.monotonic() + _GRACE
+    proc.join(_GRACE)
+    while time.monotonic() < deadline and _group_alive(pid):
+        time.sleep(0.02)  # the tool is reaped; its children may still be exiting
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    proc.join(5)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def _function_from_file(path: str, name: str) -> Callable[..., Any]:
@@ -97,15 +144,16 @@ def run_call(tool: Tool, arguments: dict[str, Any], timeout: float) -> tuple[boo
     proc = ctx.Process(  # type: ignore[attr-defined]
         target=_child, args=(target, arguments, child), daemon=True)
     proc.start()
+    with contextlib.suppress(OSError):  # the child does it too (spawn: only the child can)
+        os.setpgid(proc.pid, proc.pid)
     child.close()
     try:
         if not parent.poll(timeout):
-            proc.kill()
             return False, f"the tool {tool.name} did not finish within {timeout:g} s and was stopped"
         status, payload = parent.recv()
     except EOFError:
         return False, f"the tool {tool.name} exited without a result"
     finally:
-        proc.join(5)
+        _stop_group(proc)  # timed out, interrupted or done: nothing it started outlives the run
         parent.close()
     return (True, json.loads(payload)) if status == "ok" else (False, payload)
