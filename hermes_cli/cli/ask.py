@@ -290,6 +290,9 @@ class _Printer:
         elif reply.last.finish_reason == "context":
             self.err.write(f"warning: the reply filled the context ({self.backend.n_ctx} tokens) "
                            "and was cut\n")
+        elif reply.last.finish_reason == "length" and self.mode == "text" and not self.quiet:
+            # whoever generated it: a served engine that ignores max_tokens is cut by us
+            self.err.write(f"note: the answer was cut at --max-tokens ({reply.last.generated})\n")
 
 
 def write_json(value: Any, out: TextIO) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from typing import Annotated, Any, Optional
 
@@ -53,15 +52,18 @@ def chat(
         raise typer.BadParameter("--continue and --resume exclude each other")
     config = load_config()
     saved = sessions.load(resume) if continue_ or resume else None
-    with contextlib.ExitStack() as held:
-        if saved is not None:  # one writer per conversation; read it again under the lock
-            held.enter_context(locks.held(sessions.path_for(saved.id), f"conversation {saved.id}"))
+    lock = locks.Holder()  # one writer per conversation: held by the chat from here on
+    try:
+        if saved is not None:  # read it again under the lock
+            lock.hold(sessions.path_for(saved.id), f"conversation {saved.id}")
             saved = sessions.load(saved.id)
-        _chat(saved, sampling, load, role, system, config, plain, mcp, yes)
+        _chat(saved, sampling, load, role, system, config, plain, mcp, yes, lock)
+    finally:
+        lock.release()
 
 
 def _chat(saved: Any, sampling: dict[str, Any], load: LoadFlags, role: str | None, system: str | None,
-          config: Any, plain: bool, mcp: McpFlags, yes: bool) -> None:
+          config: Any, plain: bool, mcp: McpFlags, yes: bool, lock: Any) -> None:
     from rich.console import Console
 
     from hermes_cli.chat.repl import Repl, make_session
@@ -95,7 +97,7 @@ def _chat(saved: Any, sampling: dict[str, Any], load: LoadFlags, role: str | Non
         conversation.model = backend.model
         session = ChatSession(backend, conversation, warn=repl.error, confirm=repl.confirm,
                               auto_approve=yes, config=config, load_options=opts, role=chosen.role,
-                              mcp=toolset)
+                              mcp=toolset, lock=lock)
         if toolset is not None:
             for line in toolset.clashes(session.tools):
                 repl.say(line, style="yellow")

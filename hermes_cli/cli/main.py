@@ -41,9 +41,34 @@ def _fail(message: str, code: int, hint: str | None = None) -> int:
     return code
 
 
+def undecodable_argument(argv: list[str]) -> str | None:
+    """Why an argument cannot be used, or None. Bytes that are not UTF-8 reach Python as
+    lone surrogates (surrogateescape) and failed deep inside tokenizing as a
+    UnicodeEncodeError (exit 1). A path may hold such bytes (Linux file names are bytes):
+    an argument, or an `--option=value`'s value, naming a file that exists is let through."""
+    for position, arg in enumerate(argv, 1):
+        try:
+            arg.encode("utf-8")
+            continue
+        except UnicodeEncodeError as e:
+            bad = e.start
+        value = arg.partition("=")[2] if arg.startswith("--") and "=" in arg else arg
+        if os.path.lexists(os.fsencode(value)):
+            continue
+        raw = os.fsencode(arg)
+        shown = raw.decode("utf-8", "backslashreplace")
+        return (f"argument {position} ({shown!r}) is not UTF-8 text (byte 0x{ord(arg[bad]) - 0xDC00:02x} at "
+                f"offset {len(arg[:bad].encode('utf-8', 'surrogateescape'))})")
+    return None
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status, never raising (except with HERMES_DEBUG)."""
     from hermes_cli.cli.app import app
+
+    problem = undecodable_argument(sys.argv[1:] if argv is None else argv)
+    if problem is not None:
+        return _fail(problem, 2, "pass text as UTF-8 (iconv -f latin1 -t utf-8 converts it)")
 
     # typer >= 0.24 vendors click (typer._click): find its base class, not click's.
     click_error: type[Exception] = next(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -70,13 +71,21 @@ def record_key(record: dict[str, Any]) -> str:
     return json.dumps(record.get("id"))
 
 
+_FIRST_ID = re.compile(r'\s*\{\s*"id"\s*:\s*(-?\d{1,30}|"(?:[^"\\]|\\.){0,1000}")\s*[,}]')
+
+
 def _readable_id(text: str) -> Any:
     """The id of a line that is not usable JSON (a lone surrogate in its prompt, nesting
-    too deep), when its `"id"` itself is plain text or an integer; None otherwise."""
+    too deep), when its `"id"` itself is plain text or an integer; None otherwise. A line
+    that does not parse at all still shows its id when that is its first key."""
     try:
         obj = json.loads(text)
     except (ValueError, RecursionError):
-        return None
+        first = _FIRST_ID.match(text)
+        try:
+            obj = {"id": json.loads(first.group(1))} if first else None
+        except ValueError:
+            obj = None
     found = obj.get("id") if isinstance(obj, dict) else None
     if isinstance(found, bool) or not isinstance(found, (int, str)):
         return None

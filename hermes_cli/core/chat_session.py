@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hermes_cli.core import branches, sessions
+from hermes_cli.core import branches, locks, sessions
 from hermes_cli.core.attachments import Sized, expand_mentions, measure, read_files, with_files
 from hermes_cli.core.backends import Backend, prompt_room
 from hermes_cli.core.conversation import Conversation, new_id
@@ -52,7 +52,7 @@ class ChatSession:
                  confirm: Callable[[ToolCall], str | None] = lambda _call: None,
                  auto_approve: bool = False, config: Config | None = None,
                  load_options: LoadOptions | None = None, role: Role | None = None,
-                 mcp: McpToolset | None = None) -> None:
+                 mcp: McpToolset | None = None, lock: locks.Holder | None = None) -> None:
         self.backend = backend
         self.conversation = conversation
         self.autosave = autosave
@@ -62,6 +62,7 @@ class ChatSession:
         self.config = config  # roles and aliases, for /role and /model
         self.load_options = load_options  # how the model was loaded, for /model
         self.mcp = mcp  # MCP servers, whose tools join `tools`
+        self.lock = lock if lock is not None else locks.Holder()  # one writer per conversation
         self.last_result: GenerationResult | None = None
         self.total_tokens = 0
         self.tools: dict[str, Tool] = {}
@@ -361,8 +362,14 @@ class ChatSession:
     def save(self) -> None:
         if not self.autosave:
             return
+        conv = self.conversation
         try:
-            sessions.save(self.conversation)
+            self.lock.hold(sessions.path_for(conv.id), f"conversation {conv.id}")
+        except (UsageError, OSError) as e:  # another hermes writes it: never two writers
+            self.warn(f"could not save the conversation: {e}")
+            return
+        try:
+            sessions.save(conv)
         except OSError as e:  # a full disk must not end the chat: say so, keep going
             self.warn(f"could not save the conversation: {e.strerror or e}")
 

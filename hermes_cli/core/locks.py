@@ -18,6 +18,32 @@ from pathlib import Path
 from hermes_cli.errors import UsageError
 
 
+class Holder:
+    """The one lock a chat holds: that of the conversation it writes. A new chat's
+    conversation is locked from its first save (another `hermes chat --resume ID` could
+    otherwise write it too), and moving to another conversation (/new, /load's copy)
+    takes the next lock before the last one is let go."""
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+        self._stack: contextlib.ExitStack | None = None
+
+    def hold(self, path: Path, what: str) -> None:
+        """Hold `path`'s lock (nothing to do if already held); UsageError when another
+        process holds it, and then the lock held before is kept."""
+        if path == self.path:
+            return
+        stack = contextlib.ExitStack()
+        stack.enter_context(held(path, what))
+        self.release()
+        self._stack, self.path = stack, path
+
+    def release(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+        self._stack, self.path = None, None
+
+
 @contextlib.contextmanager
 def held(path: Path, what: str) -> Iterator[None]:
     """Hold the lock of `path` for the block, or raise UsageError (exit 2) at once when
