@@ -13,10 +13,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class EndlessServer:
     """Streams `word ` every `interval` seconds, forever, whatever `max_tokens` says,
-    until the client goes away. `requests` counts the completions asked for."""
+    until the client goes away; or, given `reply`, streams that text in a few events and
+    ends it (a malformed tool call, an answer that fails the schema, for every retry).
+    `requests` counts the completions asked for."""
 
-    def __init__(self, *, word: str = "word ", interval: float = 0.005) -> None:
-        self.word, self.interval = word, interval
+    def __init__(self, *, word: str = "word ", interval: float = 0.005, reply: str | None = None) -> None:
+        self.word, self.interval, self.reply = word, interval, reply
         self.requests = 0
         self.max_tokens_seen: list[object] = []
         self.stop = threading.Event()
@@ -64,6 +66,9 @@ class EndlessServer:
                 self.end_headers()
                 n = 0
                 try:
+                    if owner.reply is not None:
+                        self._send_whole(owner.reply)
+                        return
                     while not owner.stop.is_set():
                         chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
                                  "choices": [{"index": 0, "delta": {"content": owner.word} if n else
@@ -76,5 +81,18 @@ class EndlessServer:
                         time.sleep(owner.interval)
                 except OSError:
                     return  # the client went away: what a real server does too
+
+            def _send_whole(self, text: str) -> None:
+                pieces = [text[i:i + 7] for i in range(0, len(text), 7)]
+                events = [{"role": "assistant", "content": p} if i == 0 else {"content": p}
+                          for i, p in enumerate(pieces)]
+                for delta, finish in [*((d, None) for d in events), ({}, "stop")]:
+                    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                    data = f"data: {json.dumps(chunk)}\n\n".encode()
+                    self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                data = b"data: [DONE]\n\n"
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n0\r\n\r\n")
+                self.wfile.flush()
 
         return Handler

@@ -14,6 +14,7 @@ import pytest
 from hermes_cli.core import batch
 from hermes_cli.modes.json_schema import validation_errors
 from hermes_cli.prompt.tool_calls import parse_tool_calls
+from tests import children
 
 
 def hermes(exe, *args: str, stdin: str = "", cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -165,11 +166,12 @@ def test_sigkill_mid_run_then_resume(hermes_exe, models, tmp_path: Path) -> None
            str(models["endless"]), "--max-tokens", "24", "-q"]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while (not out.exists() or out.read_bytes().count(b"\n") < 5) and proc.poll() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.002)  # polling the condition, not waiting for it to happen
-    os.kill(proc.pid, signal.SIGKILL)
+    with children.ended(proc):  # killed however the test ends
+        deadline = time.monotonic() + 120
+        while (not out.exists() or out.read_bytes().count(b"\n") < 5) and proc.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.002)  # polling the condition, not waiting for it to happen
+        os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     before = out.read_bytes().count(b"\n")
     assert 5 <= before < n, "killed too late to test anything"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import children
 from tests import tinymodels as tm
 
 
@@ -158,9 +159,10 @@ def test_broken_pipe_is_quiet(hermes_exe, models) -> None:
         [*hermes_exe, "ask", "x", "--model", str(models["endless"]), "--ctx", "0"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
-    assert hermes.stdout.read(4) == b"abab"
-    hermes.stdout.close()  # the reader goes away, like `| head -c 4`
-    _, err = hermes.communicate(timeout=60)
+    with children.ended(hermes):  # killed however the test ends
+        assert hermes.stdout.read(4) == b"abab"
+        hermes.stdout.close()  # the reader goes away, like `| head -c 4`
+        _, err = hermes.communicate(timeout=60)
     assert b"Traceback" not in err
     assert hermes.returncode == 141
 

@@ -422,25 +422,21 @@ def test_a_non_utf8_file_name_is_still_a_file(tmp_path: Path) -> None:
 # -- one writer per conversation ----------------------------------------------------------------
 
 def test_a_new_chat_holds_its_conversation_from_its_first_save(hermes_exe, models, tmp_path: Path) -> None:
+    """(The pty child is ended by conftest if the test fails partway.)"""
     from tests.test_chat_terminal import Terminal, env_for
 
     term = Terminal([*hermes_exe, "chat", "-m", str(models["hi"])], env_for(tmp_path))
-    try:
-        term.expect(r"(^|\n)>")
-        term.send("hello\r")
-        term.expect(r"Hi![\s\S]*tokens ·[^\n]*\n[\s\S]*>")
-        saved = sorted((tmp_path / "data" / "sessions").glob("*.json"))
-        assert len(saved) == 1
-        env = {**os.environ, "HERMES_DATA_DIR": str(tmp_path / "data")}
-        other = hermes(hermes_exe, "chat", "--resume", saved[0].stem, "-m", str(models["hi"]),
-                       stdin="again\n", env=env)
-        assert other.returncode == 2 and "in use by another hermes" in other.stderr
-        term.send("/exit\r")
-        assert term.wait() == 0
-    finally:
-        if term.pid:
-            with __import__("contextlib").suppress(ProcessLookupError):
-                os.kill(term.pid, signal.SIGKILL)
+    term.expect(r"(^|\n)>")
+    term.send("hello\r")
+    term.expect(r"Hi![\s\S]*tokens ·[^\n]*\n[\s\S]*>")
+    saved = sorted((tmp_path / "data" / "sessions").glob("*.json"))
+    assert len(saved) == 1
+    env = {**os.environ, "HERMES_DATA_DIR": str(tmp_path / "data")}
+    other = hermes(hermes_exe, "chat", "--resume", saved[0].stem, "-m", str(models["hi"]),
+                   stdin="again\n", env=env)
+    assert other.returncode == 2 and "in use by another hermes" in other.stderr
+    term.send("/exit\r")
+    assert term.wait() == 0
 
 
 def test_a_chat_moving_to_a_loaded_copy_takes_its_lock_and_lets_the_old_go(tmp_path: Path, load) -> None:
@@ -453,14 +449,73 @@ def test_a_chat_moving_to_a_loaded_copy_takes_its_lock_and_lets_the_old_go(tmp_p
     first = Conversation(model="tiny")
     session = ChatSession(LocalBackend(load("hi")), first)
     session.save()
-    with pytest.raises(UsageError):  # held: another writer is refused
-        with locks.held(sessions.path_for(first.id), "x"):
-            pass
+    with pytest.raises(UsageError), locks.held(sessions.path_for(first.id), "x"):  # held: refused
+        pass
     session.load_file(sessions.path_for(first.id))
     assert session.conversation.id != first.id
     with locks.held(sessions.path_for(first.id), "x"):  # let go
         pass
-    with pytest.raises(UsageError):
-        with locks.held(sessions.path_for(session.conversation.id), "x"):
-            pass
+    with pytest.raises(UsageError), locks.held(sessions.path_for(session.conversation.id), "x"):
+        pass
     session.lock.release()
+
+
+# -- issue 30: README rows that had no test through the command --------------------------------
+
+def test_a_served_engines_malformed_tool_calls_exit_5_through_the_command(hermes_exe, tmp_path: Path) -> None:
+    tools, marker = notes_tool(tmp_path)
+    bad = '<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": }\n</tool_call>'
+    with EndlessServer(reply=bad) as server:
+        proc = hermes(hermes_exe, "ask", "go", "--endpoint", server.url, "--model", "m", "--tools", str(tools),
+                      "--tool-choice", "add", "--yes")
+    assert proc.returncode == 5, proc.stderr
+    assert proc.stdout == "" and not marker.exists()
+    assert server.requests == 3  # the answer, then asked again twice
+
+
+def test_a_served_schema_answer_still_invalid_after_its_retries_exits_6(hermes_exe) -> None:
+    schema = '{"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}'
+    with EndlessServer(reply='{"n": "not a number"}') as server:
+        proc = hermes(hermes_exe, "ask", "go", "--endpoint", server.url, "--model", "m", "--schema", schema)
+    assert proc.returncode == 6, proc.stderr
+    assert proc.stdout == "" and server.requests == 3
+
+
+def test_a_file_over_8_mib_is_refused_before_it_is_read(hermes_exe, models, tmp_path: Path) -> None:
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"a" * (8 * 1024 * 1024 + 1))
+    proc = hermes(hermes_exe, "ask", "x", "-f", str(big), "-m", str(models["hi"]))
+    assert proc.returncode == 2 and "over the 8.0 MiB a file may be" in proc.stderr, proc.stderr
+    exact = tmp_path / "exact.txt"
+    exact.write_bytes(b"a " * (4 * 1024 * 1024))  # 8 MiB exactly: read, then too many tokens (exit 4)
+    proc = hermes(hermes_exe, "ask", "x", "-f", str(exact), "-m", str(models["hi"]))
+    assert proc.returncode == 4, proc.stderr
+
+
+def test_a_context_whose_kv_cache_exceeds_free_memory_is_refused_before_llama_cpp(
+        hermes_exe, tmp_path: Path) -> None:
+    from tests import tinymodels as tm
+
+    # 4 layers × 128 wide × 2**24 tokens × 4 bytes: 34 GB of KV cache, more than this machine has
+    wide = tm.write_model(tmp_path / "wide.gguf", embedding=128, blocks=4, context_length=2**24)
+    proc = hermes(hermes_exe, "ask", "x", "-m", str(wide), "--ctx", str(2**24))
+    assert proc.returncode == 3, proc.stderr
+    assert "of KV cache and" in proc.stderr and "GB of memory is free" in proc.stderr
+    assert "lower --ctx" in proc.stderr
+
+
+@settings(max_examples=150, deadline=None)
+@given(own_tags=st.booleans(), lead=st.sampled_from(["", "\n", "  "]), cuts=st.lists(st.integers(0, 60), max_size=6))
+def test_a_served_forced_call_is_wrapped_once_however_the_server_splits_it(own_tags, lead, cuts) -> None:
+    """The server writes the call's JSON (as asked) or, ignoring response_format, the
+    whole tagged call: either way the text has one opening and one closing tag."""
+    from hermes_cli.served.backend import _Wrap
+
+    body = '{"name": "add", "arguments": {"a": 1}}'
+    text = lead + (f"<tool_call>\n{body}\n</tool_call>" if own_tags else body)
+    bounds = sorted({0, len(text), *(c % (len(text) + 1) for c in cuts)})
+    wrap = _Wrap("<tool_call>\n", "\n</tool_call>")
+    out = "".join(wrap.feed(text[a:b]) for a, b in zip(bounds, bounds[1:]))
+    out += wrap.finish(calls=False) + wrap.ending()
+    assert out.count("<tool_call>") == 1 and out.count("</tool_call>") == 1
+    assert out.strip() == f"<tool_call>\n{body}\n</tool_call>"

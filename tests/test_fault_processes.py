@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import children
 from tests.hubserver import HubServer, HubState, Repo
 from tests.test_chat_terminal import Terminal, env_for
 
@@ -50,11 +51,12 @@ def test_kill_9_twenty_times_then_resume_gives_one_record_per_id(hermes_exe, mod
         target = before + rng.randint(1, 3)
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-        while (not out.exists() or out.read_bytes().count(b"\n") < target) and proc.poll() is None:
-            assert time.monotonic() < deadline, "the batch stopped making progress"
-            time.sleep(0.001)  # polling the file, not waiting for something to happen
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        with children.ended(proc):  # killed however the test ends
+            while (not out.exists() or out.read_bytes().count(b"\n") < target) and proc.poll() is None:
+                assert time.monotonic() < deadline, "the batch stopped making progress"
+                time.sleep(0.001)  # polling the file, not waiting for something to happen
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
         kills += 1
         records(out)  # every record whole and parseable after each kill (a torn tail is cut on resume)
     assert kills == 20

@@ -8,6 +8,7 @@ import pty
 import select
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from hermes_cli.errors import DownloadError
 from hermes_cli.hub import download as hub_download
 from hermes_cli.hub.refs import HubRef, human_size, parse_ref, quant_of
+from tests import children
 from tests import tinymodels as tm
 from tests.hubserver import HubServer, HubState, Repo
 
@@ -242,6 +244,7 @@ def test_progress_bar_on_a_terminal(hub_server, hermes_exe) -> None:
     pid, fd = pty.fork()
     if pid == 0:
         os.execv(hermes_exe[0], [*hermes_exe, "download", THETA])
+    children.RUNNING.append(pid)  # killed by conftest if this test fails before it exits
     out = b""
     while True:
         ready, _, _ = select.select([fd], [], [], 60)
@@ -254,7 +257,12 @@ def test_progress_bar_on_a_terminal(hub_server, hermes_exe) -> None:
         if not chunk:
             break
         out += chunk
-    _, status = os.waitpid(pid, 0)
+    deadline = time.monotonic() + 60  # never block forever in waitpid: a hung child fails the test
+    while not (reaped := os.waitpid(pid, os.WNOHANG))[0]:
+        assert time.monotonic() < deadline, out.decode(errors="replace")[-2000:]
+        time.sleep(0.05)
+    children.RUNNING.remove(pid)
+    status = reaped[1]
     text = out.decode(errors="replace")
     assert os.waitstatus_to_exitcode(status) == 0, text
     assert "100%" in text and "/s" in text

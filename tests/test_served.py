@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests import children
 from tests.servers import FaultProxy, Faults, LlamaServer
 
 
@@ -147,12 +148,17 @@ def test_the_server_killed_mid_batch_then_resumed_gives_one_record_per_id(hermes
            "--max-tokens", "64", "--concurrency", "2", "-q"]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    deadline = time.monotonic() + 120
-    while not out.exists() or out.read_text().count("\n") < 5:
-        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr and proc.stderr.read()
-        time.sleep(0.005)  # polling the output, not waiting for time to pass
-    srv.kill()
-    _, err = proc.communicate(timeout=120)
+    try:
+        with children.ended(proc):  # hermes and the server are stopped however the test ends
+            deadline = time.monotonic() + 120
+            while not out.exists() or out.read_text().count("\n") < 5:
+                assert time.monotonic() < deadline and proc.poll() is None, proc.stderr and proc.stderr.read()
+                time.sleep(0.005)  # polling the output, not waiting for time to pass
+            srv.kill()
+            _, err = proc.communicate(timeout=120)
+    except BaseException:
+        srv.kill()
+        raise
     assert proc.returncode == 5 and "Traceback" not in err, err
     before = out.read_text().count("\n")
     assert 5 <= before < n
@@ -172,10 +178,11 @@ def test_ctrl_c_during_a_streamed_reply_cancels_the_request(hermes_exe, server) 
                              "--max-tokens", "200000"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     assert proc.stdout is not None
-    first = proc.stdout.read(16)  # the reply is streaming
-    assert first.startswith(b"abab")
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    with children.ended(proc):  # killed however the test ends
+        first = proc.stdout.read(16)  # the reply is streaming
+        assert first.startswith(b"abab")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     # The server is free again at once: the next request does not wait behind the old one.
     after = hermes(hermes_exe, "ask", "x", "--endpoint", server.url, "--model", "hi")

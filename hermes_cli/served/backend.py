@@ -59,6 +59,42 @@ class _Bounds:
         return self.cap is not None and pieces > self.cap
 
 
+class _Wrap:
+    """The text a served grammar puts around the server's answer (`<tool_call>` and its
+    closing tag when a call is forced and the server is asked for the call's JSON only).
+    A server that ignores `response_format` writes the tags itself: wrapped again, its
+    answer became a block of raw text and a stray `</tool_call>` printed as the answer.
+    So the opening is held until the answer's first visible characters show whether it
+    brings its own tag; then it gets neither tag from us."""
+
+    def __init__(self, opening: str, closing: str) -> None:
+        self.opening, self.closing, self.tag = opening, closing, opening.strip()
+        self.decided = not self.tag
+        self.own = False
+        self.lead = ""
+
+    def feed(self, text: str) -> str:
+        if self.decided:
+            return text
+        self.lead += text
+        shown = self.lead.lstrip()
+        if len(shown) < len(self.tag) and self.tag.startswith(shown):
+            return ""  # not yet clear either way
+        return self._decide(own=shown.startswith(self.tag))
+
+    def finish(self, *, calls: bool) -> str:
+        """What was held at the end (the server's own `tool_calls` carry their tags)."""
+        return "" if self.decided else self._decide(own=calls and not self.lead.strip())
+
+    def ending(self) -> str:
+        return "" if self.own else self.closing
+
+    def _decide(self, *, own: bool) -> str:
+        self.decided, self.own = True, own
+        text, self.lead = (self.lead if own else self.opening + self.lead), ""
+        return text
+
+
 def _pieces(chunk: Any) -> int:
     """The content events in one chunk: text, or a tool call's name or arguments."""
     count = 0
@@ -197,7 +233,7 @@ class ServedStream(LazyStream):
         usage: Any = None
         pieces = 0  # content events: the token count when the server sends no usage
         reason = "interrupted"
-        opening, closing = self._grammar.server_wrap if self._grammar is not None else ("", "")
+        wrap = _Wrap(*(self._grammar.server_wrap if self._grammar is not None else ("", "")))
         endpoint = self._backend.pool.primary
         redactor = StreamRedactor()  # a server that echoes our key back: never shown
         bounds = _Bounds(endpoint, self._params)
@@ -211,9 +247,6 @@ class ServedStream(LazyStream):
                 stream, chunk = self._backend.pool.call(self._open, model=self._backend.model)
                 self._stream = stream
                 rest = stream
-            if opening:
-                chunks.append(opening)
-                yield opening
             while chunk is not None:
                 bounds.check_time()
                 sent += _pieces(chunk)
@@ -229,7 +262,7 @@ class ServedStream(LazyStream):
                         if first is None:
                             first = time.perf_counter()
                         pieces += 1
-                        text = redactor.feed(text)
+                        text = wrap.feed(redactor.feed(text))
                         if text:
                             chunks.append(text)
                             yield text
@@ -243,7 +276,7 @@ class ServedStream(LazyStream):
                 chunk = next(rest, None)
             if reason == "interrupted":
                 raise StreamEndedEarly("the server ended its answer before saying why")
-            tail = redactor.finish()
+            tail = wrap.feed(redactor.finish()) + wrap.finish(calls=bool(calls))
             if tail:
                 chunks.append(tail)
                 yield tail
@@ -252,6 +285,7 @@ class ServedStream(LazyStream):
                 text = redact(text)
                 chunks.append(text)
                 yield text
+            closing = wrap.ending()
             if closing and reason == "stop":
                 chunks.append(closing)
                 yield closing
