@@ -331,3 +331,13 @@ def test_loading_a_session_with_a_bad_schema_is_one_line(load, tmp_path: Path) -
     out = d.run(f"/load {bad}", "hello")
     assert "error: the saved schema: not a valid JSON Schema" in out
     assert [m.content for m in d.conversation.messages] == ["hello", "Hi!"]
+
+
+def test_retry_generates_the_reply_again_in_place(hi) -> None:
+    """/retry once passed every REPL test while doing nothing (the test models answer the
+    same again): the reply must be generated and shown a second time, replacing the first."""
+    d = Driven(hi)
+    out = d.run("hello", "/retry")
+    assert out.count("Hi!\n") == 2 and out.count("3 tokens") == 2  # two generations, two footers
+    assert [m.role for m in d.conversation.messages] == ["user", "assistant"]
+    assert d.repl.last_result is not None and d.repl.last_result.text == "Hi!"
