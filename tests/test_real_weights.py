@@ -150,20 +150,48 @@ def test_schema_answers_validate_with_formats_or_are_cut(smol) -> None:
     assert valid >= 4, f"only {valid} of 10 schema answers fit in 120 tokens"
 
 
-def test_the_issue_command_exits_0_with_the_answer_or_6_and_never_prints_a_call(
-        hermes_exe, smol_path: Path, tmp_path: Path) -> None:
-    """`hermes ask --tool-choice calculate` as the issue ran it (seed 5 was malformed)."""
-    proc = subprocess.run([*hermes_exe, "ask", "-m", str(smol_path), "--tools", str(EXAMPLE_TOOLS),
-                           "--tool-choice", "calculate", "--yes", "-v", "--max-tokens", "60", "--seed", "5",
+@pytest.mark.parametrize("seed", [3, 5, 7])
+def test_the_issue_command_exits_0_with_the_answer_or_6_and_never_runs_a_call_closed_in_its_string(
+        hermes_exe, smol_path: Path, tmp_path: Path, seed: int) -> None:
+    """`hermes ask --tool-choice calculate` as issues 19 and 31 ran it: on most seeds
+    SmolLM2 wrote `"expression": "17*23}}</tool_call>Here, we…"` and the tool ran on
+    that. Whatever a seed gives, a call is never printed, and a call that ran had no tag
+    inside its arguments."""
+    tools, log = tmp_path / "tools.py", tmp_path / "ran.jsonl"
+    # the example tools, with `calculate` writing down each expression it is run with
+    tools.write_text(EXAMPLE_TOOLS.read_text() + f"""
+
+_calculate = calculate
+
+
+def calculate(expression: str) -> float:
+    {_calculate_doc()!r}
+    import json
+    with open({str(log)!r}, "a") as f:
+        f.write(json.dumps(expression) + "\\n")
+    return _calculate(expression)
+""")
+    proc = subprocess.run([*hermes_exe, "ask", "-m", str(smol_path), "--tools", str(tools),
+                           "--tool-choice", "calculate", "--yes", "-v", "--max-tokens", "60", "--seed", str(seed),
                            "What is 17*23?"], capture_output=True, text=True, timeout=120,
                           stdin=subprocess.DEVNULL, cwd=tmp_path)
     assert proc.returncode in (0, 6), proc.stderr
     assert "<tool_call>" not in proc.stdout and '"arguments"' not in proc.stdout
+    ran = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    assert not any("tool_call>" in expression for expression in ran), ran
     if proc.returncode == 0:
         assert "← calculate" in proc.stderr or "✗ calculate" in proc.stderr
-        assert "malformed" not in proc.stderr
     else:
-        assert proc.stdout == "" and "cut" in proc.stderr
+        assert proc.stdout == "" and ("cut" in proc.stderr or "inside a string" in proc.stderr)
+
+
+def _calculate_doc() -> str:
+    """`calculate`'s docstring in examples/tools.py: the prompt the model sees stays the same."""
+    import ast
+
+    tree = ast.parse(EXAMPLE_TOOLS.read_text())
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "calculate")
+    return ast.get_docstring(fn) or ""
 
 
 STORY = {"type": "object", "properties": {"title": {"type": "string"}, "story": {"type": "string"}},

@@ -382,6 +382,28 @@ def test_malformed_and_invalid_calls_are_asked_again_as_calls_and_never_answer(l
     assert tool_content(loop) == {"name": "add", "content": 3}
 
 
+TAG_IN_STRING = ('<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2, "note": "2}}</tool_call>Here, we"}}'
+                 '\n</tool_call>')
+
+
+def test_a_call_closed_inside_its_argument_string_is_asked_again_never_run(loop_setup) -> None:
+    """Issue 31: SmolLM2 closed the call inside the string (`17*23}}</tool_call>Here…`);
+    the grammar let it, the call was "valid", and the tool ran on garbage."""
+    engine, chat, tools, history = loop_setup
+    ran: list = []
+    backend = RecordingBackend([TAG_IN_STRING, GOOD_CALL])
+    opts = ToolOptions(tools, choice="auto", max_rounds=1)
+    loop = drive(backend, tools_reply(history, opts, SamplingParams(), approve=lambda c: ran.append(c) or True))
+    feedback = backend.requests[1][0][-1].content
+    assert "the arguments of add hold </tool_call> inside a string" in feedback
+    assert [c.arguments for c in ran] == [{"a": 1, "b": 2}]  # only the good call was run
+    assert tool_content(loop) == {"name": "add", "content": 3}
+    with pytest.raises(OutputContractError, match="still malformed after 3 attempts"):
+        drive(RecordingBackend([TAG_IN_STRING] * 3),
+              tools_reply(history, opts, SamplingParams(), approve=lambda c: ran.append(c) or True))
+    assert len(ran) == 1
+
+
 def test_calls_still_malformed_after_the_retries_are_exit_6_locally(loop_setup) -> None:
     engine, chat, tools, history = loop_setup
     opts = ToolOptions(tools, choice="auto")

@@ -228,6 +228,28 @@ class ParsedReply:
         return bool(self.calls or self.errors)
 
 
+def tag_inside(arguments: Any) -> str | None:
+    """The call tag an argument string holds (`</tool_call>`, `<tool_call>`), if any.
+
+    The call grammar lets a string hold anything, so a model that meant to end its call
+    without closing the string (SmolLM2: `"expression": "17*23}}</tool_call>Here, we…"`)
+    wrote a "valid" call, and the tool ran on garbage. Such a call is the model's call
+    closed in the wrong place: the tools loop asks for it again (modes/tools/loop.py)."""
+    stack = [arguments]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            for tag in (CLOSE, OPEN):
+                if tag in value:
+                    return tag
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return None
+
+
 def parse_tool_calls(text: str) -> ParsedReply:
     """Every `<tool_call>` block, each ending where its JSON ends (`CallScanner` above);
     `json.loads`, then `ast.literal_eval` for Python-style dicts. A block the text ends

@@ -24,7 +24,7 @@ from hermes_cli.modes.tools.protocol import forced_call_grammar, lazy_call_gramm
 from hermes_cli.modes.tools.runner import run_call
 from hermes_cli.modes.tools.tool import DEFAULT_MAX_ROUNDS, DEFAULT_TIMEOUT, Tool
 from hermes_cli.prompt.messages import Message
-from hermes_cli.prompt.tool_calls import ParsedReply, ToolCall, parse_tool_calls
+from hermes_cli.prompt.tool_calls import ParsedReply, ToolCall, parse_tool_calls, tag_inside
 
 Approve = Callable[[ToolCall], bool]
 
@@ -130,6 +130,11 @@ def _call_problems(parsed: ParsedReply | None, tools: dict[str, Tool], must_call
         if tool is None:
             problems.append(f"unknown tool {call.name}; the tools are: {', '.join(tools)}")
             continue
+        tag = tag_inside(call.arguments)
+        if tag is not None:
+            problems.append(f"the arguments of {call.name} hold {tag} inside a string: the call was closed "
+                            "before its string; close the string, then the call")
+            continue
         invalid = validate_arguments(tool, call.arguments)
         if invalid:
             problems.append(f"invalid arguments for {call.name}: " + "; ".join(invalid[:5]))
@@ -145,6 +150,9 @@ def _failed_calls(result: GenerationResult, attempts: int, problems: list[str]) 
     if result.from_server:
         return ServerError(f"the server wrote no valid tool call: {what}",
                            hint="serve a model trained for tool calls, or one whose server enforces schemas")
+    if "inside a string" in problems[0]:
+        return OutputContractError(what, hint="the model ends its call inside an argument string: another "
+                                   "--seed, a lower --temperature or a larger model")
     return OutputContractError(what, hint="the tool's schema uses keywords a grammar cannot enforce")
 
 
