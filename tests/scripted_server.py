@@ -17,12 +17,13 @@ class EndlessServer:
     ends it (a malformed tool call, an answer that fails the schema, for every retry).
     `requests` counts the completions asked for."""
 
-    def __init__(self, *, word: str = "word ", interval: float = 0.005, reply: str | None = None) -> None:
-        self.word, self.interval, self.reply = word, interval, reply
+    def __init__(self, *, word: str = "word ", interval: float = 0.005, reply: str | None = None,
+                 pace: float = 0.0, chunk: int = 7, port: int = 0) -> None:
+        self.word, self.interval, self.reply, self.pace, self.chunk = word, interval, reply, pace, chunk
         self.requests = 0
         self.max_tokens_seen: list[object] = []
         self.stop = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -83,10 +84,12 @@ class EndlessServer:
                     return  # the client went away: what a real server does too
 
             def _send_whole(self, text: str) -> None:
-                pieces = [text[i:i + 7] for i in range(0, len(text), 7)]
+                pieces = [text[i:i + owner.chunk] for i in range(0, len(text), owner.chunk)]
                 events = [{"role": "assistant", "content": p} if i == 0 else {"content": p}
                           for i, p in enumerate(pieces)]
-                for delta, finish in [*((d, None) for d in events), ({}, "stop")]:
+                for i, (delta, finish) in enumerate([*((d, None) for d in events), ({}, "stop")]):
+                    if i and owner.pace:
+                        time.sleep(owner.pace)
                     chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
                              "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
                     data = f"data: {json.dumps(chunk)}\n\n".encode()

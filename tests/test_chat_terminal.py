@@ -53,6 +53,19 @@ class Terminal:
                 self.raw += chunk
         return self.text()
 
+    def more(self, nbytes: int, timeout: float = 60) -> None:
+        """Read until `nbytes` more bytes came (a reply that goes on streaming)."""
+        target = len(self.raw) + nbytes
+        deadline = time.monotonic() + timeout
+        while len(self.raw) < target:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no more output; screen so far:\n{self.text()[-2000:]}"
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if ready:
+                chunk = os.read(self.fd, 65536)
+                assert chunk, "the program ended"
+                self.raw += chunk
+
     def send(self, data: str) -> None:
         os.write(self.fd, data.encode())
 
@@ -297,3 +310,68 @@ def test_paragraphs_keep_their_blank_line_and_typing_while_streaming_prints_noth
     assert reply.count("ba") == 1000  # 3000 tokens: 1000 paragraphs, none printed twice
     term.send("\x15/exit\r")  # Ctrl-U clears the typed-ahead line
     assert term.wait() == 0
+
+
+# -- issue 30: what a real terminal shows ---------------------------------------------------------
+
+def test_keys_typed_ahead_wait_at_the_prompt_after_ctrl_c_stops_the_reply(hermes_exe, models, tmp_path: Path) -> None:
+    """The tty flushed its input queue on Ctrl-C (no NOFLSH): `/stats` Enter typed while
+    the reply streamed was lost when the reply was then stopped."""
+    term = Terminal([*hermes_exe, "chat", "-m", str(models["endless"]), "--ctx", "0"], env_for(tmp_path))
+    term.expect(r"(^|\n)>")
+    term.send("go\r")
+    term.expect(r"(ab){20}")
+    term.send("/stats\r")  # typed ahead, not echoed
+    term.more(4000)  # the reply goes on
+    term.send("\x03")
+    term.expect(r"stopped; the partial reply is kept")
+    term.expect(r"this session: \d+ tokens generated")  # the typed-ahead command ran
+    term.send("/exit\r")
+    assert term.wait() == 0
+
+
+def _served_chat(hermes_exe: list[str], tmp_path: Path, server) -> Terminal:
+    term = Terminal([*hermes_exe, "chat", "--endpoint", server.url, "--model", "m"], env_for(tmp_path))
+    term.expect(r"(^|\n)>")
+    term.send("go\r")
+    return term
+
+
+def test_a_last_block_taller_than_the_window_leaves_the_prompt_at_the_bottom(hermes_exe, tmp_path: Path) -> None:
+    """Rich's Live drew its stale tall frame under the printed block, then erased it: the
+    screen ended with the footer and prompt on its top rows and the rest blank."""
+    from tests.scripted_server import EndlessServer
+
+    code = "```python\n" + "\n".join(f"line_{i} = {i}" for i in range(60)) + "\n```"
+    with EndlessServer(reply=code, pace=0.002, chunk=9) as server:
+        term = _served_chat(hermes_exe, tmp_path, server)
+        term.expect(r"tok/s[^\n]*\n[\s\S]*>")
+        shown = _screen(term.raw)
+        term.send("/exit\r")
+        assert term.wait() == 0
+    screen = shown[-30:]
+    prompt_row = max(i for i, line in enumerate(screen) if line.startswith(">"))
+    assert prompt_row >= 18, screen  # under the reply's last lines (the rest: the completion menu's room)
+    footer = prompt_row - 1
+    assert "tok/s" in screen[footer], screen
+    assert "line_59 = 59" in [line.strip() for line in screen[footer - 3:footer]], screen  # the reply's end above it
+    lines = [line.strip() for line in shown if line.strip().startswith("line_")]
+    assert lines == [f"line_{i} = {i}" for i in range(60)]  # each once, in order
+
+
+def test_a_long_run_without_spaces_shows_while_it_streams(hermes_exe, tmp_path: Path) -> None:
+    """The live area cut a long block at a word boundary, and a run with no space (base64,
+    a URL, a model repeating itself) had none: nothing showed until the reply ended."""
+    from tests.scripted_server import EndlessServer
+
+    with EndlessServer(reply="xyz" * 6000, pace=0.002, chunk=6) as server:
+        term = _served_chat(hermes_exe, tmp_path, server)
+        term.expect(r"(xyz){30}")
+        term.more(100_000)  # well past a screenful (27 rows of 100): the live area must cut the run
+        assert "tok/s" not in term.text(), "the reply ended before the check: make it longer"
+        assert sum(1 for line in _screen(term.raw)[-30:] if "xyzxyz" in line) >= 20
+        term.expect(r"tok/s[^\n]*\n[\s\S]*>", timeout=120)
+        term.send("/exit\r")
+        assert term.wait() == 0
+    run = [line for line in _screen(term.raw) if line and set(line) <= set("xyz")]
+    assert sum(map(len, run)) == 18_000  # shown whole and once at the end

@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from hermes_cli.chat.live_area import LiveArea
+
 _FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
 _LIST_ITEM = re.compile(r"^\s{0,3}([-*+]|\d{1,9}[.)])\s")
 
@@ -54,7 +56,7 @@ class MarkdownRenderer:
         self._use_live = live
         self._interval = 1.0 / refresh_per_second
         self._clock = clock
-        self._live: Any | None = None
+        self._area: LiveArea | None = None  # the unfinished block, while it streams
         self._last_draw = 0.0
         self._block: list[str] = []  # complete lines of the unfinished block
         self._partial: list[str] = []  # pieces of the current, unfinished line
@@ -178,10 +180,10 @@ class MarkdownRenderer:
             rendered = self._render_lines(text)
         self._prev_text, self._prev_lines = text, rendered
         segments = [seg for line in new for seg in (*line, Segment.line())]
-        target = self._live.console if self._live is not None else self.console
-        target.print(Segments(segments), end="")
-        if self._live is not None:
-            self._live.update("", refresh=True)
+        if self._area is not None:
+            self._area.print_above(Segments(segments))
+        else:
+            self.console.print(Segments(segments), end="")
 
     # -- the live area ----------------------------------------------------------------
 
@@ -195,35 +197,24 @@ class MarkdownRenderer:
         lines = self._block + (["".join(self._partial)] if self._partial else [])
         if not lines:
             return
-        from rich.segment import Segment, Segments
-
-        height = max(3, self.console.size.height - 3)
+        if self._area is None:
+            self._area = LiveArea(self.console)
+        height = self._area.height
         text = "\n".join(lines)
         budget = height * max(20, self.console.width)  # more than the screen can show
-        if len(text) > budget:  # the newest part only, from a word boundary
+        if len(text) > budget:  # the newest part only, from a word boundary near the cut
             cut = len(text) - budget
-            while cut < len(text) and not text[cut].isspace():
-                cut += 1
-            text = text[cut:].lstrip("\n")
+            space = next((i for i in range(cut, min(len(text), cut + self.console.width)) if text[i].isspace()),
+                         cut)  # a run with no space in reach (base64, a URL, a model repeating): cut in it
+            text = text[space:].lstrip("\n")
             if self._fence is not None:
                 text = self._block[0] + "\n" + text  # still code: keep the fence opener
         # The newest lines of the block as the screen wraps them, however long one of
         # its paragraphs is.
         rendered = self.console.render_lines(self._markdown(text), self.console.options, pad=False)
-        tail = (self._separator + rendered)[-height:]
-        if self._live is None:
-            from rich.live import Live
-
-            self._live = Live(console=self.console, auto_refresh=False, transient=True,
-                              vertical_overflow="crop")
-            self._live.start()
-        frame: list[Segment] = []
-        for i, line in enumerate(tail):
-            frame += [*line, Segment.line()] if i < len(tail) - 1 else line
-        self._live.update(Segments(frame), refresh=True)
+        self._area.show((self._separator + rendered)[-height:])
 
     def _stop_live(self) -> None:
-        if self._live is not None:
-            self._live.update("", refresh=True)
-            self._live.stop()
-            self._live = None
+        if self._area is not None:
+            self._area.stop()
+            self._area = None

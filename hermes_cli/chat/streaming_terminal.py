@@ -6,7 +6,7 @@ things break that bookkeeping, and each leaves the area's top lines on screen tw
 - the terminal echoing keys the user types ahead (Enter moves the cursor a line down;
   `^C` can wrap a full line). `keys_not_echoed` turns echo off while a reply streams; the
   line discipline still queues what was typed, so it waits whole at the next prompt, and
-  Ctrl-C still sends SIGINT.
+  Ctrl-C still sends SIGINT (without flushing that queue: NOFLSH).
 - Ctrl-C landing halfway through a frame (after the area's height was recorded but
   before the bytes were written, or after a block was printed but before it was marked
   printed). `InterruptsBetweenFrames` holds SIGINT until the frame is complete; a frame is
@@ -38,6 +38,9 @@ def keys_not_echoed(stdin: TextIO) -> Iterator[None]:
         return
     quiet = list(before)
     quiet[3] &= ~(termios.ECHO | termios.ECHONL)
+    # Ctrl-C (SIGINT from the line discipline) flushes the input queue unless NOFLSH is
+    # set: what was typed ahead (`/stats` Enter) was lost when the reply was stopped.
+    quiet[3] |= termios.NOFLSH
     try:
         termios.tcsetattr(fd, termios.TCSANOW, quiet)  # TCSANOW: keep what was typed
     except termios.error:
