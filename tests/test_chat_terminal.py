@@ -66,6 +66,15 @@ class Terminal:
                 assert chunk, "the program ended"
                 self.raw += chunk
 
+    def settle(self, quiet: float = 0.3, timeout: float = 30) -> None:
+        """Read until the program has drawn nothing for `quiet` seconds (a redraw is done)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.fd], [], [], quiet)
+            if not ready:
+                return
+            self.raw += os.read(self.fd, 65536)
+
     def send(self, data: str) -> None:
         os.write(self.fd, data.encode())
 
@@ -354,6 +363,7 @@ def test_a_last_block_taller_than_the_window_leaves_the_prompt_at_the_bottom(her
     assert prompt_row >= 18, screen  # under the reply's last lines (the rest: the completion menu's room)
     footer = prompt_row - 1
     assert "tok/s" in screen[footer], screen
+    assert "(stream events)" in screen[footer]  # this server sends no usage: the count is an estimate, and says so
     assert "line_59 = 59" in [line.strip() for line in screen[footer - 3:footer]], screen  # the reply's end above it
     lines = [line.strip() for line in shown if line.strip().startswith("line_")]
     assert lines == [f"line_{i} = {i}" for i in range(60)]  # each once, in order
@@ -375,3 +385,39 @@ def test_a_long_run_without_spaces_shows_while_it_streams(hermes_exe, tmp_path: 
         assert term.wait() == 0
     run = [line for line in _screen(term.raw) if line and set(line) <= set("xyz")]
     assert sum(map(len, run)) == 18_000  # shown whole and once at the end
+
+
+def test_one_tab_on_a_single_match_completes_it_and_closes_the_menu(hermes_exe, models, tmp_path: Path) -> None:
+    term = Terminal([*hermes_exe, "chat", "-m", str(models["hi"])], env_for(tmp_path))
+    term.expect(r"(^|\n)>")
+    term.send("/sys")
+    term.expect(r"/system")  # the menu that typing opens, one entry
+    term.send("\t")
+    term.settle()
+    screen = _screen(term.raw)
+    row = max(i for i, line in enumerate(screen) if line.startswith("> "))
+    assert screen[row] == "> /system" and "/system" not in "".join(screen[row + 1:]), screen[row:row + 4]
+    term.send(" Be brief.\r")
+    term.expect(r"system prompt")
+    term.send("/exit\r")
+    assert term.wait() == 0
+
+
+def test_help_wraps_at_words_with_a_hanging_indent_on_a_narrow_terminal(hermes_exe, models, tmp_path: Path) -> None:
+    from hermes_cli.chat.commands import COMMANDS
+
+    env = {**env_for(tmp_path), "COLUMNS": "60"}
+    term = Terminal([*hermes_exe, "chat", "-m", str(models["hi"])], env, cols=60)
+    term.expect(r"(^|\n)>")
+    term.send("/help\r")
+    term.expect(r"Ctrl-D quits")
+    screen = _screen(term.raw, cols=60)
+    term.send("/exit\r")
+    assert term.wait() == 0
+    words = {w for line in screen for w in line.split()}
+    for c in COMMANDS.values():  # every word of every help line is on screen whole
+        missing = [w for w in c.help.split() if w not in words]
+        assert missing == [], (c.usage, missing)
+    width = max(len(c.usage) for c in COMMANDS.values())
+    continued = [line for line in screen if line.startswith(" " * (width + 2)) and line.strip()]
+    assert continued, "no help line was long enough to wrap at 60 columns"

@@ -341,3 +341,20 @@ def test_retry_generates_the_reply_again_in_place(hi) -> None:
     assert out.count("Hi!\n") == 2 and out.count("3 tokens") == 2  # two generations, two footers
     assert [m.role for m in d.conversation.messages] == ["user", "assistant"]
     assert d.repl.last_result is not None and d.repl.last_result.text == "Hi!"
+
+
+def test_chat_errors_name_the_slash_command_not_a_cli_flag(hi, tmp_path: Path) -> None:
+    out = Driven(hi).run(f"/schema {tmp_path / 'nosuch.json'}", f"/tools {tmp_path / 'nope.py'}",
+                         "/schema {not json")
+    assert "error: /schema '" in out and "nosuch.json': no such file" in out
+    assert f"error: /tools {tmp_path / 'nope.py'}: no such file" in out
+    assert "error: /schema (inline)" in out
+    assert "--schema" not in out and "--tools" not in out
+
+
+def test_an_unrecognised_approval_answer_is_asked_again_not_taken_as_no(load, tmp_path: Path) -> None:
+    (tmp_path / "t.py").write_text("def add(a: int, b: int) -> int:\n    \"\"\"Add.\"\"\"\n    return a + b\n")
+    d = Driven(load("caller", n_ctx=8192))
+    out = d.run(f"/tools {tmp_path / 't.py'}", "go", "maybe", "y")
+    assert out.count("answer y (run it), n (do not) or a (always") == 1
+    assert "← add" in out  # "y", typed after the unrecognised answer, ran it

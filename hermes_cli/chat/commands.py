@@ -71,7 +71,7 @@ PARAMS = tuple(SAMPLING_LIMITS)
 def _help(s: ChatSession, ui: ChatUI, arg: str) -> None:
     width = max(len(c.usage) for c in COMMANDS.values())
     for c in COMMANDS.values():
-        ui.say(f"{c.usage:<{width}}  {c.help}")
+        ui.say(f"{c.usage:<{width}}  {c.help}", indent=width + 2)
     ui.say("Enter sends · Esc Enter (Alt-Enter): new line · Ctrl-C stops a reply · Ctrl-D quits",
            style="dim")
 

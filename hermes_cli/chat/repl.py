@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from hermes_cli.prompt.tool_calls import ToolCall
 
 
+_ANSWERS = frozenset({"y", "yes", "n", "no", "a", "always", ""})  # "": Enter alone, no
+
+
 class Repl:
     """The chat loop over a ChatSession. `session` reads a line (prompt_toolkit's
     PromptSession, or a test double with the same `prompt()`); `console` is a rich
@@ -171,12 +174,15 @@ class Repl:
 
         args = json.dumps(call.arguments, ensure_ascii=False)
         question = f"run {call.name}({args})? [y]es/[n]o/[a]lways: "
-        if self.keyboard_is_terminal:
-            return self.ask(question)
-        answer = ask_terminal(question)
-        if answer is None:
-            self.error(declined_note(call.name))
-        return answer
+        while True:  # an answer that is none of these is asked again, not taken as "no"
+            answer = self.ask(question) if self.keyboard_is_terminal else ask_terminal(question)
+            if answer is None:
+                if not self.keyboard_is_terminal:
+                    self.error(declined_note(call.name))
+                return None
+            if answer.strip().lower() in _ANSWERS:
+                return answer
+            self.say("answer y (run it), n (do not) or a (always, for this tool in this chat)", style="yellow")
 
     # -- output (the ChatUI protocol) -------------------------------------------------
 
@@ -188,14 +194,22 @@ class Repl:
 
         self.console.print(JSON(visible(json.dumps(value, ensure_ascii=False))))
 
-    def say(self, text: str, *, style: str | None = None) -> None:
+    def say(self, text: str, *, style: str | None = None, indent: int = 0) -> None:
+        """Wrapped at words to the screen (the terminal's own wrapping cut words in two);
+        piped or plain, as it is."""
         if self.console.is_terminal:  # errors and notes can quote model or file text
             text = visible(text)
-        if self.plain:
+        if self.plain or not self.console.is_terminal:
             self.console.file.write(text + "\n")
             self.console.file.flush()
-        else:
-            self.console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
+            return
+        import textwrap
+
+        width = max(20, self.console.width)
+        lines = [wrapped for line in text.split("\n") for wrapped in (textwrap.wrap(
+            line, width, subsequent_indent=" " * min(indent, width // 2), break_long_words=True,
+            break_on_hyphens=False, replace_whitespace=False, drop_whitespace=True) or [""])]
+        self.console.print("\n".join(lines), style=style, markup=False, highlight=False, soft_wrap=True)
 
     def error(self, text: str) -> None:
         self.say(f"error: {text}", style="bold red")
@@ -232,6 +246,19 @@ def make_session(history_file: Path) -> Any:
                 pass
 
     bindings = KeyBindings()
+
+    @bindings.add("tab")
+    def _tab(event: Any) -> None:
+        """One match: take it and close the menu (the menu typing opened stayed open, with
+        the match only selected). Several: step through them, as prompt_toolkit does."""
+        buffer = event.current_buffer
+        state = buffer.complete_state
+        if state is not None and len(state.completions) == 1:
+            buffer.apply_completion(state.completions[0])
+        elif state is not None:
+            buffer.complete_next()
+        else:
+            buffer.start_completion(insert_common_part=True)
 
     @bindings.add("escape", "enter")
     def _newline(event: Any) -> None:

@@ -8,8 +8,9 @@ from typing import Any, Protocol
 
 
 class ChatUI(Protocol):
-    def say(self, text: str, *, style: str | None = None) -> None:
-        """A line of status or information."""
+    def say(self, text: str, *, style: str | None = None, indent: int = 0) -> None:
+        """A line of status or information, wrapped at words to the screen's width
+        (continuation lines indented by `indent` columns)."""
 
     def error(self, text: str) -> None:
         """A one-line error; the chat goes on."""

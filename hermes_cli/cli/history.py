@@ -29,9 +29,10 @@ def history(
 
     if grep is not None:
         matches = sessions.grep(grep)
-        for m in matches:
-            where = f" branch {m.branch}" if m.branch else ""
-            print(f"{m.id}{where}  {m.role:<9} {_shown(m.snippet)}")
+        wheres = [f"branch {m.branch}" if m.branch else "" for m in matches]
+        pad = max(map(len, wheres), default=0)
+        for m, where in zip(matches, wheres):  # columns line up whatever the branch numbers
+            print(f"{m.id}  {where:<{pad}}{'  ' if pad else ''}{m.role:<9} {_shown(m.snippet)}")
         if not matches:
             print(f"no saved message contains {grep!r}")
             raise typer.Exit(1)
@@ -40,9 +41,11 @@ def history(
     if not found:
         print("no saved conversations")
         return
-    for s in found:
-        branches = f"  {s.branches} branches" if s.branches > 1 else ""
-        print(f"{s.id}  {s.messages:>4} messages{branches}  {_shown(s.first_line)}")
+    counts = [f"{s.branches} branches" if s.branches > 1 else "" for s in found]
+    pad = max(map(len, counts), default=0)
+    digits = max(len(str(s.messages)) for s in found)
+    for s, count in zip(found, counts):  # columns line up whatever the counts
+        print(f"{s.id}  {s.messages:>{digits}} messages  {count:<{pad}}{'  ' if pad else ''}{_shown(s.first_line)}")
 
 
 def export(

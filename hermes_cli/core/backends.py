@@ -104,6 +104,10 @@ def _tokens(n: int) -> str:
 
 
 def _speed(result: GenerationResult) -> str:
+    """"N tokens · R tok/s"; from a server that sends no usage the count is its stream
+    events, an estimate, and the line says so."""
+    if not result.usage_known:
+        return f"~{result.completion_tokens} tokens (stream events) · ~{result.tokens_per_second:.1f} tok/s"
     return f"{result.completion_tokens} tokens · {result.tokens_per_second:.1f} tok/s"
 
 

@@ -199,7 +199,7 @@ class ChatSession:
             conv.json_schema, conv.json_mode = None, False
             self.save()
             return ""
-        mode = load_schema(spec)
+        mode = load_schema(spec, name="/schema")
         mode.check()  # refuse a schema we cannot turn into a grammar, now
         conv.json_schema, conv.json_mode = mode.schema, True
         self._json = dataclasses.replace(mode, source="/schema")  # compiled: kept for the turns
@@ -215,7 +215,7 @@ class ChatSession:
     def add_tools(self, path: str) -> list[str]:
         from hermes_cli.modes.tools.loading import check_unique, load_tools_file
 
-        self.set_tools(check_unique(list(self.tools.values()) + load_tools_file(path)))
+        self.set_tools(check_unique(list(self.tools.values()) + load_tools_file(path, name="/tools")))
         return list(self.tools)
 
     def clear_tools(self) -> None:
@@ -338,7 +338,7 @@ class ChatSession:
             self.set_schema(role.schema_spec())
             changed.append("schema (JSON mode on)")
         if role.tools:
-            loaded = [t for path in role.tools for t in load_tools_file(path)]
+            loaded = [t for path in role.tools for t in load_tools_file(path, name=f"role {role.name}: tools")]
             self.set_tools(check_unique(list(self.tools.values()) + loaded))
             changed.append("tools " + ", ".join(t.name for t in loaded))
         return changed

@@ -247,7 +247,7 @@ class Conversation:
         if self.model:
             out += [f"Model: `{self.model}`", ""]
         for m in self.with_system(self.system):
-            out += [f"## {m.role}", "", m.content, ""]
+            out += [f"## {m.role}", "", _nested(m.content), ""]
         branches = self.synced_branches()
         for k, b in enumerate(branches):
             if k == self.current or len(branches) == 1:
@@ -255,7 +255,7 @@ class Conversation:
             origin = "" if b.parent is None else f" (from branch {b.parent}, after message {b.at})"
             out += [f"# Branch {k}{origin}", ""]
             for m in b.messages[b.at:]:
-                out += [f"## {m.role}", "", m.content, ""]
+                out += [f"## {m.role}", "", _nested(m.content), ""]
         return "\n".join(out)
 
     def export(self, path: Path) -> None:
@@ -263,6 +263,31 @@ class Conversation:
             write_atomic(path, self.markdown())
         else:
             self.save(path)
+
+
+_HEADING = re.compile(r"^ {0,3}(#{1,6})(?=\s|$)")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+
+
+def _nested(content: str) -> str:
+    """A message's Markdown with its headings moved under the transcript's (`# Title` in a
+    reply became a heading at the level of `# Conversation`): three levels down, at most
+    six; code blocks untouched."""
+    out, fence = [], ""
+    for line in content.split("\n"):
+        marker = _FENCE.match(line)
+        if fence:
+            if marker and marker.group(1)[0] == fence[0] and len(marker.group(1)) >= len(fence):
+                fence = ""
+        elif marker:
+            fence = marker.group(1)
+        else:
+            heading = _HEADING.match(line)
+            if heading:
+                level = min(6, len(heading.group(1)) + 3)
+                line = "#" * level + line[heading.end():]
+        out.append(line)
+    return "\n".join(out)
 
 
 def _created(value: Any) -> float:

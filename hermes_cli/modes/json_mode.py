@@ -77,14 +77,14 @@ class JsonMode:
         return list(self._compile()[1])
 
 
-def load_schema(spec: str, *, cwd: Path | None = None) -> JsonMode:
+def load_schema(spec: str, *, cwd: Path | None = None, name: str = "--schema") -> JsonMode:
     """`--schema` as a JsonMode: a file, inline JSON, or `module:Model`.
 
     Raises:
         UsageError: not JSON, not a valid JSON Schema, a remote `$ref`, or an import
             that fails; all before any model is loaded.
     """
-    schema, source = _load_schema(spec, cwd=cwd)
+    schema, source = _load_schema(spec, cwd=cwd, name=name)
     return JsonMode(schema=schema, source=source)
 
 

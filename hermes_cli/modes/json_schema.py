@@ -17,7 +17,7 @@ from hermes_cli.errors import UsageError
 _PYDANTIC_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
-def load_schema(spec: str, *, cwd: Path | None = None) -> tuple[dict[str, Any], str]:
+def load_schema(spec: str, *, cwd: Path | None = None, name: str = "--schema") -> tuple[dict[str, Any], str]:
     """Parse `--schema`: a file, inline JSON, or `module:Model` (a pydantic model);
     return the schema and where it came from.
 
@@ -28,18 +28,18 @@ def load_schema(spec: str, *, cwd: Path | None = None) -> tuple[dict[str, Any], 
     cwd = cwd or Path.cwd()
     text = spec.strip()
     if text.startswith("{"):
-        schema, source = _parse_json(text, "--schema (inline)"), "--schema (inline)"
+        schema, source = _parse_json(text, f"{name} (inline)"), f"{name} (inline)"
     elif (cwd / text).is_file():
         path = cwd / text
         try:
             raw = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
-            raise UsageError(f"cannot read schema file {text}: {e}") from None
+            raise UsageError(f"{name} {text}: cannot read it: {e}") from None
         schema, source = _parse_json(raw, text), text
     elif _PYDANTIC_PATH.match(text):
-        schema, source = _pydantic_schema(text, cwd), text
+        schema, source = _pydantic_schema(text, cwd, name), text
     else:
-        raise UsageError(f"--schema {text!r}: no such file, and not inline JSON or module:Model")
+        raise UsageError(f"{name} {text!r}: no such file, and not inline JSON or module:Model")
     check_schema(schema, source)
     return schema, source
 
@@ -51,7 +51,7 @@ def _parse_json(text: str, source: str) -> Any:
         raise UsageError(f"{source}: {e}") from None
 
 
-def _pydantic_schema(path: str, cwd: Path) -> dict[str, Any]:
+def _pydantic_schema(path: str, cwd: Path, name: str) -> dict[str, Any]:
     module_name, _, attr = path.partition(":")
     if str(cwd) not in sys.path:
         sys.path.insert(0, str(cwd))
@@ -60,15 +60,15 @@ def _pydantic_schema(path: str, cwd: Path) -> dict[str, Any]:
         for part in attr.split("."):
             obj = getattr(obj, part)
     except ImportError as e:
-        raise UsageError(f"--schema {path}: cannot import {module_name}: {e}") from None
+        raise UsageError(f"{name} {path}: cannot import {module_name}: {e}") from None
     except AttributeError:
-        raise UsageError(f"--schema {path}: {module_name} has no {attr}") from None
+        raise UsageError(f"{name} {path}: {module_name} has no {attr}") from None
     except Exception as e:  # the user's module raised while importing
-        raise UsageError(f"--schema {path}: importing {module_name} failed: "
+        raise UsageError(f"{name} {path}: importing {module_name} failed: "
                          f"{type(e).__name__}: {e}") from None
     to_schema = getattr(obj, "model_json_schema", None)
     if not callable(to_schema):
-        raise UsageError(f"--schema {path}: {attr} is not a pydantic model")
+        raise UsageError(f"{name} {path}: {attr} is not a pydantic model")
     return dict(to_schema())
 
 

@@ -17,31 +17,32 @@ from hermes_cli.modes.tools.tool import Tool
 MAX_TOOLS_FILE = 8 << 20  # bytes: a --tools-json file
 
 
-def load_tools_file(path: str | Path) -> list[Tool]:
-    """Every public function defined in a Python file (not imported into it)."""
+def load_tools_file(path: str | Path, *, name: str = "--tools") -> list[Tool]:
+    """Every public function defined in a Python file (not imported into it); `name` is
+    how the user gave it, for the messages (`--tools`, `/tools`, a role's `tools`)."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise UsageError(f"--tools {path}: no such file")
+        raise UsageError(f"{name} {path}: no such file")
     module_name = f"hermes_user_tools_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
-        raise UsageError(f"--tools {path}: not a Python file")
+        raise UsageError(f"{name} {path}: not a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
         with stdout_to_stderr():
             spec.loader.exec_module(module)
     except SystemExit as e:  # sys.exit() at import: it would end hermes, exit status and all
-        raise UsageError(f"--tools {path}: importing it called sys.exit({e.code!r})") from None
+        raise UsageError(f"{name} {path}: importing it called sys.exit({e.code!r})") from None
     except Exception as e:  # noqa: BLE001 - the user's file: one line about it
-        raise UsageError(f"--tools {path}: importing it failed: {type(e).__name__}: {e}") from None
+        raise UsageError(f"{name} {path}: importing it failed: {type(e).__name__}: {e}") from None
     tools = [tool_from_function(obj) for name, obj in vars(module).items()
              if inspect.isfunction(obj) and not name.startswith("_")
              and obj.__module__ == module_name]
     for tool in tools:
         tool.origin = (str(path.resolve()), tool.name)
     if not tools:
-        raise UsageError(f"--tools {path}: defines no public function")
+        raise UsageError(f"{name} {path}: defines no public function")
     return tools
 
 
