@@ -307,15 +307,17 @@ def test_parallel_with_fast_forward_gives_the_records_of_one_at_a_time_at_temper
 def test_parallel_slots_close_answers_to_fit_the_budget_as_one_at_a_time_does(hermes_exe, models,
                                                                                tmp_path: Path) -> None:
     """Issue 22: near --max-tokens each slot's grammar closes its answer; the records
-    say so, validate, and are the same with --parallel as one at a time."""
+    say so, validate, and are the same with --parallel as one at a time. On "endless"
+    (one-hot embeddings, a bigram table): its logits are exact in any batch shape, so the
+    answers must be equal; random weights may differ in the last bits between shapes."""
     from hermes_cli.modes.json_schema import validation_errors
 
     schema = {"type": "object", "properties": {"text": {"type": "string"}, "n": {"type": "integer"}},
               "required": ["text", "n"]}
     lines = [{"id": i, "prompt": f"p{i}", "schema": schema, "seed": i} for i in range(6)]
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    args = ["batch", str(tmp_path / "in.jsonl"), "-m", str(models["random"]), "--max-tokens", "40",
-            "--temperature", "0", "-q"]  # greedy: batched logits may differ in the last bits
+    args = ["batch", str(tmp_path / "in.jsonl"), "-m", str(models["endless"]), "--max-tokens", "40",
+            "--temperature", "0", "-q"]
     one = [json.loads(x) for x in hermes(hermes_exe, *args).stdout.splitlines()]
     many = [json.loads(x) for x in hermes(hermes_exe, *args, "--parallel", "3").stdout.splitlines()]
     assert len(one) == 6 and all(validation_errors(r["output"], schema) == [] for r in one + many), one + many
