@@ -25,6 +25,7 @@ from hermes_cli.modes.json_mode import JsonMode, json_reply
 from hermes_cli.modes.tools.loading import check_unique, load_tools_file
 from hermes_cli.modes.tools.loop import ToolOptions, tools_reply
 from hermes_cli.modes.tools.protocol import system_prompt, validate_arguments
+from hermes_cli.prompt.call_format import ARGUMENTS_FIRST, NAME_FIRST
 from hermes_cli.prompt.chatml import ChatML
 from hermes_cli.prompt.messages import Message
 from tests import realmodels
@@ -74,13 +75,15 @@ def agree_up_to_a_near_tie(engine, prompt: list[int], a: list[int], b: list[int]
     return True
 
 
-def first_call(engine, tools, choice: str, question: str, seed: int, max_tokens: int):
+def first_call(engine, tools, choice: str, question: str, seed: int, max_tokens: int,
+               call_format: str = NAME_FIRST):
     """(calls shown, results) of a tool reply up to the first call's result (the answer
     after it is not waited for; the last call shown is the one that ran, after any asked
     again), "cut" when the call was cut by the limit, or "refused" when every attempt
     closed the call inside its argument string (issue 31: such a call is never run)."""
-    history = [Message("system", system_prompt(list(tools.values()))), Message("user", question)]
-    opts = ToolOptions(tools, choice=choice, max_rounds=1)
+    history = [Message("system", system_prompt(list(tools.values()), call_format=call_format)),
+               Message("user", question)]
+    opts = ToolOptions(tools, choice=choice, max_rounds=1, call_format=call_format)
     logic = tools_reply(history, opts, SamplingParams(seed=seed, max_tokens=max_tokens), approve=lambda c: True)
     calls, results = [], []
     try:
@@ -100,16 +103,17 @@ def first_call(engine, tools, choice: str, question: str, seed: int, max_tokens:
     return calls, results
 
 
+@pytest.mark.parametrize("call_format", [NAME_FIRST, ARGUMENTS_FIRST])
 @pytest.mark.parametrize(("choice", "question"), [("calculate", "What is 17*23?"),
                                                  ("required", "What time is it in UTC?")])
 def test_forced_calls_run_a_real_tool_with_valid_arguments_or_are_cut(smol, example_tools, choice,
-                                                                      question) -> None:
+                                                                      question, call_format) -> None:
     """Every seed: a call that ran with valid arguments, or one cut by the limit (never
     anything else). How many of the 10 fit in 60 tokens depends on the CPU's rounding:
     at least one must, or nothing was tested."""
     ran = 0
     for seed in SEEDS:
-        outcome = first_call(smol, example_tools, choice, question, seed, 60)
+        outcome = first_call(smol, example_tools, choice, question, seed, 60, call_format)
         if outcome in ("cut", "refused"):
             continue
         calls, results = outcome

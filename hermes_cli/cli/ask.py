@@ -16,6 +16,7 @@ import typer
 from hermes_cli import env, inputs
 from hermes_cli.cli.main import guard_stdout
 from hermes_cli.cli.options import (
+    CALL_FORMAT,
     LOADING,
     MCP,
     ROLE,
@@ -45,7 +46,7 @@ SCHEMA_HELP = (
 
 
 @guard_stdout
-@with_options(SAMPLING, LOADING, ROLE, MCP)
+@with_options(SAMPLING, LOADING, ROLE, MCP, CALL_FORMAT)
 def ask(
     prompt: Annotated[Optional[str], typer.Argument(
         help="The question. Piped stdin is appended after a blank line.", show_default=False)] = None,
@@ -55,6 +56,7 @@ def ask(
     load: LoadFlags,
     role: Optional[str],
     mcp: McpFlags,
+    call_format: Optional[str],
     files: Annotated[Optional[list[str]], typer.Option(
         "--file", "-f", help="Put this file's text into the question, fenced with its name "
         "(repeatable; globs too).", show_default=False)] = None,
@@ -108,7 +110,7 @@ def ask(
         tool_opts = None
         if local or remote:
             tool_opts = ToolOptions({**local, **remote}, choice=tool_choice, max_rounds=max_rounds,
-                                    timeout=tool_timeout, yes=yes)
+                                    timeout=tool_timeout, yes=yes, call_format=call_format or config.call_format)
         elif tool_choice != "auto":
             raise typer.BadParameter("--tool-choice needs --tools or --mcp", param_hint="--tool-choice")
         from hermes_cli.core.one_shot import Question
@@ -164,6 +166,7 @@ def run_ask(question: Question, load: LoadOptions, *, endpoints: list[str] | Non
     backend = open_backend(load, endpoints=endpoints, key_env=api_key_env, served_model=served_model,
                            err=err, vocab_only=show_prompt)
     try:
+        prepared = prepared.bound(backend)  # tool calls in this model's format
         if show_prompt:
             text, ids = backend.show_prompt(prepared.messages, question.params)
             out.write(text)

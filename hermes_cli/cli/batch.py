@@ -14,6 +14,7 @@ import typer
 
 from hermes_cli.cli.main import guard_stdout
 from hermes_cli.cli.options import (
+    CALL_FORMAT,
     LOADING,
     MCP,
     ROLE,
@@ -36,7 +37,7 @@ MIN_SLOT_TOKENS = 64
 @guard_stdout
 @with_options(SAMPLING.with_help(seed="Base seed: line i uses SEED+i, so a run (and a resumed "
                                       "run) is reproducible."),
-              LOADING.with_help(quiet="No progress bar or summary."), ROLE, MCP)
+              LOADING.with_help(quiet="No progress bar or summary."), ROLE, MCP, CALL_FORMAT)
 def batch(
     input_: Annotated[str, typer.Argument(
         metavar="INPUT", help="A text file (one prompt per line), a JSONL file ({\"id\", "
@@ -50,6 +51,7 @@ def batch(
     load: LoadFlags,
     role: Optional[str],
     mcp: McpFlags,
+    call_format: Optional[str],
     json_: Annotated[bool, typer.Option("--json", help="Every answer is one JSON object.")] = False,
     schema: Annotated[Optional[str], typer.Option(
         "--schema", help="Every answer matches this schema (FILE, inline JSON or module:Model).",
@@ -107,7 +109,7 @@ def batch(
                 raise UsageError("a batch cannot ask before running tools",
                                  hint="pass --yes to let them run (or allow MCP tools in the config)")
             opts.tools = ToolOptions(every, choice=tool_choice, max_rounds=max_rounds,
-                                     timeout=tool_timeout, yes=True)
+                                     timeout=tool_timeout, yes=True, call_format=call_format or config.call_format)
         output = None if output == Path("-") else output
         with locks.held(output, str(output)) if output is not None else contextlib.nullcontext():
             _run(load, chosen, items, output, opts, parallel, concurrency, request_timeout)
@@ -129,6 +131,9 @@ def _run(load: LoadFlags, chosen: Any, items: list[Any], output: Path | None, op
         return
     opts_load = replace(load_options(load, chosen), grammars=needs_grammars(items, done, opts))
     engine = load_engine(opts_load, err=sys.stderr, n_seq_max=parallel + 1 if parallel > 1 else 1)
+    from hermes_cli.core.backends import LocalBackend, with_call_format
+
+    opts.tools = with_call_format(opts.tools, LocalBackend(engine))  # calls in this model's format
     if parallel > 1 and engine.n_ctx // parallel < MIN_SLOT_TOKENS:
         raise UsageError(f"--parallel {parallel} gives each prompt {engine.n_ctx // parallel} of the "
                          f"{engine.n_ctx}-token context; at least {MIN_SLOT_TOKENS} are needed",
@@ -190,6 +195,9 @@ def _served(load: LoadFlags, items: list[Any], output: Path | None, done: set[st
 
     # buffered: a cut answer is asked again, since nobody watches a batch line stream
     backend = connect(load.endpoints, load.model, load.api_key_env, buffered=True, timeout=timeout)
+    from hermes_cli.core.backends import EndpointBackend, with_call_format
+
+    opts.tools = with_call_format(opts.tools, EndpointBackend(backend))  # calls in the served model's format
     try:
         return _with_writer(load, output, len(items), lambda writer, progress: run_served_batch(
             backend, items, writer, done, opts, concurrency=concurrency, progress=progress))

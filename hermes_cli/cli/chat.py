@@ -10,6 +10,7 @@ import typer
 from hermes_cli import env
 from hermes_cli.cli.main import guard_stdout
 from hermes_cli.cli.options import (
+    CALL_FORMAT,
     LOADING,
     MCP,
     ROLE,
@@ -23,7 +24,7 @@ from hermes_cli.cli.options import (
 
 
 @guard_stdout
-@with_options(SAMPLING, LOADING, ROLE, MCP)
+@with_options(SAMPLING, LOADING, ROLE, MCP, CALL_FORMAT)
 def chat(
     *,
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt.")] = None,
@@ -31,6 +32,7 @@ def chat(
     load: LoadFlags,
     role: Optional[str],
     mcp: McpFlags,
+    call_format: Optional[str],
     plain: Annotated[bool, typer.Option("--plain", help="Plain text, no Markdown or colour "
                                         "(also when NO_COLOR is set).")] = False,
     continue_: Annotated[bool, typer.Option("--continue", "-c",
@@ -57,13 +59,13 @@ def chat(
         if saved is not None:  # read it again under the lock
             lock.hold(sessions.path_for(saved.id), f"conversation {saved.id}")
             saved = sessions.load(saved.id)
-        _chat(saved, sampling, load, role, system, config, plain, mcp, yes, lock)
+        _chat(saved, sampling, load, role, system, config, plain, mcp, yes, lock, call_format or config.call_format)
     finally:
         lock.release()
 
 
 def _chat(saved: Any, sampling: dict[str, Any], load: LoadFlags, role: str | None, system: str | None,
-          config: Any, plain: bool, mcp: McpFlags, yes: bool, lock: Any) -> None:
+          config: Any, plain: bool, mcp: McpFlags, yes: bool, lock: Any, call_format: str) -> None:
     from rich.console import Console
 
     from hermes_cli.chat.repl import Repl, make_session
@@ -97,7 +99,7 @@ def _chat(saved: Any, sampling: dict[str, Any], load: LoadFlags, role: str | Non
         conversation.model = backend.model
         session = ChatSession(backend, conversation, warn=repl.error, confirm=repl.confirm,
                               auto_approve=yes, config=config, load_options=opts, role=chosen.role,
-                              mcp=toolset, lock=lock)
+                              mcp=toolset, lock=lock, call_format=call_format)
         if toolset is not None:
             for line in toolset.clashes(session.tools):
                 repl.say(line, style="yellow")

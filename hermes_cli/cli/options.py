@@ -144,6 +144,22 @@ ROLE = Group("role", (
 ), lambda role: role)
 
 
+def _call_format(call_format: str | None) -> str | None:
+    from hermes_cli.prompt.call_format import AUTO, FORMATS
+
+    if call_format is not None and call_format not in (AUTO, *FORMATS):
+        raise typer.BadParameter(f"{call_format!r}: use auto, {', '.join(FORMATS)}", param_hint="--call-format")
+    return call_format
+
+
+CALL_FORMAT = Group("call_format", (
+    _opt("call_format", Annotated[Optional[str], typer.Option(
+        "--call-format", help="Tool calls written arguments-first (Hermes 2 Pro / Θ's card) or name-first "
+        "(Hermes 3 on), or auto: from the model's name (`hermes info` says which). Default: the "
+        "config's call_format, auto.", show_default=False)]),
+), _call_format)
+
+
 @dataclass(frozen=True)
 class McpFlags:
     servers: list[str]

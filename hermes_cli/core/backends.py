@@ -11,6 +11,7 @@ never branch on which kind it is.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import TYPE_CHECKING, Protocol, TextIO
 
@@ -21,6 +22,8 @@ from hermes_cli.engine.model import Engine
 from hermes_cli.engine.params import GenerationResult, SamplingParams, common_prefix_length
 from hermes_cli.engine.prompt_cache import MIN_TOKENS, KeptPrefix, PromptCache
 from hermes_cli.errors import HermesError, UsageError
+from hermes_cli.modes.tools.loop import ToolOptions
+from hermes_cli.prompt.call_format import FORMATS, choose
 from hermes_cli.prompt.messages import Message
 from hermes_cli.prompt.reply_grammar import ReplyGrammar
 from hermes_cli.prompt.template import PromptFormat, template_for
@@ -43,6 +46,10 @@ class Backend(Protocol):
     @property
     def n_ctx(self) -> int | None:
         """The context size, when known."""
+
+    def model_names(self) -> tuple[str | None, ...]:
+        """The names the model is known by (a GGUF's name and file name, a served model's
+        name): what its call format is detected from (prompt/call_format.py)."""
 
     def start(self, messages: list[Message], params: SamplingParams, grammar: ReplyGrammar | None) -> Stream: ...
 
@@ -169,6 +176,10 @@ class LocalBackend:
         ids = self.template.render(messages)
         return self.engine.detokenize(ids, special=True), ids
 
+    def model_names(self) -> tuple[str | None, ...]:
+        name = self.engine.info.metadata.get("general.name")
+        return (name if isinstance(name, str) else None, self.engine.info.path.name)
+
     def title(self) -> str:
         return f"{self.engine.info.path.name} · context {self.n_ctx}"
 
@@ -254,6 +265,9 @@ class EndpointBackend:
     def show_prompt(self, messages: list[Message], params: SamplingParams) -> tuple[str, None]:
         return json.dumps(self.served.request(messages, params), ensure_ascii=False, indent=2), None
 
+    def model_names(self) -> tuple[str | None, ...]:
+        return (self.served.model,)
+
     def title(self) -> str:
         return self.describe()
 
@@ -285,3 +299,11 @@ class EndpointBackend:
     def close(self) -> None:
         self.served.pool.close()
 
+
+
+def with_call_format(tools: ToolOptions | None, backend: Backend) -> ToolOptions | None:
+    """`tools` with the call format this backend's model writes (prompt/call_format.py),
+    unless the user set one: the one place it is decided, for ask, chat and batch."""
+    if tools is None or tools.call_format in FORMATS:
+        return tools
+    return dataclasses.replace(tools, call_format=choose(tools.call_format, *backend.model_names())[0])

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from hermes_cli.core import branches, locks, sessions
 from hermes_cli.core.attachments import Sized, expand_mentions, measure, read_files, with_files
-from hermes_cli.core.backends import Backend, prompt_room
+from hermes_cli.core.backends import Backend, prompt_room, with_call_format
 from hermes_cli.core.conversation import Conversation, new_id
 from hermes_cli.engine.params import GenerationResult, check_sampling, sampling_from
 from hermes_cli.errors import ContextOverflowError, UsageError
@@ -52,7 +52,8 @@ class ChatSession:
                  confirm: Callable[[ToolCall], str | None] = lambda _call: None,
                  auto_approve: bool = False, config: Config | None = None,
                  load_options: LoadOptions | None = None, role: Role | None = None,
-                 mcp: McpToolset | None = None, lock: locks.Holder | None = None) -> None:
+                 mcp: McpToolset | None = None, lock: locks.Holder | None = None,
+                 call_format: str = "auto") -> None:
         self.backend = backend
         self.conversation = conversation
         self.autosave = autosave
@@ -63,6 +64,7 @@ class ChatSession:
         self.load_options = load_options  # how the model was loaded, for /model
         self.mcp = mcp  # MCP servers, whose tools join `tools`
         self.lock = lock if lock is not None else locks.Holder()  # one writer per conversation
+        self.call_format = call_format  # "auto": the model's (prompt/call_format.py)
         self.last_result: GenerationResult | None = None
         self.total_tokens = 0
         self.tools: dict[str, Tool] = {}
@@ -142,7 +144,8 @@ class ChatSession:
             return ReplyMode(json=self._json_mode())
         tools = self.all_tools()
         if tools:
-            return ReplyMode(tools=ToolOptions(tools))
+            # the format of the model loaded now (/model may change it), unless the user chose
+            return ReplyMode(tools=with_call_format(ToolOptions(tools, call_format=self.call_format), self.backend))
         return ReplyMode()
 
     def _json_mode(self) -> JsonMode:

@@ -19,6 +19,7 @@ from hermes_cli import env, inputs
 from hermes_cli.engine.params import LOAD_LIMITS, SAMPLING_LIMITS, check_load, sampling_problem
 from hermes_cli.errors import SettingError, UsageError
 from hermes_cli.mcp_servers.spec import ServerSpec
+from hermes_cli.prompt.call_format import AUTO, FORMATS
 
 TEMPLATE = """\
 # hermes-cli configuration (TOML). Every key is optional.
@@ -30,6 +31,7 @@ TEMPLATE = """\
 # threads = 8
 # gpu_hint = true          # false: never say that a GPU sits idle
 # prompt_cache = true      # false: `ask` never keeps a system prompt's KV state on disk
+# call_format = "auto"     # tool calls: "arguments-first" (Hermes 2 Pro / Θ), "name-first", "auto"
 
 # [sampling]
 # temperature = 0.8
@@ -63,7 +65,8 @@ TEMPLATE = """\
 """
 
 MAX_CONFIG = 1 << 20  # bytes: a config file is a page of TOML
-_TOP = {"model", "ctx", "gpu_layers", "threads", "gpu_hint", "prompt_cache", "sampling", "aliases", "roles", "mcp"}
+_TOP = {"model", "ctx", "gpu_layers", "threads", "gpu_hint", "prompt_cache", "call_format", "sampling", "aliases",
+        "roles", "mcp"}
 _ROLE = {"system", "model", "schema", "tools", "sampling"}
 _MCP_SERVER = {"command", "args", "env", "url", "allow", "timeout"}
 
@@ -95,6 +98,7 @@ class Config:
     threads: int | None = None
     gpu_hint: bool = True
     prompt_cache: bool = True
+    call_format: str = "auto"  # prompt/call_format.py
     sampling: dict[str, Any] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
     roles: dict[str, Role] = field(default_factory=dict)
@@ -186,6 +190,10 @@ def _config(data: dict[str, Any], path: Path) -> Config:
     cfg.gpu_hint = True if hint is None else hint
     keep = _typed(data, "prompt_cache", bool, "")
     cfg.prompt_cache = True if keep is None else keep
+    fmt = _typed(data, "call_format", str, "")
+    if fmt is not None and fmt not in (AUTO, *FORMATS):
+        raise _Bad(f"call_format must be one of auto, {', '.join(FORMATS)}, not {fmt!r}")
+    cfg.call_format = fmt or AUTO
     for name in LOAD_LIMITS:  # the same bounds as the options
         try:
             check_load(name, getattr(cfg, name), label=name)

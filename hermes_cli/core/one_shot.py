@@ -8,12 +8,13 @@ and batch_run.answer_line for a batch line.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hermes_cli.core.attachments import Sized, describe, measure, read_files, with_files
-from hermes_cli.core.backends import Backend, prompt_room
+from hermes_cli.core.backends import Backend, prompt_room, with_call_format
 from hermes_cli.core.reply import stream
 from hermes_cli.engine.params import SamplingParams
 from hermes_cli.errors import UsageError
@@ -67,6 +68,15 @@ class Prepared:
         total = backend.prompt_tokens(self.messages)
         backend.check_files_fit(sized, None if total is None else total - sum(s.tokens or 0 for s in sized))
         return f"with {describe(sized)}{prompt_room(backend, total)}"
+
+    def bound(self, backend: Backend) -> Prepared:
+        """The question as this backend's model is asked it: tool calls in the format it
+        writes (core/backends.py: with_call_format), its prompt rebuilt to match."""
+        tools = with_call_format(self.question.tools, backend)
+        if tools is self.question.tools:
+            return self
+        question = dataclasses.replace(self.question, tools=tools)
+        return Prepared(question, question.mode.messages(question.system, self.messages[-1:]), self.attachments)
 
     def answer(self, backend: Backend, approve: Any) -> Generator[Event, None, None]:
         """The reply's events on `backend`, ending with Final (Ctrl-C thrown in keeps the

@@ -23,6 +23,7 @@ from hermes_cli.modes.json_mode import DEFAULT_RETRIES
 from hermes_cli.modes.tools.protocol import forced_call_grammar, lazy_call_grammar, response_block, validate_arguments
 from hermes_cli.modes.tools.runner import run_call
 from hermes_cli.modes.tools.tool import DEFAULT_MAX_ROUNDS, DEFAULT_TIMEOUT, Tool
+from hermes_cli.prompt.call_format import AUTO, FORMATS, NAME_FIRST
 from hermes_cli.prompt.messages import Message
 from hermes_cli.prompt.tool_calls import ParsedReply, ToolCall, parse_tool_calls, tag_inside
 
@@ -38,6 +39,9 @@ class ToolOptions:
     max_rounds: int = DEFAULT_MAX_ROUNDS
     timeout: float = DEFAULT_TIMEOUT
     yes: bool = False
+    # The model's key order (prompt/call_format.py): "auto" until core/backends.py's
+    # with_call_format decides it from the model, or the user's choice.
+    call_format: str = AUTO
 
 
 def check_choice(choice: str, tools: dict[str, Tool]) -> None:
@@ -62,11 +66,12 @@ def tools_reply(history: list[Message], opts: ToolOptions, params: SamplingParam
     """
     tools, choice = opts.tools, opts.choice
     check_choice(choice, tools)
-    any_call = forced_call_grammar(list(tools.values()))
+    fmt = opts.call_format if opts.call_format in FORMATS else NAME_FIRST
+    any_call = forced_call_grammar(list(tools.values()), fmt)
     forced = any_call if choice == "required" else None
     if choice not in ("auto", "none", "required"):
-        forced = forced_call_grammar([tools[choice]])
-    lazy = lazy_call_grammar(list(tools.values())) if choice != "none" else None
+        forced = forced_call_grammar([tools[choice]], fmt)
+    lazy = lazy_call_grammar(list(tools.values()), fmt) if choice != "none" else None
     messages = list(history)
     added: list[Message] = []
     results: list[GenerationResult] = []
