@@ -30,6 +30,7 @@ from hermes_cli.modes.json_schema import validation_errors
 from hermes_cli.modes.tools.protocol import forced_call_grammar
 from hermes_cli.modes.tools.protocol import system_prompt as tools_prompt
 from hermes_cli.modes.tools.tool import Tool
+from hermes_cli.prompt.call_format import ARGUMENTS_FIRST, NAME_FIRST
 from hermes_cli.prompt.chatml import ChatML
 from hermes_cli.prompt.messages import Message
 
@@ -103,10 +104,11 @@ def _logprob_per_char(engine: Engine, prompt: list[int], text: str) -> float:
     return total / max(1, len(text))
 
 
-def _first_value_seconds(engine: Engine, prompt: list[int], params: SamplingParams) -> float:
+def _first_value_seconds(engine: Engine, prompt: list[int], params: SamplingParams,
+                         call_format: str = NAME_FIRST) -> float:
     """Seconds from the end of the prompt's evaluation to the first argument value."""
     engine.forget()
-    gen = engine.generate(prompt, params, grammar=forced_call_grammar([CALL_TOOL]))
+    gen = engine.generate(prompt, params, grammar=forced_call_grammar([CALL_TOOL], call_format))
     engine.evaluate(prompt[:-1])  # the prompt but its last token, outside the timing
     start, text = time.perf_counter(), ""
     for piece in gen:
@@ -125,8 +127,9 @@ def section(models: list[tuple[Path, str]], repeat: int) -> None:
         mode = JsonMode(INVOICE)
         prompt = chat.render([Message("system", mode.system_prompt()),
                               Message("user", "Write the invoice for an order of office chairs.")])
-        tool_prompt = chat.render([Message("system", tools_prompt([CALL_TOOL])),
-                                   Message("user", "Book the blue room for six people.")])
+        tool_prompts = {fmt: chat.render([Message("system", tools_prompt([CALL_TOOL], call_format=fmt)),
+                                          Message("user", "Book the blue room for six people.")])
+                        for fmt in (NAME_FIRST, ARGUMENTS_FIRST)}
         engine.grammars.tokenizer()  # built once per model, not timed here
         grammar = schema_grammar(INVOICE)
         for kind, base in (("greedy", {"temperature": 0.0}), ("sampled", dict(SAMPLING))):
@@ -151,25 +154,26 @@ def section(models: list[tuple[Path, str]], repeat: int) -> None:
                     forced_shares.append(forced / n)
                     ff_times.append(s)
                     off_times.append(s_off)
-            call_on = median(_first_value_seconds(engine, tool_prompt, SamplingParams(**base, seed=1))
-                             for _ in range(repeat))
-            call_off = median(_first_value_seconds(engine, tool_prompt,
-                                                   SamplingParams(**base, seed=1, fast_forward=False))
-                              for _ in range(repeat))
+            calls = {(fmt, ff): median(_first_value_seconds(engine, tool_prompts[fmt], SamplingParams(
+                **base, seed=1, fast_forward=ff), fmt) for _ in range(repeat))
+                for fmt in (NAME_FIRST, ARGUMENTS_FIRST) for ff in (True, False)}
             lp = {k: median(_logprob_per_char(engine, prompt, t) for t in v) for k, v in answers.items()}
             rows.append((label, kind, median(ff_rates), median(off_rates), median(free_rates),
-                         median(forced_shares), median(ff_times), median(off_times), invalid, call_on, call_off,
+                         median(forced_shares), median(ff_times), median(off_times), invalid, calls,
                          lp["ff"], lp["off"], len(answers["ff"]), len(answers["off"])))
         engine.close()
 
     print(f"## fast-forward: a key-heavy schema (invoice, 16 properties, one nested object), seeds {SEEDS}, "
           "medians; answer tokens/s count forced tokens")
     print("| model | sampling | fast-forward tok/s | vs free decoding | --no-fast-forward tok/s | ff vs no-ff "
-          "| tokens forced | answer wall time, ff / no-ff | invalid or cut answers | forced call: prompt end → first "
-          "argument value, ff / no-ff | the model's log-prob of the answer, nats/char, ff / no-ff (distinct answers) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for label, kind, ff, off, free, share, t_on, t_off, invalid, c_on, c_off, lp_on, lp_off, n_on, n_off in rows:
+          "| tokens forced | answer wall time, ff / no-ff | invalid or cut answers | forced call, name first: prompt "
+          "end → first argument value, ff / no-ff | the same, arguments first (Hermes 2 Pro / Θ's card) | the "
+          "model's log-prob of the answer, nats/char, ff / no-ff (distinct answers) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for label, kind, ff, off, free, share, t_on, t_off, invalid, calls, lp_on, lp_off, n_on, n_off in rows:
+        by_format = [f"{calls[(fmt, True)] * 1000:.1f} / {calls[(fmt, False)] * 1000:.1f} ms"
+                     for fmt in (NAME_FIRST, ARGUMENTS_FIRST)]
         print(f"| {label} | {kind} | {ff:.1f} | **{ff / free:.2f}×** | {off:.1f} | {ff / off:.2f}× | "
               f"{100 * share:.0f} % | {t_on * 1000:.0f} / {t_off * 1000:.0f} ms | {invalid} | "
-              f"{c_on * 1000:.1f} / {c_off * 1000:.1f} ms | {lp_on:.3f} / {lp_off:.3f} ({n_on} / {n_off}) |")
+              f"{by_format[0]} | {by_format[1]} | {lp_on:.3f} / {lp_off:.3f} ({n_on} / {n_off}) |")
     print()

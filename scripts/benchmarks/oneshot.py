@@ -68,7 +68,9 @@ def section(real: list[tuple[Path, str]], seeds: int) -> None:
             base = [exe, "ask", "-m", str(path), "-q", "--stats"]
             kinds = {"JSON (--schema)": ["--schema", str(schema)],
                      "forced call (--tools-json)": ["--tools-json", json.dumps(TOOLS),
-                                                    "--tool-choice", "required"]}
+                                                    "--tool-choice", "required"],
+                     "forced call, arguments first": ["--tools-json", json.dumps(TOOLS), "--tool-choice",
+                                                      "required", "--call-format", "arguments-first"]}
             for kind, extra in kinds.items():
                 _run([*base, QUESTION, *extra, "--seed", "1", "--max-tokens", "160"], env)  # primes the caches
                 free, cold, warm, counts = [], [], [], []
