@@ -26,7 +26,10 @@ RESULT = re.compile(r"← (\w+) (.*)\n")
 
 
 def run(exe, *args: str, env: dict | None = None, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([*exe, *args], input=stdin, capture_output=True, text=True, timeout=120, env=env)
+    """`hermes` as a script runs it: piped stdin and no controlling terminal (a new
+    session), so nothing can be approved on a terminal, wherever the suite is run from."""
+    return subprocess.run([*exe, *args], input=stdin, capture_output=True, text=True, timeout=120, env=env,
+                          start_new_session=True)
 
 
 def alive(pid: int) -> bool:

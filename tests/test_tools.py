@@ -439,7 +439,8 @@ def test_cli_refuses_without_yes_when_not_interactive(hermes_exe, models, tmp_pa
         f"def touch(kind: int) -> str:\n    open({str(marker)!r}, 'w').close()\n    return 'ok'\n")
     proc = subprocess.run([*hermes_exe, "ask", "go", "-m", str(models["random"]), "--tools",
                            str(tmp_path / "t.py"), "--tool-choice", "touch", "--seed", "1"],
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                          start_new_session=True)  # no controlling terminal either: nobody to ask
     assert proc.returncode == 2
     assert "nobody can approve it" in proc.stderr and "--yes" in proc.stderr
     assert not marker.exists()
