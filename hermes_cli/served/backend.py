@@ -51,8 +51,8 @@ class _Bounds:
     def check_time(self) -> None:
         if time.monotonic() > self.deadline:
             raise ServerError(f"{self.endpoint.base_url} was still answering after "
-                                 f"{self.endpoint.timeout:g} s, the bound on one request",
-                                 hint="raise --request-timeout, or lower --max-tokens")
+                              f"{self.endpoint.timeout:g} s, the bound on one request",
+                              hint="raise --request-timeout, or lower --max-tokens")
 
     def over(self, pieces: int) -> bool:
         """Whether `pieces` content events are more than the reply may hold."""
@@ -231,13 +231,12 @@ class ServedStream(LazyStream):
         chunks: list[str] = []
         calls: dict[int, dict[str, str]] = {}
         usage: Any = None
-        pieces = 0  # content events: the token count when the server sends no usage
         reason = "interrupted"
         wrap = _Wrap(*(self._grammar.server_wrap if self._grammar is not None else ("", "")))
         endpoint = self._backend.pool.primary
         redactor = StreamRedactor()  # a server that echoes our key back: never shown
         bounds = _Bounds(endpoint, self._params)
-        sent = 0  # content events, text and tool calls: what max_tokens caps
+        sent = 0  # content events (text, tool calls): what max_tokens caps, and the count without usage
         try:
             if self._backend.buffered:
                 events = self._backend.pool.call(self._read_whole, model=self._backend.model)
@@ -249,10 +248,11 @@ class ServedStream(LazyStream):
                 rest = stream
             while chunk is not None:
                 bounds.check_time()
-                sent += _pieces(chunk)
-                if bounds.over(sent):  # the server ignores max_tokens: the reply is cut here
+                more = _pieces(chunk)
+                if bounds.over(sent + more):  # the server ignores max_tokens: the reply is cut here
                     reason = "length"
                     break
+                sent += more
                 if getattr(chunk, "usage", None):
                     usage = chunk.usage
                 for choice in chunk.choices or []:
@@ -261,7 +261,6 @@ class ServedStream(LazyStream):
                     if text:
                         if first is None:
                             first = time.perf_counter()
-                        pieces += 1
                         text = wrap.feed(redactor.feed(text))
                         if text:
                             chunks.append(text)
@@ -308,7 +307,7 @@ class ServedStream(LazyStream):
                 text="".join(chunks), token_ids=[], finish_reason=reason, prompt_tokens=prompt_tokens,
                 prompt_evaluated=prompt_tokens - int(cached), prompt_reused=int(cached),
                 prompt_seconds=ttft, generation_seconds=end - (first or end),
-                generated=int(getattr(usage, "completion_tokens", 0) or 0) if usage else pieces,
+                generated=int(getattr(usage, "completion_tokens", 0) or 0) if usage else sent,
                 usage_known=usage is not None)
 
 
