@@ -15,13 +15,14 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
+from hermes_cli.engine.params import LOAD_LIMITS
 from hermes_cli.errors import ContextOverflowError, UsageError
 
 CHUNK = 1 << 16
-# No prompt this long fits a context hermes loads (2**24 tokens at most, engine/params.py's
-# LOAD_LIMITS): stdin that goes on past it is refused, whatever the model.
+# The most stdin hermes reads for one prompt, whatever the model: far more than the
+# contexts it is used with hold (131,072 tokens are about half a megabyte of text).
 STDIN_LIMIT = 64 << 20
-LARGEST_CONTEXT = 2**24
+LARGEST_CONTEXT = LOAD_LIMITS["ctx"][1]  # tokens: --ctx's ceiling, named in the message
 
 
 def read_file(path: Path, limit: int, name: str | None = None) -> bytes:
@@ -59,8 +60,8 @@ def read_stdin(stream: BinaryIO, limit: int = STDIN_LIMIT) -> bytes:
         size += len(chunk)
         if size > limit:
             raise ContextOverflowError(size, LARGEST_CONTEXT, message=(
-                f"stdin goes on past {_size(limit)} ({limit:,} bytes; it may never end): no prompt that "
-                f"long fits a context, and the largest hermes loads holds {LARGEST_CONTEXT:,} tokens"))
+                f"stdin goes on past {_size(limit)} ({limit:,} bytes; it may never end), the most hermes "
+                f"reads for one prompt (the largest context it loads holds {LARGEST_CONTEXT:,} tokens)"))
         parts.append(chunk)
     return b"".join(parts)
 
