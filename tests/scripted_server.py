@@ -18,8 +18,9 @@ class EndlessServer:
     `requests` counts the completions asked for."""
 
     def __init__(self, *, word: str = "word ", interval: float = 0.005, reply: str | None = None,
-                 pace: float = 0.0, chunk: int = 7, port: int = 0) -> None:
+                 pace: float = 0.0, chunk: int = 7, port: int = 0, reasoning: str | None = None) -> None:
         self.word, self.interval, self.reply, self.pace, self.chunk = word, interval, reply, pace, chunk
+        self.reasoning = reasoning  # sent first as `reasoning_content` deltas, as vLLM and llama-server do
         self.requests = 0
         self.max_tokens_seen: list[object] = []
         self.stop = threading.Event()
@@ -87,6 +88,9 @@ class EndlessServer:
                 pieces = [text[i:i + owner.chunk] for i in range(0, len(text), owner.chunk)]
                 events = [{"role": "assistant", "content": p} if i == 0 else {"content": p}
                           for i, p in enumerate(pieces)]
+                thought = owner.reasoning or ""
+                events = [{"reasoning_content": thought[i:i + owner.chunk]}
+                          for i in range(0, len(thought), owner.chunk)] + events
                 for i, (delta, finish) in enumerate([*((d, None) for d in events), ({}, "stop")]):
                     if i and owner.pace:
                         time.sleep(owner.pace)

@@ -307,6 +307,11 @@ def _prompt(s: ChatSession, ui: ChatUI, arg: str) -> None:
     ui.say(s.prompt_text())
 
 
+@command("/think", "/think", "show the last reply's thinking whole (a reasoning model's <think>)")
+def _think(s: ChatSession, ui: ChatUI, arg: str) -> None:
+    ui.say(s.last_reasoning or "the last reply had no thinking", style="dim")
+
+
 @command("/stats", "/stats", "timings and token counts of the last reply")
 def _stats(s: ChatSession, ui: ChatUI, arg: str) -> None:
     if s.last_result is None:

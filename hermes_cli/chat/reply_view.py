@@ -34,6 +34,7 @@ class ReplyView:
         self._json_tail: list[str] = []  # finished lines of the JSON so far (a screen's worth)
         self._json_partial: list[str] = []  # pieces of the line being written
         self._json_drawn = 0.0  # when the live area was last drawn
+        self._thinking: list[str] = []  # a reasoning model's thinking, streamed dim, then folded
         self._area: LiveArea | None = None
 
     def show(self, events: Generator[ev.Event | TurnNote, None, None]) -> ev.Reply:
@@ -48,6 +49,7 @@ class ReplyView:
                     event = next(events) if event is None else event
                     if isinstance(event, ev.Final):
                         with interrupts.frame(reply_complete=True):
+                            self._fold_thinking()
                             self._end_text()
                             self._end_json(event.reply)
                         return event.reply
@@ -62,6 +64,10 @@ class ReplyView:
     # -- one event --------------------------------------------------------------------------
 
     def _show(self, event: ev.Event | TurnNote) -> None:
+        if isinstance(event, ev.ThinkingDelta):
+            self._think(event.text)
+            return
+        self._fold_thinking()
         if isinstance(event, ev.TextDelta):
             if self._text is None:
                 self._text = (PlainRenderer(self.console.file) if self.plain
@@ -88,6 +94,38 @@ class ReplyView:
         elif isinstance(event, TurnNote):
             self._end_text()
             self.line(event.text, "yellow" if event.warning else "dim")
+
+    # -- thinking -----------------------------------------------------------------------------
+
+    def _think(self, text: str) -> None:
+        """Thinking streams dim in the live area (its newest rows), set apart from the
+        answer; piped or plain, nothing of it is printed (the answer is what is shown)."""
+        from rich.text import Text
+
+        self._thinking.append(text)
+        if self.plain:
+            return
+        now = time.monotonic()
+        if now - self._json_drawn < _REDRAW_SECONDS:
+            return
+        self._json_drawn = now
+        if self._area is None:
+            self._area = LiveArea(self.console)
+        height, width = self._area.height, max(20, self.console.width)
+        tail = self._safe("".join(self._thinking)[-height * width:])
+        rows = self.console.render_lines(Text(tail, style="dim italic"), self.console.options, pad=False)
+        self._area.show(rows[-height:])
+
+    def _fold_thinking(self) -> None:
+        """Thinking done: one dim line in its place (`/think` shows it whole)."""
+        if not self._thinking:
+            return
+        words = len("".join(self._thinking).split())
+        self._thinking = []
+        if self._area is not None:
+            self._area.stop()
+            self._area = None
+        self.line(f"(thought: {words} words · /think shows it)", "dim")
 
     def _safe(self, text: str) -> str:
         return visible(text) if self.terminal else text

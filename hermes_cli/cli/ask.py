@@ -61,6 +61,9 @@ def ask(
         "--file", "-f", help="Put this file's text into the question, fenced with its name "
         "(repeatable; globs too).", show_default=False)] = None,
     stats: Annotated[bool, typer.Option("--stats", help="Print timings and tokens/s on stderr.")] = False,
+    show_thinking: Annotated[bool, typer.Option(
+        "--show-thinking", help="A reasoning model's <think> section on stderr as it streams (stdout holds "
+        "the answer only, always).")] = False,
     show_prompt: Annotated[bool, typer.Option(
         "--show-prompt", help="Print the exact prompt the model would see (ChatML, or the GGUF's "
         "own template), and exit.")] = False,
@@ -122,7 +125,7 @@ def ask(
         keep = config.prompt_cache if prompt_cache is None else prompt_cache
         code = run_ask(question, replace(load_options(load, chosen), prompt_cache=keep), endpoints=load.endpoints,
                        api_key_env=load.api_key_env, served_model=load.model, stats=stats,
-                       show_prompt=show_prompt, show_tokens=tokens)
+                       show_prompt=show_prompt, show_tokens=tokens, show_thinking=show_thinking)
     raise typer.Exit(code)
 
 
@@ -152,7 +155,7 @@ def read_stdin() -> str | None:
 def run_ask(question: Question, load: LoadOptions, *, endpoints: list[str] | None = None,
             api_key_env: str = "OPENAI_API_KEY", served_model: str | None = None, stats: bool = False,
             show_prompt: bool = False, show_tokens: bool = False, out: TextIO | None = None,
-            err: TextIO | None = None) -> int:
+            err: TextIO | None = None, show_thinking: bool = False) -> int:
     """Ask one question (core/one_shot.py) and print the answer; return the exit status."""
     from dataclasses import replace
 
@@ -178,6 +181,7 @@ def run_ask(question: Question, load: LoadOptions, *, endpoints: list[str] | Non
         if files and not load.quiet:
             err.write(files + "\n")
         printer = _Printer(out, err, backend, question.mode.name, stats=stats, verbose=load.verbose,
+                           show_thinking=show_thinking,
                            schema_only=question.schema_only, quiet=load.quiet)
         printer.show(prepared.answer(backend, _approver(question.tools, err)))
     finally:
@@ -217,8 +221,10 @@ class _Printer:
     once valid (never a partial or invalid object); schema-only tool calls as JSON lines."""
 
     def __init__(self, out: TextIO, err: TextIO, backend: Backend, mode: str, *, stats: bool,
-                 verbose: bool, schema_only: bool, quiet: bool = False) -> None:
+                 verbose: bool, schema_only: bool, quiet: bool = False, show_thinking: bool = False) -> None:
         self.out, self.err, self.backend = out, err, backend
+        self.show_thinking = show_thinking
+        self._thought = False  # thinking was shown: its line on stderr ends before the answer
         self.mode, self.stats, self.verbose, self.schema_only = mode, stats, verbose, schema_only
         self.quiet = quiet
         self.ends_with_newline = True
@@ -227,13 +233,20 @@ class _Printer:
         from hermes_cli.chat.visible import shown_on
 
         self._shown = shown_on(out)
+        self._shown_err = shown_on(err)
 
     def show(self, events: Iterator[Any]) -> None:
         from hermes_cli.modes import events as ev
 
         try:
             for event in events:
-                if isinstance(event, ev.TextDelta) and not self.schema_only:
+                if isinstance(event, ev.ThinkingDelta):
+                    if self.show_thinking:  # stderr: a pipe's stdout holds the answer only
+                        self.err.write(self._shown_err(event.text))
+                        self.err.flush()
+                        self._thought = True
+                elif isinstance(event, ev.TextDelta) and not self.schema_only:
+                    self._end_thinking()
                     self.write(event.text)
                 elif isinstance(event, (ev.ToolCallEvent, ev.ToolResultEvent, ev.Notice)):
                     self.note(event)
@@ -242,6 +255,11 @@ class _Printer:
         finally:  # Ctrl-C included: what was printed stays printed, and ends with a newline
             if not self.ends_with_newline:
                 self.write("\n")
+
+    def _end_thinking(self) -> None:
+        if self._thought:
+            self.err.write("\n")
+            self._thought = False
 
     def write(self, text: str) -> None:
         if text:

@@ -27,6 +27,7 @@ from hermes_cli.errors import ContextOverflowError, HermesError, ServerError
 from hermes_cli.modes.events import Logic, Reply, Request
 from hermes_cli.modes.json_mode import JsonMode
 from hermes_cli.modes.reply_mode import ReplyMode
+from hermes_cli.prompt.reasoning import with_reasoning
 from hermes_cli.prompt.template import PromptFormat, template_for
 
 
@@ -74,6 +75,8 @@ def record(item: Item, reply: Reply, seconds: float, mode: str) -> dict[str, Any
         "completion_tokens": completion, "seconds": round(seconds, 4),
         "tokens_per_second": round(completion / seconds, 2) if seconds > 0 else 0.0,
     }
+    if reply.reasoning:  # a reasoning model's thinking, apart from the output (prompt/reasoning.py)
+        rec["reasoning"] = reply.reasoning
     if last.closed:  # the grammar closed the answer to fit the limit (engine/slot.py)
         rec["closed_to_fit"] = last.closed
     if mode == "tools":
@@ -192,7 +195,7 @@ class _Parallel:
     def _advance(self, line: _Line, result: GenerationResult | None) -> None:
         """Give a line its result; queue its next request, or record it when it is done."""
         try:
-            step: Any = next(line.logic) if result is None else line.logic.send(result)
+            step: Any = next(line.logic) if result is None else line.logic.send(with_reasoning(result))
             while not isinstance(step, Request):  # events: nobody watches a batch line
                 step = next(line.logic)
         except StopIteration as done:

@@ -66,6 +66,7 @@ class ChatSession:
         self.lock = lock if lock is not None else locks.Holder()  # one writer per conversation
         self.call_format = call_format  # "auto": the model's (prompt/call_format.py)
         self.last_result: GenerationResult | None = None
+        self.last_reasoning: str | None = None  # the last reply's thinking (a reasoning model's)
         self.total_tokens = 0
         self.tools: dict[str, Tool] = {}
         self.always_allowed: set[str] = set()
@@ -122,6 +123,7 @@ class ChatSession:
             event = next(events)
         conv.messages.extend(event.reply.messages)
         self.record(event.reply.last, event.reply.completion_tokens)
+        self.last_reasoning = event.reply.reasoning  # /think shows it; the answer is what is kept
         self.save()
         yield event
 

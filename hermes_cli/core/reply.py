@@ -14,9 +14,10 @@ from collections.abc import Generator, Iterable, Iterator
 from typing import Any, Protocol
 
 from hermes_cli.engine.params import GenerationResult, SamplingParams
-from hermes_cli.modes.events import Event, Final, JsonDelta, Logic, Request, TextDelta
+from hermes_cli.modes.events import Event, Final, JsonDelta, Logic, Request, TextDelta, ThinkingDelta
 from hermes_cli.modes.tools.stream import ToolTextSplitter
 from hermes_cli.prompt.messages import Message
+from hermes_cli.prompt.reasoning import ThinkSplitter, with_reasoning
 from hermes_cli.prompt.reply_grammar import ReplyGrammar
 
 
@@ -54,12 +55,18 @@ def stream(backend: ReplySource, logic: Logic) -> Generator[Event, None, None]:
 
 
 def _generate(backend: ReplySource, request: Request) -> Generator[Event, None, GenerationResult]:
-    """One generation's text as events; returns its result (interrupted on Ctrl-C)."""
+    """One generation's text as events; returns its result (interrupted on Ctrl-C). A
+    leading `<think>` section streams as ThinkingDelta and comes back as the result's
+    `reasoning`, apart from its `text` (prompt/reasoning.py)."""
     gen = backend.start(request.messages, request.params, request.grammar)
     splitter = ToolTextSplitter() if request.show == "tools" else None
+    thinker = ThinkSplitter()
     try:
         for text in gen:
-            yield from _events(text, request.show, splitter)
+            for kind, piece in thinker.feed(text):
+                yield from ((ThinkingDelta(piece),) if kind == "thinking" else _events(piece, request.show, splitter))
+        for kind, piece in thinker.finish():
+            yield from ((ThinkingDelta(piece),) if kind == "thinking" else _events(piece, request.show, splitter))
         if splitter is not None:
             cut = gen.result is not None and gen.result.finish_reason in ("length", "context")
             yield from splitter.finish(cut=cut)
@@ -68,9 +75,8 @@ def _generate(backend: ReplySource, request: Request) -> Generator[Event, None, 
     except GeneratorExit:
         gen.close()
         raise
-    result = gen.result
-    assert result is not None
-    return result
+    assert gen.result is not None
+    return with_reasoning(gen.result)
 
 
 def _events(text: str, show: str, splitter: ToolTextSplitter | None) -> Iterable[Event]:

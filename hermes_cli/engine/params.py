@@ -170,6 +170,9 @@ class GenerationResult:
     # A served engine that sent no usage: prompt counts unknown, the reply's counted in
     # stream events (an estimate), and said so rather than shown as 0.
     usage_known: bool = True
+    # A reasoning model's `<think>` section, apart from `text`, the answer (prompt/reasoning.py;
+    # set by core/reply.py). `token_ids` are all the reply's, thinking included.
+    reasoning: str | None = None
 
     @property
     def from_server(self) -> bool:

@@ -44,6 +44,13 @@ class JsonDelta:
 
 
 @dataclass(frozen=True)
+class ThinkingDelta:
+    """A reasoning model's thinking as it streams (prompt/reasoning.py): never the answer."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class ToolCallEvent:
     """The model called a tool (shown as soon as its `</tool_call>` is written)."""
 
@@ -98,6 +105,12 @@ class Reply:
     def completion_tokens(self) -> int:
         return sum(r.completion_tokens for r in self.results)
 
+    @property
+    def reasoning(self) -> str | None:
+        """What the model thought before its answers (every generation's, in order)."""
+        parts = [r.reasoning for r in self.results if r.reasoning]
+        return "\n\n".join(parts) if parts else None
+
 
 @dataclass(frozen=True)
 class Final:
@@ -106,7 +119,7 @@ class Final:
     reply: Reply
 
 
-Event = Union[TextDelta, JsonDelta, ToolCallEvent, ToolResultEvent, Notice, Final]
+Event = Union[TextDelta, JsonDelta, ThinkingDelta, ToolCallEvent, ToolResultEvent, Notice, Final]
 Logic = Generator[Union[Request, Event], GenerationResult, Reply]
 
 
@@ -114,5 +127,11 @@ def text_reply(messages: list[Message], params: SamplingParams) -> Logic:
     """Plain text: one request, the answer as written."""
     result = yield Request(messages, params)
     stopped = "interrupted" if result.finish_reason == "interrupted" else "answer"
-    return Reply(result.text, [Message("assistant", result.text, token_ids=result.token_ids)],
-                 [result], stopped=stopped)
+    return Reply(result.text, [answer_message(result)], [result], stopped=stopped)
+
+
+def answer_message(result: GenerationResult) -> Message:
+    """The assistant turn a generation adds: its answer. After thinking, the ids (which
+    spell the thinking too) are not kept: the next turn's prompt has the answer only, as
+    reasoning models' templates drop earlier thinking."""
+    return Message("assistant", result.text, token_ids=None if result.reasoning else result.token_ids)

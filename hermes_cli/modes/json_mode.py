@@ -23,7 +23,7 @@ from typing import Any
 from hermes_cli import jsontext
 from hermes_cli.engine.params import GenerationResult, SamplingParams
 from hermes_cli.errors import OutputContractError, UsageError
-from hermes_cli.modes.events import Logic, Notice, Reply, Request
+from hermes_cli.modes.events import Logic, Notice, Reply, Request, answer_message
 from hermes_cli.modes.json_grammar import ANY_OBJECT, compile_schema
 from hermes_cli.modes.json_schema import load_schema as _load_schema
 from hermes_cli.modes.json_schema import validation_errors
@@ -125,7 +125,7 @@ def json_reply(messages: list[Message], mode: JsonMode, params: SamplingParams, 
     for _attempt in range(retries + 1):
         result = yield Request(history, params, grammar, show="json")
         results.append(result)
-        answer = Message("assistant", result.text, token_ids=result.token_ids)
+        answer = answer_message(result)
         if result.finish_reason == "interrupted":
             return Reply(result.text, [answer], results, stopped="interrupted")
         value, problems = check_reply(result, mode)

@@ -25,6 +25,8 @@ from hermes_cli.engine.params import GenerationResult, SamplingParams
 from hermes_cli.engine.stream import LazyStream
 from hermes_cli.errors import ServerError, StreamRedactor, redact
 from hermes_cli.prompt.messages import Message
+from hermes_cli.prompt.reasoning import CLOSE as THINK_CLOSE
+from hermes_cli.prompt.reasoning import OPEN as THINK_OPEN
 from hermes_cli.prompt.reply_grammar import ReplyGrammar
 from hermes_cli.prompt.tool_calls import RESPONSE_CLOSE, RESPONSE_OPEN, parse_tool_calls
 from hermes_cli.served.client import Endpoint, translate
@@ -95,12 +97,24 @@ class _Wrap:
         return text
 
 
+def _thought(delta: Any) -> str | None:
+    """A reasoning model's thinking in a delta (`reasoning_content`: vLLM, llama-server,
+    DeepSeek; `reasoning`: others), if the server sends it apart from the content."""
+    for name in ("reasoning_content", "reasoning"):
+        value = getattr(delta, name, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
 def _pieces(chunk: Any) -> int:
-    """The content events in one chunk: text, or a tool call's name or arguments."""
+    """The content events in one chunk: text, thinking, or a tool call's name or arguments."""
     count = 0
     for choice in chunk.choices or []:
         delta = choice.delta
         if getattr(delta, "content", None):
+            count += 1
+        if _thought(delta):
             count += 1
         count += len(getattr(delta, "tool_calls", None) or [])
     return count
@@ -237,6 +251,7 @@ class ServedStream(LazyStream):
         redactor = StreamRedactor()  # a server that echoes our key back: never shown
         bounds = _Bounds(endpoint, self._params)
         sent = 0  # content events (text, tool calls): what max_tokens caps, and the count without usage
+        thinking = False  # inside the server's reasoning_content
         try:
             if self._backend.buffered:
                 events = self._backend.pool.call(self._read_whole, model=self._backend.model)
@@ -257,7 +272,20 @@ class ServedStream(LazyStream):
                     usage = chunk.usage
                 for choice in chunk.choices or []:
                     delta = choice.delta
+                    thought = _thought(delta)
+                    if thought:  # written as the section a local model writes (prompt/reasoning.py)
+                        if first is None:
+                            first = time.perf_counter()
+                        thought = (THINK_OPEN + "\n" if not thinking else "") + redactor.feed(thought)
+                        thinking = True
+                        chunks.append(thought)
+                        yield thought
                     text = getattr(delta, "content", None)
+                    if text and thinking:
+                        ended = redactor.finish() + "\n" + THINK_CLOSE + "\n\n"
+                        thinking = False
+                        chunks.append(ended)
+                        yield ended
                     if text:
                         if first is None:
                             first = time.perf_counter()
@@ -275,6 +303,10 @@ class ServedStream(LazyStream):
                 chunk = next(rest, None)
             if reason == "interrupted":
                 raise StreamEndedEarly("the server ended its answer before saying why")
+            if thinking:  # it thought and never answered
+                ended = redactor.finish() + "\n" + THINK_CLOSE
+                chunks.append(ended)
+                yield ended
             tail = wrap.feed(redactor.finish()) + wrap.finish(calls=bool(calls))
             if tail:
                 chunks.append(tail)

@@ -18,7 +18,7 @@ from typing import Any
 
 from hermes_cli.engine.params import GenerationResult, SamplingParams
 from hermes_cli.errors import HermesError, OutputContractError, ServerError, UsageError
-from hermes_cli.modes.events import Logic, Notice, Reply, Request, ToolResultEvent
+from hermes_cli.modes.events import Logic, Notice, Reply, Request, ToolResultEvent, answer_message
 from hermes_cli.modes.json_mode import DEFAULT_RETRIES
 from hermes_cli.modes.tools.protocol import forced_call_grammar, lazy_call_grammar, response_block, validate_arguments
 from hermes_cli.modes.tools.runner import run_call
@@ -83,7 +83,7 @@ def tools_reply(history: list[Message], opts: ToolOptions, params: SamplingParam
         grammar = (forced or any_call) if must_call else lazy
         result = yield Request(retry or messages, params, grammar, show="tools" if choice != "none" else "text")
         results.append(result)
-        reply = Message("assistant", result.text, token_ids=result.token_ids)
+        reply = answer_message(result)
         if result.finish_reason == "interrupted":
             return Reply(result.text, [*added, reply], results, stopped="interrupted", rounds=rounds)
         parsed = parse_tool_calls(result.text) if choice != "none" or must_call else None

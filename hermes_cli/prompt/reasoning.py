@@ -1,0 +1,105 @@
+"""A reasoning model's thinking, kept apart from its answer.
+
+Hermes 4, Qwen3, DeepSeek-R1 distills, SmolLM3 and others may write `<think>…</think>`
+before they answer. It was printed as the answer, saved as the answer and sent back as
+history. Here a reply that begins with `<think>` (blanks before it allowed) is split:
+the section is the reasoning, what follows is the answer. A served engine that sends
+its reasoning as `reasoning_content` gets the same treatment (served/backend.py writes
+it between the same tags), so every front end sees one shape.
+
+`ThinkSplitter` does it while the text streams, O(1) per character: a possible tag is
+held until it is clear either way, so the user never sees half of one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hermes_cli.engine.params import GenerationResult
+
+OPEN = "<think>"
+CLOSE = "</think>"
+
+
+def split_reasoning(text: str) -> tuple[str | None, str]:
+    """(reasoning, answer) of a whole reply; (None, text) when it does not begin with a
+    thinking section. Thinking cut short (no `</think>`): all of it is reasoning."""
+    stripped = text.lstrip()
+    if not stripped.startswith(OPEN):
+        return None, text
+    body = stripped[len(OPEN):]
+    end = body.find(CLOSE)
+    if end < 0:
+        return body.strip("\n"), ""
+    return body[:end].strip("\n"), body[end + len(CLOSE):].lstrip("\n")
+
+
+def with_reasoning(result: GenerationResult) -> GenerationResult:
+    """The result with its thinking moved from `text` to `reasoning` (every driver of a
+    reply calls this on each generation: core/reply.py, the --parallel batch)."""
+    reasoning, answer = split_reasoning(result.text)
+    return result if reasoning is None else dataclasses.replace(result, text=answer, reasoning=reasoning)
+
+
+def _partial(text: str, tag: str) -> int:
+    """The longest end of `text` that begins `tag` (a tag that may be arriving)."""
+    for n in range(min(len(text), len(tag) - 1), 0, -1):
+        if tag.startswith(text[-n:]):
+            return n
+    return 0
+
+
+class ThinkSplitter:
+    """Feed a reply's text as it streams; get ("thinking" | "answer", text) pieces."""
+
+    def __init__(self) -> None:
+        self._state = "start"  # "start": nothing seen but blanks; "thinking"; "answer"
+        self._held = ""
+
+    @property
+    def thinking(self) -> bool:
+        return self._state == "thinking"
+
+    def feed(self, text: str) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        data = self._held + text
+        self._held = ""
+        if self._state == "start":
+            shown = data.lstrip()
+            if shown.startswith(OPEN):
+                self._state, data = "thinking", shown[len(OPEN):].lstrip("\n")
+            elif OPEN.startswith(shown):
+                self._held = data  # blanks, or the start of the tag: not clear yet
+                return out
+            else:
+                self._state = "answer"
+        if self._state == "thinking":
+            end = data.find(CLOSE)
+            if end < 0:
+                keep = _partial(data, CLOSE)
+                piece, self._held = data[:len(data) - keep], data[len(data) - keep:]
+                if piece:
+                    out.append(("thinking", piece))
+                return out
+            if end:
+                out.append(("thinking", data[:end]))
+            self._state, data = "answer", data[end + len(CLOSE):].lstrip("\n")
+            self._held = ""
+            if not data:
+                self._state = "answer_start"  # blank lines after the tag are not the answer's
+                return out
+        if self._state == "answer_start":
+            data = data.lstrip("\n")
+            if not data:
+                return out
+            self._state = "answer"
+        if data:
+            out.append(("answer", data))
+        return out
+
+    def finish(self) -> list[tuple[str, str]]:
+        """What was held at the end: a partial tag is the answer's text."""
+        held, self._held = self._held, ""
+        if not held:
+            return []
+        return [("thinking" if self._state == "thinking" else "answer", held)]
