@@ -22,6 +22,7 @@ class EndlessServer:
         self.word, self.interval, self.reply, self.pace, self.chunk = word, interval, reply, pace, chunk
         self.reasoning = reasoning  # sent first as `reasoning_content` deltas, as vLLM and llama-server do
         self.requests = 0
+        self.events_sent = 0  # of a `reply`: how many events were written before the client went away
         self.max_tokens_seen: list[object] = []
         self.stop = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
@@ -98,6 +99,8 @@ class EndlessServer:
                              "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
                     data = f"data: {json.dumps(chunk)}\n\n".encode()
                     self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                    self.wfile.flush()
+                    owner.events_sent += 1
                 data = b"data: [DONE]\n\n"
                 self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n0\r\n\r\n")
                 self.wfile.flush()

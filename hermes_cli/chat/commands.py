@@ -293,13 +293,21 @@ def _load(s: ChatSession, ui: ChatUI, arg: str) -> None:
     ui.say(f"loaded {count} messages from {arg}")
 
 
-@command("/copy", "/copy", "copy the last reply to the clipboard")
+@command("/copy", "/copy [code]", "copy the last reply (code: its first fenced code block) to the clipboard",
+         choices=("code",))
 def _copy(s: ChatSession, ui: ChatUI, arg: str) -> None:
+    from hermes_cli.core.extract import first_code_block
+
     reply = s.conversation.last_reply()
     if reply is None:
         raise UsageError("no reply to copy yet")
-    how = copy_to_clipboard(reply.content, ui.write_raw)
-    ui.say(f"copied {len(reply.content)} characters ({how})")
+    if arg not in ("", "code"):
+        raise UsageError("usage: /copy, or /copy code")
+    text = reply.content if not arg else first_code_block(reply.content)
+    if text is None:
+        raise UsageError("the last reply has no fenced code block")
+    how = copy_to_clipboard(text, ui.write_raw)
+    ui.say(f"copied {len(text)} characters{' of code' if arg else ''} ({how})")
 
 
 @command("/prompt", "/prompt", "show the exact prompt the model sees")

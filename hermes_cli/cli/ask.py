@@ -61,6 +61,9 @@ def ask(
         "--file", "-f", help="Put this file's text into the question, fenced with its name "
         "(repeatable; globs too).", show_default=False)] = None,
     stats: Annotated[bool, typer.Option("--stats", help="Print timings and tokens/s on stderr.")] = False,
+    extract: Annotated[bool, typer.Option(
+        "--extract", "-x", help="Print only the first fenced code block of the answer (its code, as it is "
+        "written; the model stops once the block closes). No block: exit 6, nothing printed.")] = False,
     show_thinking: Annotated[bool, typer.Option(
         "--show-thinking", help="A reasoning model's <think> section on stderr as it streams (stdout holds "
         "the answer only, always).")] = False,
@@ -102,6 +105,9 @@ def ask(
     config = load_config()
     chosen = settings(sampling, load, role=role, system=system, config=config)
     json_mode = chosen.json_mode(schema, json_)
+    if extract and json_mode is not None:
+        raise typer.BadParameter("it prints a code block of a text answer; not with --json or --schema",
+                                 param_hint="--extract")
     tools = chosen.tool_files(tools)
     if tokens and load.endpoints:
         raise typer.BadParameter("a served engine's token ids are not known here", param_hint="--tokens")
@@ -125,7 +131,8 @@ def ask(
         keep = config.prompt_cache if prompt_cache is None else prompt_cache
         code = run_ask(question, replace(load_options(load, chosen), prompt_cache=keep), endpoints=load.endpoints,
                        api_key_env=load.api_key_env, served_model=load.model, stats=stats,
-                       show_prompt=show_prompt, show_tokens=tokens, show_thinking=show_thinking)
+                       show_prompt=show_prompt, show_tokens=tokens, show_thinking=show_thinking,
+                       extract=extract)
     raise typer.Exit(code)
 
 
@@ -155,7 +162,7 @@ def read_stdin() -> str | None:
 def run_ask(question: Question, load: LoadOptions, *, endpoints: list[str] | None = None,
             api_key_env: str = "OPENAI_API_KEY", served_model: str | None = None, stats: bool = False,
             show_prompt: bool = False, show_tokens: bool = False, out: TextIO | None = None,
-            err: TextIO | None = None, show_thinking: bool = False) -> int:
+            err: TextIO | None = None, show_thinking: bool = False, extract: bool = False) -> int:
     """Ask one question (core/one_shot.py) and print the answer; return the exit status."""
     from dataclasses import replace
 
@@ -181,7 +188,7 @@ def run_ask(question: Question, load: LoadOptions, *, endpoints: list[str] | Non
         if files and not load.quiet:
             err.write(files + "\n")
         printer = _Printer(out, err, backend, question.mode.name, stats=stats, verbose=load.verbose,
-                           show_thinking=show_thinking,
+                           show_thinking=show_thinking, extract=extract,
                            schema_only=question.schema_only, quiet=load.quiet)
         printer.show(prepared.answer(backend, _approver(question.tools, err)))
     finally:
@@ -221,8 +228,12 @@ class _Printer:
     once valid (never a partial or invalid object); schema-only tool calls as JSON lines."""
 
     def __init__(self, out: TextIO, err: TextIO, backend: Backend, mode: str, *, stats: bool,
-                 verbose: bool, schema_only: bool, quiet: bool = False, show_thinking: bool = False) -> None:
+                 verbose: bool, schema_only: bool, quiet: bool = False, show_thinking: bool = False,
+                 extract: bool = False) -> None:
         self.out, self.err, self.backend = out, err, backend
+        from hermes_cli.core.extract import CodeExtractor
+
+        self.code = CodeExtractor() if extract else None  # -x: the first code block only
         self.show_thinking = show_thinking
         self._thought = False  # thinking was shown: its line on stderr ends before the answer
         self.mode, self.stats, self.verbose, self.schema_only = mode, stats, verbose, schema_only
@@ -245,6 +256,11 @@ class _Printer:
                         self.err.write(self._shown_err(event.text))
                         self.err.flush()
                         self._thought = True
+                elif isinstance(event, ev.TextDelta) and self.code is not None:
+                    self.write(self.code.feed(event.text))
+                    if self.code.done:  # the block is whole: the rest of the answer is not wanted
+                        events.close()  # type: ignore[attr-defined]
+                        return
                 elif isinstance(event, ev.TextDelta) and not self.schema_only:
                     self._end_thinking()
                     self.write(event.text)
@@ -282,6 +298,13 @@ class _Printer:
             self.err.write(f"note: {event.text}\n")
 
     def finish(self, reply: Any) -> None:
+        if self.code is not None:
+            self.write(self.code.finish())
+            if not self.code.found and reply.stopped != "interrupted":
+                from hermes_cli.errors import OutputContractError
+
+                raise OutputContractError("the answer has no fenced code block (-x prints only that)",
+                                          hint="ask for the code in a ``` block, or drop -x")
         if not self.ends_with_newline:  # the answer's line ends before anything else is said
             self.write("\n")
         from hermes_cli.core.backends import closed_note
