@@ -358,3 +358,36 @@ def test_an_unrecognised_approval_answer_is_asked_again_not_taken_as_no(load, tm
     out = d.run(f"/tools {tmp_path / 't.py'}", "go", "maybe", "y")
     assert out.count("answer y (run it), n (do not) or a (always") == 1
     assert "← add" in out  # "y", typed after the unrecognised answer, ran it
+
+
+def test_continue_goes_on_with_a_cut_reply_from_the_kv_state_there(load) -> None:
+    """Issue 33, item 3: a reply cut by --max-tokens goes on where it stopped, as one
+    reply; the prompt is the cache's prefix, so nothing but the last token is evaluated."""
+    conv = Conversation(model="tiny", params=SamplingParams(max_tokens=5))
+    d = Driven(load("endless", n_ctx=4096), conv)
+    out = d.run("go", "/continue", "/continue")
+    replies = [m for m in d.conversation.messages if m.role == "assistant"]
+    assert len(replies) == 1 and replies[0].content == "ab" * 7 + "a"  # 3 × 5 tokens, one turn
+    assert d.repl.last_result is not None and d.repl.last_result.prompt_evaluated <= 1
+    assert out.count("5 tokens") == 3
+
+
+def test_continue_without_a_reply_or_in_json_mode_says_why(hi) -> None:
+    out = Driven(hi).run("/continue", "hello", "/json on", "/continue")
+    assert "error: nothing to continue: the last message is not a reply" in out
+    assert "error: /continue goes on with text replies" in out
+
+
+@pytest.mark.parametrize("model", ["hi", "llama3_hi", "gemma_hi"])
+def test_an_open_last_turn_renders_as_the_closed_one_without_its_end(load, model: str) -> None:
+    from hermes_cli.prompt.messages import Message as Msg
+    from hermes_cli.prompt.template import template_for
+
+    engine = load(model)
+    template = template_for(engine)
+    closed = [Msg("user", "go"), Msg("assistant", "Hi there")]
+    opened = [Msg("user", "go"), Msg("assistant", "Hi there", open=True)]
+    whole = template.render(closed, add_generation_prompt=False)
+    left_open = template.render(opened)
+    assert whole[:len(left_open)] == left_open and len(left_open) < len(whole)
+    assert engine.detokenize(left_open).endswith("Hi there")

@@ -332,3 +332,20 @@ def test_one_retry_policy_classifies_by_class_for_the_hub_and_servers() -> None:
     request = importlib.import_module("httpx2").Request("POST", "http://127.0.0.1:9/v1/chat/completions")
     assert served_retryable(openai.APIConnectionError(request=request))
     assert not served_retryable(ValueError("a bug"))
+
+
+def test_a_continued_reply_asks_the_server_to_go_on_with_the_final_assistant_turn() -> None:
+    from hermes_cli.prompt.messages import Message as Msg
+    from hermes_cli.served.backend import ServedBackend
+    from hermes_cli.served.client import Endpoint
+    from hermes_cli.served.pool import EndpointPool
+
+    backend = ServedBackend(EndpointPool([Endpoint("http://127.0.0.1:9")]), "m")
+    from hermes_cli.engine.params import SamplingParams
+
+    params = SamplingParams(max_tokens=5)
+    opened = backend.request([Msg("user", "go"), Msg("assistant", "Hi th", open=True)], params)
+    closed = backend.request([Msg("user", "go")], params)
+    assert opened["continue_final_message"] is True and opened["add_generation_prompt"] is False
+    assert opened["messages"][-1] == {"role": "assistant", "content": "Hi th"}
+    assert "continue_final_message" not in closed

@@ -178,6 +178,11 @@ def _reset(s: ChatSession, ui: ChatUI, arg: str) -> None:
     ui.say(f"new conversation {s.conversation.id} (the last one is saved as {old_id})")
 
 
+@command("/continue", "/continue", "go on with the last reply (cut by --max-tokens or Ctrl-C) where it stopped")
+def _continue(s: ChatSession, ui: ChatUI, arg: str) -> None:
+    ui.show_turn(s.continue_reply())
+
+
 @command("/undo", "/undo", "drop the last exchange")
 def _undo(s: ChatSession, ui: ChatUI, arg: str) -> None:
     dropped = s.undo()
@@ -270,7 +275,9 @@ def _role(s: ChatSession, ui: ChatUI, arg: str) -> None:
             mark = "*" if name == s.role else " "
             ui.say(f"{mark} {name}: {(role.system or '').strip().splitlines()[0][:70] if role.system else ''}")
         return
-    changed = s.apply_role(config, arg)
+    from hermes_cli.core.chat_roles import apply_role
+
+    changed = apply_role(s, config, arg)
     ui.say(f"role {arg}: " + ("; ".join(changed) if changed else "nothing to change"))
 
 

@@ -17,14 +17,16 @@ from typing import TYPE_CHECKING, Any
 from hermes_cli.core import branches, locks, sessions
 from hermes_cli.core.attachments import Sized, expand_mentions, measure, read_files, with_files
 from hermes_cli.core.backends import Backend, prompt_room, with_call_format
+from hermes_cli.core.chat_roles import take_schema_and_tools
 from hermes_cli.core.conversation import Conversation, new_id
-from hermes_cli.engine.params import GenerationResult, check_sampling, sampling_from
+from hermes_cli.engine.params import GenerationResult, check_sampling
 from hermes_cli.errors import ContextOverflowError, UsageError
-from hermes_cli.modes.events import Event, Final
+from hermes_cli.modes.events import Event, Final, continue_reply
 from hermes_cli.modes.json_mode import JsonMode, load_schema
 from hermes_cli.modes.reply_mode import ReplyMode
 from hermes_cli.modes.tools.loop import ToolOptions
 from hermes_cli.modes.tools.tool import Tool
+from hermes_cli.prompt.messages import Message
 
 if TYPE_CHECKING:
     from hermes_cli.core.config import Config, Role
@@ -75,7 +77,7 @@ class ChatSession:
         self._json: JsonMode | None = None  # see _json_mode
         if role is not None:  # its system prompt and sampling are already in the settings
             self.role = role.name
-            self._take_schema_and_tools(role)
+            take_schema_and_tools(self, role)
 
     # -- a turn ---------------------------------------------------------------------------
 
@@ -93,9 +95,20 @@ class ChatSession:
         self.save()
         yield from self.respond()
 
-    def respond(self) -> Generator[Event | TurnNote, None, None]:
+    def continue_reply(self) -> Generator[Event | TurnNote, None, None]:
+        """/continue: the model goes on with the last reply (cut by --max-tokens or Ctrl-C),
+        from the KV state already there; the reply stays one turn. Text replies only."""
+        conv = self.conversation
+        if not conv.messages or conv.messages[-1].role != "assistant":
+            raise UsageError("nothing to continue: the last message is not a reply")
+        if self.reply_mode().name != "text":
+            raise UsageError("/continue goes on with text replies (not with JSON mode or tools)")
+        yield from self.respond(continuing=conv.messages.pop())
+
+    def respond(self, continuing: Message | None = None) -> Generator[Event | TurnNote, None, None]:
         """The reply to the conversation as it stands (it ends with a user turn), in the
-        chat's mode; recorded and saved before `Final` is yielded."""
+        chat's mode, or the rest of `continuing` (taken off the end: put back if no reply
+        comes); recorded and saved before `Final` is yielded."""
         from hermes_cli.core.reply import stream
 
         conv = self.conversation
@@ -104,6 +117,9 @@ class ChatSession:
         try:
             sent, left_out = self.backend.window(conv, system, conv.params.max_tokens or 1024)
         except ContextOverflowError as e:
+            if continuing is not None:
+                conv.messages.append(continuing)
+                raise
             conv.undo()
             self.save()
             raise ContextOverflowError(e.prompt_tokens, e.n_ctx,
@@ -112,15 +128,22 @@ class ChatSession:
             yield TurnNote(f"context full: the model sees the newest turns; the {left_out} oldest "
                            "messages are left out of its window (the system prompt is kept; the "
                            "saved chat keeps them)", warning=True)
-        events = stream(self.backend, mode.logic(sent, conv.params, approve=self.approve))
-        event = next(events)
-        while not isinstance(event, Final):
-            try:
-                yield event
-            except KeyboardInterrupt:  # shown while drawing: the logic keeps what was written
-                event = events.throw(KeyboardInterrupt())
-                continue
+        logic = mode.logic(sent, conv.params, approve=self.approve) if continuing is None else continue_reply(
+            [*sent, Message("assistant", continuing.content, token_ids=continuing.token_ids, open=True)], conv.params)
+        events = stream(self.backend, logic)
+        try:
             event = next(events)
+            while not isinstance(event, Final):
+                try:
+                    yield event
+                except KeyboardInterrupt:  # shown while drawing: the logic keeps what was written
+                    event = events.throw(KeyboardInterrupt())
+                    continue
+                event = next(events)
+        except BaseException:
+            if continuing is not None:  # no reply came: the part there was stays
+                conv.messages.append(continuing)
+            raise
         conv.messages.extend(event.reply.messages)
         self.record(event.reply.last, event.reply.completion_tokens)
         self.last_reasoning = event.reply.reasoning  # /think shows it; the answer is what is kept
@@ -315,38 +338,7 @@ class ChatSession:
         self.save()
         return k
 
-    # -- roles and models -----------------------------------------------------------------
-
-    def apply_role(self, config: Config, name: str) -> list[str]:
-        """/role NAME: its system prompt, sampling, schema and tools; what changed."""
-        role = config.role(name)
-        changed = []
-        conv = self.conversation
-        if role.system is not None:
-            conv.system = role.system
-            changed.append("system prompt")
-        if role.sampling:
-            current = {k: v for k, v in dataclasses.asdict(conv.params).items() if k != "ignore_eos"}
-            conv.params = sampling_from({**current, **role.sampling})
-            changed.append(", ".join(f"{k}={v}" for k, v in role.sampling.items()))
-        changed += self._take_schema_and_tools(role)
-        self.role = name
-        self.save()
-        return changed
-
-    def _take_schema_and_tools(self, role: Role) -> list[str]:
-        """A role's schema (JSON mode on) and tools files, added to the chat's; what changed."""
-        from hermes_cli.modes.tools.loading import check_unique, load_tools_file
-
-        changed = []
-        if role.schema is not None:
-            self.set_schema(role.schema_spec())
-            changed.append("schema (JSON mode on)")
-        if role.tools:
-            loaded = [t for path in role.tools for t in load_tools_file(path, name=f"role {role.name}: tools")]
-            self.set_tools(check_unique(list(self.tools.values()) + loaded))
-            changed.append("tools " + ", ".join(t.name for t in loaded))
-        return changed
+    # -- models (roles: core/chat_roles.py) --------------------------------------------------
 
     def switch_model(self, opts: LoadOptions, err: Any) -> str:
         """/model REF: load another model (downloading if needed) and keep the conversation;

@@ -130,6 +130,18 @@ def text_reply(messages: list[Message], params: SamplingParams) -> Logic:
     return Reply(result.text, [answer_message(result)], [result], stopped=stopped)
 
 
+def continue_reply(messages: list[Message], params: SamplingParams) -> Logic:
+    """The model goes on writing the last reply (`messages` ends with it, left open): one
+    request, and the reply becomes what was there plus what follows, one assistant turn
+    (its ids too, when both parts have them, so the KV cache stays the prompt's prefix)."""
+    before = messages[-1]
+    result = yield Request(messages, params)
+    stopped = "interrupted" if result.finish_reason == "interrupted" else "answer"
+    ids = (before.token_ids + result.token_ids) if before.token_ids is not None and not result.reasoning else None
+    text = before.content + result.text
+    return Reply(text, [Message("assistant", text, token_ids=ids)], [result], stopped=stopped)
+
+
 def answer_message(result: GenerationResult) -> Message:
     """The assistant turn a generation adds: its answer. After thinking, the ids (which
     spell the thinking too) are not kept: the next turn's prompt has the answer only, as

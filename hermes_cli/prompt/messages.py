@@ -18,6 +18,10 @@ class Message:
     content: str
     token_ids: list[int] | None = field(default=None, compare=False, repr=False)
     ids_checked_by: Any = field(default=None, compare=False, repr=False)
+    # The last assistant turn of a prompt, left open for the model to go on writing it
+    # (/continue): rendered without its end marker and with no generation prompt after.
+    # In memory only, never saved.
+    open: bool = field(default=False, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, str]:
         return {"role": self.role, "content": self.content}

@@ -16,7 +16,11 @@ class PromptFormat(Protocol):
 
     kind: str
 
-    def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> list[int]: ...
+    def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = True,
+               continue_final: bool = False) -> list[int]:
+        """`continue_final`: the last message is an assistant turn left open (no end
+        marker, no generation prompt), for the model to go on writing it (/continue)."""
+        ...
 
     def signature(self) -> Any:
         """What a saved KV state depends on (JSON): the markers, or the template."""

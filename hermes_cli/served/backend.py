@@ -146,6 +146,8 @@ class ServedBackend:
         body |= {"top_k": params.top_k, "min_p": params.min_p, "repeat_penalty": params.repeat_penalty,
                  "repetition_penalty": params.repeat_penalty}
         body |= {"stream": True, "stream_options": {"include_usage": True}}
+        if messages and messages[-1].open:  # /continue: vLLM's names; llama-server continues a final assistant turn
+            body |= {"continue_final_message": True, "add_generation_prompt": False}
         return body
 
 
