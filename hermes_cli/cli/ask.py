@@ -61,6 +61,10 @@ def ask(
         "--file", "-f", help="Put this file's text into the question, fenced with its name "
         "(repeatable; globs too).", show_default=False)] = None,
     stats: Annotated[bool, typer.Option("--stats", help="Print timings and tokens/s on stderr.")] = False,
+    choices: Annotated[Optional[str], typer.Option(
+        "--choices", help="Decision mode: answer with exactly one of these comma-separated labels, "
+        "scored from the model's logits (no sampling); prints the label, or with --json the label "
+        "and every label's probability.", show_default=False)] = None,
     extract: Annotated[bool, typer.Option(
         "--extract", "-x", help="Print only the first fenced code block of the answer (its code, as it is "
         "written; the model stops once the block closes). No block: exit 6, nothing printed.")] = False,
@@ -104,6 +108,14 @@ def ask(
 
     config = load_config()
     chosen = settings(sampling, load, role=role, system=system, config=config)
+    if choices is not None:
+        if schema or tools or tools_json or mcp.servers or extract or show_prompt:
+            raise typer.BadParameter("decision mode answers with a label: not with --schema, --tools, "
+                                     "--tools-json, --mcp, -x or --show-prompt", param_hint="--choices")
+        from hermes_cli.core.one_shot import Question as Asked
+
+        asked = Asked(prompt, stdin_text=read_stdin(), files=files or [])
+        raise typer.Exit(run_choices(asked, choices, chosen, load, as_json=json_))
     json_mode = chosen.json_mode(schema, json_)
     if extract and json_mode is not None:
         raise typer.BadParameter("it prints a code block of a text answer; not with --json or --schema",
@@ -134,6 +146,29 @@ def ask(
                        show_prompt=show_prompt, show_tokens=tokens, show_thinking=show_thinking,
                        extract=extract)
     raise typer.Exit(code)
+
+
+def run_choices(question: Any, spec: str, chosen: Any, load: LoadFlags, *, as_json: bool) -> int:
+    """Decision mode (core/decision.py): the label on stdout, or the label and every
+    label's probability as one JSON object."""
+    from hermes_cli.core.decision import decide, decision_messages, parse_choices
+    from hermes_cli.core.loading import open_backend
+    from hermes_cli.core.one_shot import prepare
+
+    labels = parse_choices(spec)
+    text = prepare(question).messages[-1].content  # the prompt, stdin and files, as `ask` sends them
+    backend = open_backend(load_options(load, chosen), endpoints=load.endpoints, key_env=load.api_key_env,
+                           served_model=load.model, err=sys.stderr)
+    try:
+        decision = decide(backend, decision_messages(chosen.system, text, labels), labels)
+    finally:
+        backend.close()
+    if as_json:
+        sys.stdout.write(json.dumps({"label": decision.label, "probabilities": decision.probabilities},
+                                    ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(decision.label + "\n")
+    return 0
 
 
 def read_stdin() -> str | None:

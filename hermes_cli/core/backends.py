@@ -47,6 +47,10 @@ class Backend(Protocol):
     def n_ctx(self) -> int | None:
         """The context size, when known."""
 
+    def choice_probabilities(self, messages: list[Message], labels: list[str]) -> list[float]:
+        """P(the reply is exactly each label), computed from the model's logits and
+        normalized over the labels (decision mode); UsageError where it cannot be."""
+
     def model_names(self) -> tuple[str | None, ...]:
         """The names the model is known by (a GGUF's name and file name, a served model's
         name): what its call format is detected from (prompt/call_format.py)."""
@@ -176,6 +180,13 @@ class LocalBackend:
         ids = self.template.render(messages)
         return self.engine.detokenize(ids, special=True), ids
 
+    def choice_probabilities(self, messages: list[Message], labels: list[str]) -> list[float]:
+        from hermes_cli.engine.scoring import continuation_logprobs, normalized
+
+        prompt = self.template.render(messages)
+        tokens = [self.engine.tokenize(label) for label in labels]
+        return normalized(continuation_logprobs(self.engine, prompt, tokens, self.engine.eog_tokens()))
+
     def model_names(self) -> tuple[str | None, ...]:
         name = self.engine.info.metadata.get("general.name")
         return (name if isinstance(name, str) else None, self.engine.info.path.name)
@@ -264,6 +275,9 @@ class EndpointBackend:
 
     def show_prompt(self, messages: list[Message], params: SamplingParams) -> tuple[str, None]:
         return json.dumps(self.served.request(messages, params), ensure_ascii=False, indent=2), None
+
+    def choice_probabilities(self, messages: list[Message], labels: list[str]) -> list[float]:
+        raise UsageError("--choices needs a model loaded here: a served engine does not send its logits")
 
     def model_names(self) -> tuple[str | None, ...]:
         return (self.served.model,)

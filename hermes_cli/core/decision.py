@@ -1,0 +1,51 @@
+"""Decision mode (`ask --choices billing,technical,other "…"`): exactly one label, and the
+probability of every label, computed from the model's logits — each label's whole token
+sequence scored (engine/scoring.py), the shared prompt evaluated once, nothing sampled.
+Classifying thousands of texts is the commonest scripted job; every other tool makes the
+model write its label and reports no confidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hermes_cli.core.backends import Backend
+from hermes_cli.errors import UsageError
+from hermes_cli.prompt.messages import Message
+
+MAX_LABELS = 64
+
+
+def parse_choices(spec: str) -> list[str]:
+    """`a,b,c` as labels: trimmed, unique, at least two; UsageError naming the problem."""
+    labels = [part.strip() for part in spec.split(",")]
+    if any(not label for label in labels):
+        raise UsageError(f"--choices {spec!r}: a label is empty", hint="separate labels by commas: --choices yes,no")
+    if len(set(labels)) != len(labels):
+        raise UsageError(f"--choices {spec!r}: a label appears twice")
+    if not 2 <= len(labels) <= MAX_LABELS:
+        raise UsageError(f"--choices takes 2 to {MAX_LABELS} labels, not {len(labels)}")
+    return labels
+
+
+def instruction(labels: list[str]) -> str:
+    """The system prompt's line that tells the model how its answer is read."""
+    return "Answer with exactly one of these labels and nothing else: " + ", ".join(labels) + "."
+
+
+def decision_messages(system: str | None, question: str, labels: list[str]) -> list[Message]:
+    system_text = instruction(labels) if not system else f"{system}\n\n{instruction(labels)}"
+    return [Message("system", system_text), Message("user", question)]
+
+
+@dataclass(frozen=True)
+class Decision:
+    label: str
+    probabilities: dict[str, float]
+
+
+def decide(backend: Backend, messages: list[Message], labels: list[str]) -> Decision:
+    """The most probable label, and every label's probability (summing to 1)."""
+    probs = backend.choice_probabilities(messages, labels)
+    best = max(range(len(labels)), key=probs.__getitem__)
+    return Decision(labels[best], dict(zip(labels, probs)))
