@@ -88,3 +88,21 @@ def test_a_served_engine_cannot_decide_and_says_why(hermes_exe) -> None:
         proc = subprocess.run([*hermes_exe, "ask", "x", "--endpoint", server.url, "--model", "m", "--choices", "a,b"],
                               capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert proc.returncode == 2 and "does not send its logits" in proc.stderr
+
+
+def test_batch_lines_decide_with_their_own_or_the_commands_choices(hermes_exe, models, tmp_path) -> None:
+    lines = ['{"id": "a", "prompt": "x", "choices": ["Hi", "Hi!", "Bye"]}', '{"id": "b", "prompt": "y"}',
+             '{"id": "c", "prompt": "z", "choices": ["only"]}', '{"id": "d", "prompt": "w", "choices": "Hi!"}']
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    for extra in ((), ("--parallel", "2")):
+        out = tmp_path / f"out{len(extra)}.jsonl"
+        proc = subprocess.run([*hermes_exe, "batch", str(tmp_path / "in.jsonl"), "-o", str(out), "-m",
+                               str(models["hi"]), "--choices", "Bye,Hi!", *extra], capture_output=True, text=True,
+                              timeout=120, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 1, proc.stderr  # lines c and d are errors
+        recs = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+        assert recs["a"]["output"] == "Hi!" and set(recs["a"]["probabilities"]) == {"Hi", "Hi!", "Bye"}
+        assert recs["b"]["output"] == "Hi!" and set(recs["b"]["probabilities"]) == {"Bye", "Hi!"}
+        assert "2 to 64 labels" in recs["c"]["error"] and "a list of labels" in recs["d"]["error"]
+        for r in (recs["a"], recs["b"]):
+            assert math.isclose(sum(r["probabilities"].values()), 1.0, rel_tol=1e-9)

@@ -69,6 +69,10 @@ def batch(
         help="With --endpoint: requests in flight at once.", min=1, max=256)] = 4,
     request_timeout: Annotated[float, typer.Option(
         help="With --endpoint: seconds one request may take.", min=1.0)] = 600.0,
+    choices: Annotated[Optional[str], typer.Option(
+        "--choices", help="Decision mode for every line: one of these comma-separated labels and each "
+        "label's probability, from the model's logits (a line's \"choices\" list sets its own).",
+        show_default=False)] = None,
     allow_files_outside: Annotated[bool, typer.Option(
         "--allow-files-outside", help="Let lines' \"files\" name paths outside the working directory "
         "(by default they may not: a JSONL file is often data from elsewhere).")] = False,
@@ -95,6 +99,10 @@ def batch(
     config = load_config()
     chosen = settings(sampling, load, role=role, system=system, config=config)
     opts = batch_mod.BatchOptions(system=chosen.system, parallel=parallel, params=chosen.params)
+    if choices is not None:
+        from hermes_cli.core.decision import parse_choices
+
+        opts.choices = parse_choices(choices)
     opts.json_mode = chosen.json_mode(schema, json_)
     if opts.json_mode is not None:
         opts.json_mode.check()

@@ -56,6 +56,7 @@ class Item:
     position: int = 0  # among the input's items, from 0: what --seed S adds to S
     json: bool = False  # "json": true: any JSON object
     tools: bool = True  # "tools": false: this line answers in text even with --tools
+    choices: list[str] | None = None  # decision mode: the labels (core/decision.py)
 
     @property
     def key(self) -> str:
@@ -140,6 +141,14 @@ def _item_from_json(obj: Any, line: int, files_root: Path | None) -> Item:
             return item
     item.json = obj.get("json") is True
     item.tools = obj.get("tools") is not False
+    if "choices" in obj:
+        from hermes_cli.core.decision import check_labels
+
+        try:
+            item.choices = check_labels(obj["choices"], f"line {line}")
+        except UsageError as e:
+            item.error = str(e)
+            return item
     if "schema" in obj:
         from hermes_cli.modes.json_schema import check_schema
 
@@ -302,6 +311,7 @@ class BatchOptions:
     json_mode: JsonMode | None = None  # for every line
     tools: ToolOptions | None = None  # needs yes=True: a batch cannot ask
     parallel: int = 1  # prompts decoded together (continuous batching)
+    choices: list[str] | None = None  # --choices: every line is a decision among these labels
 
 
 @dataclass
@@ -337,7 +347,7 @@ class Recorder:
             summary.failed_lines.append(item.line)
         else:
             summary.done += 1
-            summary.tokens += rec["completion_tokens"]
+            summary.tokens += rec.get("completion_tokens", 0)  # a decision generates none
         summary.seconds = time.perf_counter() - self._started
         if self.progress:
             self.progress(summary.done + summary.failed, self.todo, summary.tokens)

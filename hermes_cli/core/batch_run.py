@@ -99,6 +99,9 @@ def answer_line(backend: ReplySource, item: Item, opts: BatchOptions) -> dict[st
     if item.error is not None:
         return error_record(item, item.error)
     t0 = time.perf_counter()
+    labels = item.choices or opts.choices
+    if labels:
+        return _decided(backend, item, opts, labels, t0)
     try:
         reply = run(backend, item_logic(item, opts))
     except ServerError:
@@ -106,6 +109,20 @@ def answer_line(backend: ReplySource, item: Item, opts: BatchOptions) -> dict[st
     except HermesError as e:
         return error_record(item, str(e))
     return record(item, reply, time.perf_counter() - t0, item_mode(item, opts).name)
+
+
+def _decided(backend: Any, item: Item, opts: BatchOptions, labels: list[str], t0: float) -> dict[str, Any]:
+    """A decision line's record: the label as its output, and every label's probability."""
+    from hermes_cli.core.decision import decide, decision_messages
+
+    system = item.system if item.system is not None else opts.system
+    text = "\n\n".join(m.content for m in item.messages if m.role == "user")
+    try:
+        decision = decide(backend, decision_messages(system, text, labels), labels)
+    except HermesError as e:
+        return error_record(item, str(e))
+    return {"id": item.id, "output": decision.label, "probabilities": decision.probabilities,
+            "seconds": round(time.perf_counter() - t0, 4)}
 
 
 def needs_grammars(items: list[Item], done: set[str], opts: BatchOptions) -> bool:
@@ -125,10 +142,15 @@ def run_batch(engine: Engine, items: list[Item], writer: ResultWriter, done: set
     if needs_grammars(todo, set(), opts):
         engine.prefetch_grammars()
 
-    if opts.parallel > 1:
-        _Parallel(engine, template, opts, finished).run(todo)
-        return summary
     backend = LocalBackend(engine, template)
+    if opts.parallel > 1:
+        # decision lines are scored, not sampled: one at a time, before the slots start
+        for item in [it for it in todo if it.error is None and (it.choices or opts.choices)]:
+            finished(item, answer_line(backend, item, opts))
+        engine.forget()
+        _Parallel(engine, template, opts, finished).run(
+            [it for it in todo if it.error is not None or not (it.choices or opts.choices)])
+        return summary
     for item in todo:
         finished(item, answer_line(backend, item, opts))
     return summary

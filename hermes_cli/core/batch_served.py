@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
+from hermes_cli.core.backends import EndpointBackend
 from hermes_cli.core.batch import BatchOptions, Item, Progress, Recorder, ResultWriter, Summary
 from hermes_cli.core.batch_run import answer_line
 from hermes_cli.served.backend import ServedBackend
@@ -28,6 +29,7 @@ def run_served_batch(backend: ServedBackend, items: list[Item], writer: ResultWr
     summary = finished.summary
 
     lines: Iterator[Item] = iter(todo)
+    source = EndpointBackend(backend)  # the one Backend door (decision lines are refused there, in one line)
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="hermes-batch") as pool:
         running: dict[Future[dict[str, Any]], Item] = {}
         try:
@@ -36,7 +38,7 @@ def run_served_batch(backend: ServedBackend, items: list[Item], writer: ResultWr
                     item = next(lines, None)
                     if item is None:
                         break
-                    running[pool.submit(answer_line, backend, item, opts)] = item
+                    running[pool.submit(answer_line, source, item, opts)] = item
                 if not running:
                     return summary
                 ready, _ = wait(running, return_when=FIRST_COMPLETED)

@@ -18,13 +18,19 @@ MAX_LABELS = 64
 
 def parse_choices(spec: str) -> list[str]:
     """`a,b,c` as labels: trimmed, unique, at least two; UsageError naming the problem."""
-    labels = [part.strip() for part in spec.split(",")]
-    if any(not label for label in labels):
-        raise UsageError(f"--choices {spec!r}: a label is empty", hint="separate labels by commas: --choices yes,no")
+    return check_labels([part.strip() for part in spec.split(",")], f"--choices {spec!r}")
+
+
+def check_labels(labels: object, where: str) -> list[str]:
+    """The labels of `--choices` or a batch line's `"choices"`, checked."""
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        raise UsageError(f"{where}: choices must be a list of labels")
+    if any(not label.strip() for label in labels):
+        raise UsageError(f"{where}: a label is empty", hint="separate labels by commas: --choices yes,no")
     if len(set(labels)) != len(labels):
-        raise UsageError(f"--choices {spec!r}: a label appears twice")
+        raise UsageError(f"{where}: a label appears twice")
     if not 2 <= len(labels) <= MAX_LABELS:
-        raise UsageError(f"--choices takes 2 to {MAX_LABELS} labels, not {len(labels)}")
+        raise UsageError(f"{where}: 2 to {MAX_LABELS} labels, not {len(labels)}")
     return labels
 
 
