@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmarks import (  # noqa: E402
     batch,
     common,
+    decision,
     decode,
     fastforward,
     hosttime,
@@ -61,7 +62,8 @@ from benchmarks import (  # noqa: E402
     served,
 )
 
-ALL = "decode,hosttime,modes,oneshot,fastforward,parallel,served,reuse,startup,render,batch,resume,schemabench"
+ALL = ("decode,hosttime,modes,oneshot,fastforward,parallel,served,reuse,startup,render,batch,resume,schemabench,"
+       "decision")
 
 
 def header() -> None:
@@ -97,7 +99,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
         models = [(common.tiny(tmpdir), "tiny random model (277-token vocabulary)")]
-        on_real = {"decode", "hosttime", "modes", "oneshot", "fastforward", "parallel", "startup", "served"}
+        on_real = {"decode", "hosttime", "modes", "oneshot", "fastforward", "parallel", "startup", "served", "decision"}
         if not args.no_real and sections & on_real:
             models += common.real_models()
         if "decode" in sections:
@@ -125,6 +127,8 @@ def main() -> None:
             batch.section(tmpdir, 20 if args.quick else 100)
         if "resume" in sections:
             misc.resume(tmpdir, repeat)
+        if "decision" in sections:
+            decision.section(models, 1 if args.quick else 2)
         if "schemabench" in sections:
             schemabench.section(args.schemabench, 2 if args.quick else 3)
 
