@@ -33,7 +33,7 @@ class ReplyView:
         self._json: list[str] = []
         self._json_tail: list[str] = []  # finished lines of the JSON so far (a screen's worth)
         self._json_partial: list[str] = []  # pieces of the line being written
-        self._json_drawn = 0.0  # when the live area was last drawn
+        self._drawn = 0.0  # when the live area was last drawn
         self._thinking: list[str] = []  # a reasoning model's thinking, streamed dim, then folded
         self._area: LiveArea | None = None
 
@@ -100,21 +100,16 @@ class ReplyView:
     def _think(self, text: str) -> None:
         """Thinking streams dim in the live area (its newest rows), set apart from the
         answer; piped or plain, nothing of it is printed (the answer is what is shown)."""
-        from rich.text import Text
-
         self._thinking.append(text)
-        if self.plain:
+        if self.plain or not self._redraw_due():
             return
-        now = time.monotonic()
-        if now - self._json_drawn < _REDRAW_SECONDS:
-            return
-        self._json_drawn = now
-        if self._area is None:
-            self._area = LiveArea(self.console)
-        height, width = self._area.height, max(20, self.console.width)
-        tail = self._safe("".join(self._thinking)[-height * width:])
-        rows = self.console.render_lines(Text(tail, style="dim italic"), self.console.options, pad=False)
-        self._area.show(rows[-height:])
+        budget, pieces, size = self._screen_chars(), [], 0
+        for piece in reversed(self._thinking):  # the newest screenful only: O(screen) a redraw
+            pieces.append(piece)
+            size += len(piece)
+            if size >= budget:
+                break
+        self._show_tail("".join(reversed(pieces))[-budget:], "dim italic")
 
     def _fold_thinking(self) -> None:
         """Thinking done: one dim line in its place (`/think` shows it whole)."""
@@ -152,29 +147,46 @@ class ReplyView:
         finished lines, bounded to a screen, and the pieces of the line being written) and
         drawn at most 12 times a second. Joining the whole reply on every token was
         O(n^2): 21 s of host time for a 4,000-token answer."""
-        from rich.text import Text
-
         first, *rest = text.split("\n")
         self._json_partial.append(first)
         if rest:
             self._json_tail.append("".join(self._json_partial))
             self._json_tail += rest[:-1]
             self._json_partial = [rest[-1]]
-        now = time.monotonic()
-        if now - self._json_drawn < _REDRAW_SECONDS:
+        if not self._redraw_due():
             return
-        self._json_drawn = now
+        budget = self._screen_chars()
+        assert self._area is not None
+        del self._json_tail[:-self._area.height]
+        line = "".join(self._json_partial)
+        if len(line) > budget:  # one long line (compact JSON): its newest part
+            line = line[-budget:]
+            self._json_partial = [line]
+        self._show_tail("\n".join([*self._json_tail, line]), "dim")
+
+    # -- the live area, shared by JSON and thinking ------------------------------------------
+
+    def _redraw_due(self) -> bool:
+        """At most 12 redraws a second, whatever the token rate."""
+        now = time.monotonic()
+        if now - self._drawn < _REDRAW_SECONDS:
+            return False
+        self._drawn = now
+        return True
+
+    def _screen_chars(self) -> int:
+        """More characters than the live area can show (creating it on first use)."""
         if self._area is None:
             self._area = LiveArea(self.console)
-        height, width = self._area.height, max(20, self.console.width)
-        del self._json_tail[:-height]
-        line = "".join(self._json_partial)
-        if len(line) > height * width:  # one long line (compact JSON): its newest part
-            line = line[-height * width:]
-            self._json_partial = [line]
-        shown = self._safe("\n".join([*self._json_tail, line]))
-        rows = self.console.render_lines(Text(shown, style="dim"), self.console.options, pad=False)
-        self._area.show(rows[-height:])
+        return self._area.height * max(20, self.console.width)
+
+    def _show_tail(self, text: str, style: str) -> None:
+        """The newest rows of `text`, as the screen wraps them, in the live area."""
+        from rich.text import Text
+
+        assert self._area is not None
+        rows = self.console.render_lines(Text(self._safe(text), style=style), self.console.options, pad=False)
+        self._area.show(rows[-self._area.height:])
 
     def _restart_json(self) -> None:
         if self._json and self.plain:
