@@ -106,3 +106,31 @@ def test_batch_lines_decide_with_their_own_or_the_commands_choices(hermes_exe, m
         assert "2 to 64 labels" in recs["c"]["error"] and "a list of labels" in recs["d"]["error"]
         for r in (recs["a"], recs["b"]):
             assert math.isclose(sum(r["probabilities"].values()), 1.0, rel_tol=1e-9)
+
+
+def test_chat_decision_mode_answers_with_a_label_and_its_probabilities(load) -> None:
+    from tests.test_repl import Driven
+
+    d = Driven(load("hi"))
+    out = d.run("/choices Hi,Hi!,Bye", "hello", "/choices off", "again", "/choices only")
+    assert "decision mode: each message is answered with one of Hi, Hi!, Bye" in out
+    assert "decision: Hi! " in out and "Hi " in out and "Bye " in out
+    assert [(m.role, m.content) for m in d.conversation.messages] == [
+        ("user", "hello"), ("assistant", "Hi!"), ("user", "again"), ("assistant", "Hi!")]
+    assert out.count("decision:") == 1  # off: the next reply was written, not decided
+    assert "error: /choices 'only': 2 to 64 labels" in out
+
+
+def test_a_roles_choices_make_ask_decide_and_bad_ones_are_one_line(hermes_exe, models, tmp_path) -> None:
+    import os
+
+    config = tmp_path / "config.toml"
+    config.write_text('[roles.triage]\nchoices = ["Hi", "Hi!", "Bye"]\n')
+    env = {**os.environ, "HERMES_CONFIG": str(config)}
+    proc = subprocess.run([*hermes_exe, "ask", "x", "-r", "triage", "-m", str(models["hi"])], capture_output=True,
+                          text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0 and proc.stdout == "Hi!\n", proc.stderr
+    config.write_text('[roles.triage]\nchoices = ["one"]\n')
+    proc = subprocess.run([*hermes_exe, "ask", "x", "-r", "triage", "-m", str(models["hi"])], capture_output=True,
+                          text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2 and "[roles.triage] choices" in proc.stderr

@@ -322,6 +322,21 @@ def _prompt(s: ChatSession, ui: ChatUI, arg: str) -> None:
     ui.say(s.prompt_text())
 
 
+@command("/choices", "/choices [A,B,…|off]", "decision mode: each message answered with one label and "
+         "every label's probability", choices=("off",))
+def _choices(s: ChatSession, ui: ChatUI, arg: str) -> None:
+    from hermes_cli.core.decision import parse_choices
+
+    if arg == "off":
+        s.choices = None
+        ui.say("decision mode off: replies are written again")
+    elif arg:
+        s.choices = parse_choices(arg, "/choices")
+        ui.say("decision mode: each message is answered with one of " + ", ".join(s.choices))
+    else:
+        ui.say("decision mode: " + (", ".join(s.choices) if s.choices else "off"))
+
+
 @command("/think", "/think", "show the last reply's thinking whole (a reasoning model's <think>)")
 def _think(s: ChatSession, ui: ChatUI, arg: str) -> None:
     ui.say(s.last_reasoning or "the last reply had no thinking", style="dim")

@@ -108,14 +108,15 @@ def ask(
 
     config = load_config()
     chosen = settings(sampling, load, role=role, system=system, config=config)
-    if choices is not None:
+    labels = chosen.choices(choices)  # --choices, else the role's
+    if labels is not None:
         if schema or tools or tools_json or mcp.servers or extract or show_prompt:
             raise typer.BadParameter("decision mode answers with a label: not with --schema, --tools, "
                                      "--tools-json, --mcp, -x or --show-prompt", param_hint="--choices")
         from hermes_cli.core.one_shot import Question as Asked
 
         asked = Asked(prompt, stdin_text=read_stdin(), files=files or [])
-        raise typer.Exit(run_choices(asked, choices, chosen, load, as_json=json_))
+        raise typer.Exit(run_choices(asked, labels, chosen, load, as_json=json_))
     json_mode = chosen.json_mode(schema, json_)
     if extract and json_mode is not None:
         raise typer.BadParameter("it prints a code block of a text answer; not with --json or --schema",
@@ -148,14 +149,13 @@ def ask(
     raise typer.Exit(code)
 
 
-def run_choices(question: Any, spec: str, chosen: Any, load: LoadFlags, *, as_json: bool) -> int:
+def run_choices(question: Any, labels: list[str], chosen: Any, load: LoadFlags, *, as_json: bool) -> int:
     """Decision mode (core/decision.py): the label on stdout, or the label and every
     label's probability as one JSON object."""
-    from hermes_cli.core.decision import decide, decision_messages, parse_choices
+    from hermes_cli.core.decision import decide, decision_messages
     from hermes_cli.core.loading import open_backend
     from hermes_cli.core.one_shot import prepare
 
-    labels = parse_choices(spec)
     text = prepare(question).messages[-1].content  # the prompt, stdin and files, as `ask` sends them
     backend = open_backend(load_options(load, chosen), endpoints=load.endpoints, key_env=load.api_key_env,
                            served_model=load.model, err=sys.stderr)

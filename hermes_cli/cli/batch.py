@@ -99,10 +99,7 @@ def batch(
     config = load_config()
     chosen = settings(sampling, load, role=role, system=system, config=config)
     opts = batch_mod.BatchOptions(system=chosen.system, parallel=parallel, params=chosen.params)
-    if choices is not None:
-        from hermes_cli.core.decision import parse_choices
-
-        opts.choices = parse_choices(choices)
+    opts.choices = chosen.choices(choices)  # --choices, else the role's
     opts.json_mode = chosen.json_mode(schema, json_)
     if opts.json_mode is not None:
         opts.json_mode.check()

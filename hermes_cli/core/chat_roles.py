@@ -33,10 +33,14 @@ def apply_role(session: ChatSession, config: Config, name: str) -> list[str]:
 
 
 def take_schema_and_tools(session: ChatSession, role: Role) -> list[str]:
-    """A role's schema (JSON mode on) and tools files, added to the chat's; what changed."""
+    """A role's schema (JSON mode on), tools files and decision labels, added to the
+    chat's; what changed."""
     from hermes_cli.modes.tools.loading import check_unique, load_tools_file
 
     changed = []
+    if role.choices:
+        session.choices = role.choices
+        changed.append("choices " + ", ".join(role.choices))
     if role.schema is not None:
         session.set_schema(role.schema_spec())
         changed.append("schema (JSON mode on)")

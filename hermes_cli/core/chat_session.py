@@ -67,6 +67,7 @@ class ChatSession:
         self.mcp = mcp  # MCP servers, whose tools join `tools`
         self.lock = lock if lock is not None else locks.Holder()  # one writer per conversation
         self.call_format = call_format  # "auto": the model's (prompt/call_format.py)
+        self.choices: list[str] | None = None  # decision mode's labels (core/chat_decision.py)
         self.last_result: GenerationResult | None = None
         self.last_reasoning: str | None = None  # the last reply's thinking (a reasoning model's)
         self.total_tokens = 0
@@ -88,6 +89,11 @@ class ChatSession:
         changed, when the message cannot be sent (files that overflow the context)."""
         from hermes_cli.core.attachments import describe
 
+        if self.choices:  # decision mode (/choices, a role's choices)
+            from hermes_cli.core.chat_decision import decision_turn
+
+            yield from decision_turn(self, text, self.choices)
+            return
         content, files = self.compose(text)  # @path and /read files, fenced
         if files:
             yield TurnNote(f"with {describe(files)}{self.room(self.prompt_tokens(content))}")

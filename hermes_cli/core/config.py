@@ -67,7 +67,7 @@ TEMPLATE = """\
 MAX_CONFIG = 1 << 20  # bytes: a config file is a page of TOML
 _TOP = {"model", "ctx", "gpu_layers", "threads", "gpu_hint", "prompt_cache", "call_format", "sampling", "aliases",
         "roles", "mcp"}
-_ROLE = {"system", "model", "schema", "tools", "sampling"}
+_ROLE = {"system", "model", "schema", "tools", "sampling", "choices"}
 _MCP_SERVER = {"command", "args", "env", "url", "allow", "timeout"}
 
 
@@ -79,6 +79,7 @@ class Role:
     schema: Any = None  # a schema dict, or a path (relative to the config file)
     tools: list[str] = field(default_factory=list)
     sampling: dict[str, Any] = field(default_factory=dict)
+    choices: list[str] | None = None  # decision mode's labels (core/decision.py)
 
     def schema_spec(self) -> str | None:
         """The schema as `--schema` and `/schema` take it: its file, or the inline table as JSON."""
@@ -221,11 +222,19 @@ def _config(data: dict[str, Any], path: Path) -> Config:
         tools = table.get("tools", [])
         if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
             raise _Bad(f"{where}tools must be a list of file names")
+        choices = table.get("choices")
+        if choices is not None:
+            from hermes_cli.core.decision import check_labels
+
+            try:
+                choices = check_labels(choices, f"{where}choices")
+            except UsageError as e:
+                raise _Bad(str(e)) from None
         cfg.roles[name] = Role(name, system=_typed(table, "system", str, where),
                                model=_typed(table, "model", str, where), schema=schema,
                                tools=[str((path.parent / Path(t).expanduser()).resolve()) for t in tools],
                                sampling=_sampling(table["sampling"], f"{where}sampling")
-                               if "sampling" in table else {})
+                               if "sampling" in table else {}, choices=choices)
     cfg.mcp = _mcp(data.get("mcp", {}))
     return cfg
 

@@ -8,17 +8,21 @@ model write its label and reports no confidence.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from hermes_cli.core.backends import Backend
 from hermes_cli.errors import UsageError
 from hermes_cli.prompt.messages import Message
+
+if TYPE_CHECKING:  # light to import: the config checks a role's labels with check_labels
+    from hermes_cli.core.backends import Backend
 
 MAX_LABELS = 64
 
 
-def parse_choices(spec: str) -> list[str]:
-    """`a,b,c` as labels: trimmed, unique, at least two; UsageError naming the problem."""
-    return check_labels([part.strip() for part in spec.split(",")], f"--choices {spec!r}")
+def parse_choices(spec: str, name: str = "--choices") -> list[str]:
+    """`a,b,c` as labels: trimmed, unique, at least two; UsageError naming the problem
+    (and `name`, how they were given: `--choices`, `/choices`)."""
+    return check_labels([part.strip() for part in spec.split(",")], f"{name} {spec!r}")
 
 
 def check_labels(labels: object, where: str) -> list[str]:

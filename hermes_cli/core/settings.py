@@ -56,6 +56,14 @@ class Settings:
             return load_schema(schema)
         return JsonMode() if json_ else None
 
+    def choices(self, given: str | None) -> list[str] | None:
+        """`--choices`, else the role's: decision mode's labels, or None."""
+        from hermes_cli.core.decision import parse_choices
+
+        if given is not None:
+            return parse_choices(given)
+        return self.role.choices if self.role is not None else None
+
     def tool_files(self, given: list[str] | None) -> list[str]:
         """The role's tools files, then the command line's `--tools`."""
         return [*(self.role.tools if self.role is not None else []), *(given or [])]
