@@ -292,6 +292,7 @@ class _Printer:
                         self.err.flush()
                         self._thought = True
                 elif isinstance(event, ev.TextDelta) and self.code is not None:
+                    self._end_thinking()
                     self.write(self.code.feed(event.text))
                     if self.code.done:  # the block is whole: the rest of the answer is not wanted
                         events.close()  # type: ignore[attr-defined]

@@ -23,7 +23,7 @@ from hermes_cli.engine.params import GenerationResult, SamplingParams, common_pr
 from hermes_cli.engine.prompt_cache import MIN_TOKENS, KeptPrefix, PromptCache
 from hermes_cli.errors import HermesError, UsageError
 from hermes_cli.modes.tools.loop import ToolOptions
-from hermes_cli.prompt.call_format import FORMATS, choose
+from hermes_cli.prompt.call_format import FORMATS, choose, gguf_names
 from hermes_cli.prompt.messages import Message
 from hermes_cli.prompt.reply_grammar import ReplyGrammar
 from hermes_cli.prompt.template import PromptFormat, template_for
@@ -188,8 +188,7 @@ class LocalBackend:
         return normalized(continuation_logprobs(self.engine, prompt, tokens, self.engine.eog_tokens()))
 
     def model_names(self) -> tuple[str | None, ...]:
-        name = self.engine.info.metadata.get("general.name")
-        return (name if isinstance(name, str) else None, self.engine.info.path.name)
+        return gguf_names(self.engine.info.metadata, self.engine.info.path.name)
 
     def title(self) -> str:
         return f"{self.engine.info.path.name} · context {self.n_ctx}"
@@ -312,7 +311,6 @@ class EndpointBackend:
 
     def close(self) -> None:
         self.served.pool.close()
-
 
 
 def with_call_format(tools: ToolOptions | None, backend: Backend) -> ToolOptions | None:

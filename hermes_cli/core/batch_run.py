@@ -99,7 +99,7 @@ def answer_line(backend: ReplySource, item: Item, opts: BatchOptions) -> dict[st
     if item.error is not None:
         return error_record(item, item.error)
     t0 = time.perf_counter()
-    labels = item.choices or opts.choices
+    labels = _labels(item, opts)
     if labels:
         return _decided(backend, item, opts, labels, t0)
     try:
@@ -109,6 +109,11 @@ def answer_line(backend: ReplySource, item: Item, opts: BatchOptions) -> dict[st
     except HermesError as e:
         return error_record(item, str(e))
     return record(item, reply, time.perf_counter() - t0, item_mode(item, opts).name)
+
+
+def _labels(item: Item, opts: BatchOptions) -> list[str] | None:
+    """A decision line's labels (its own `"choices"`, else `--choices`), or None."""
+    return item.choices or opts.choices
 
 
 def _decided(backend: Any, item: Item, opts: BatchOptions, labels: list[str], t0: float) -> dict[str, Any]:
@@ -145,11 +150,12 @@ def run_batch(engine: Engine, items: list[Item], writer: ResultWriter, done: set
     backend = LocalBackend(engine, template)
     if opts.parallel > 1:
         # decision lines are scored, not sampled: one at a time, before the slots start
-        for item in [it for it in todo if it.error is None and (it.choices or opts.choices)]:
+        decisions = [it for it in todo if it.error is None and _labels(it, opts)]
+        for item in decisions:
             finished(item, answer_line(backend, item, opts))
         engine.forget()
-        _Parallel(engine, template, opts, finished).run(
-            [it for it in todo if it.error is not None or not (it.choices or opts.choices)])
+        scored = {id(it) for it in decisions}
+        _Parallel(engine, template, opts, finished).run([it for it in todo if id(it) not in scored])
         return summary
     for item in todo:
         finished(item, answer_line(backend, item, opts))

@@ -11,7 +11,7 @@ from hermes_cli.engine import devices, gguf, offload
 from hermes_cli.engine.build import gpu_offload_supported, llama_cpp_version, system_info
 from hermes_cli.engine.hardware import usable_cpu_count
 from hermes_cli.engine.params import DEFAULT_CTX_CAP
-from hermes_cli.prompt.call_format import choose
+from hermes_cli.prompt.call_format import choose, gguf_names
 
 _FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1",
                10: "Q2_K", 11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S",
@@ -86,8 +86,7 @@ def model_lines(path: Path) -> list[str]:
         f"({meta.get('tokenizer.ggml.model', '?')})",
         f"chat template: {_template_kind(meta.get('tokenizer.chat_template'))}",
         "tool calls: {} ({}; --call-format or the config's call_format overrides)".format(
-            *choose(None, meta.get("general.name") if isinstance(meta.get("general.name"), str) else None,
-                    path.name)),
+            *choose(None, *gguf_names(meta, path.name))),
     ]
     for key in ("bos", "eos", "eot", "padding"):
         value = meta.get(f"tokenizer.ggml.{key}_token_id")

@@ -14,7 +14,7 @@ from hermes_cli.modes.events import Logic, text_reply
 from hermes_cli.modes.json_mode import JsonMode, json_reply
 from hermes_cli.modes.tools.loop import Approve, ToolOptions, tools_reply
 from hermes_cli.modes.tools.protocol import system_prompt as tools_system_prompt
-from hermes_cli.prompt.call_format import FORMATS, NAME_FIRST
+from hermes_cli.prompt.call_format import decided
 from hermes_cli.prompt.messages import Message
 
 
@@ -42,8 +42,8 @@ class ReplyMode:
         if self.json is not None:
             return self.json.system_prompt(user_system)
         if self.tools is not None and self.tools.choice != "none" and self.tools.tools:
-            fmt = self.tools.call_format if self.tools.call_format in FORMATS else NAME_FIRST
-            return tools_system_prompt(list(self.tools.tools.values()), user_system, fmt)
+            return tools_system_prompt(list(self.tools.tools.values()), user_system,
+                                       decided(self.tools.call_format))
         return user_system
 
     def messages(self, user_system: str | None, turns: list[Message]) -> list[Message]:

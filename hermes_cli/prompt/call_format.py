@@ -42,6 +42,17 @@ def choose(override: str | None, *names: str | None) -> tuple[str, str]:
     return found, ("detected: a Hermes 2 Pro / Θ model" if found == ARGUMENTS_FIRST else "the default")
 
 
+def decided(call_format: str) -> str:
+    """The format to write: an undecided "auto" (no backend has said) is name-first."""
+    return call_format if call_format in FORMATS else NAME_FIRST
+
+
+def gguf_names(metadata: dict[str, object], file_name: str) -> tuple[str | None, str]:
+    """The names a GGUF's format is detected from: its `general.name`, then its file name."""
+    name = metadata.get("general.name")
+    return (name if isinstance(name, str) else None, file_name)
+
+
 def keys(call_format: str) -> tuple[str, str]:
     """The two keys of a call, in the order the model writes them."""
     return ("arguments", "name") if call_format == ARGUMENTS_FIRST else ("name", "arguments")

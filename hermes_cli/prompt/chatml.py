@@ -86,12 +86,11 @@ class ChatML:
     def signature(self) -> list[int]:
         return [self.im_start, self.im_end]
 
-    def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = True,
-               continue_final: bool = False) -> list[int]:
+    def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> list[int]:
         """The whole prompt: BOS (when the vocabulary wants one), turns, then
-        `<|im_start|>assistant\\n` so the model writes the reply; or, `continue_final`,
-        the last (assistant) turn without its `<|im_end|>`, for the model to go on."""
-        continue_final = continue_final or bool(messages and messages[-1].open)
+        `<|im_start|>assistant\\n` so the model writes the reply; or, the last message
+        being `open`, that turn without its `<|im_end|>`, for the model to go on."""
+        continue_final = bool(messages and messages[-1].open)
         ids = list(self._bos)
         for msg in messages[:-1] if continue_final else messages:
             ids += self.message(msg)

@@ -90,14 +90,13 @@ class JinjaTemplate:
                 stripped.add(role)
         return stripped
 
-    def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = True,
-               continue_final: bool = False) -> list[int]:
+    def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> list[int]:
         for msg in messages:
             if msg.role not in ROLES:
                 raise UsageError(f"unknown role {msg.role!r}")
         contents = [m.content.strip() if m.role in self._strips else m.content for m in messages]
         holes = [{"role": m.role, "content": _HOLE.format(i)} for i, m in enumerate(messages)]
-        continue_final = continue_final or bool(messages and messages[-1].open)
+        continue_final = bool(messages and messages[-1].open)
         add_generation_prompt = add_generation_prompt and not continue_final
         try:
             text = self._render_text(holes, add_generation_prompt)

@@ -16,10 +16,9 @@ class PromptFormat(Protocol):
 
     kind: str
 
-    def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = True,
-               continue_final: bool = False) -> list[int]:
-        """`continue_final`: the last message is an assistant turn left open (no end
-        marker, no generation prompt), for the model to go on writing it (/continue)."""
+    def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> list[int]:
+        """A last message that is `open` (an assistant turn, /continue) is rendered without
+        its end marker and with no generation prompt, for the model to go on writing it."""
         ...
 
     def signature(self) -> Any:

@@ -23,7 +23,7 @@ from hermes_cli.modes.json_mode import DEFAULT_RETRIES
 from hermes_cli.modes.tools.protocol import forced_call_grammar, lazy_call_grammar, response_block, validate_arguments
 from hermes_cli.modes.tools.runner import run_call
 from hermes_cli.modes.tools.tool import DEFAULT_MAX_ROUNDS, DEFAULT_TIMEOUT, Tool
-from hermes_cli.prompt.call_format import AUTO, FORMATS, NAME_FIRST
+from hermes_cli.prompt.call_format import AUTO, decided
 from hermes_cli.prompt.messages import Message
 from hermes_cli.prompt.tool_calls import ParsedReply, ToolCall, parse_tool_calls, tag_inside
 
@@ -66,7 +66,7 @@ def tools_reply(history: list[Message], opts: ToolOptions, params: SamplingParam
     """
     tools, choice = opts.tools, opts.choice
     check_choice(choice, tools)
-    fmt = opts.call_format if opts.call_format in FORMATS else NAME_FIRST
+    fmt = decided(opts.call_format)
     any_call = forced_call_grammar(list(tools.values()), fmt)
     forced = any_call if choice == "required" else None
     if choice not in ("auto", "none", "required"):
