@@ -113,7 +113,8 @@ LOADING = Group("load", (
         "served model's name (default: the one it serves). Default: $HERMES_MODEL or "
         + env.DEFAULT_MODEL_REF, show_default=False)]),
     _opt("endpoints", Annotated[Optional[list[str]], typer.Option(
-        "--endpoint", help="An OpenAI-compatible server (vLLM, llama-server, ...): its base URL. "
+        "--endpoint", help="An OpenAI-compatible server (vLLM, llama-server, ...): its base URL, or "
+        "`local` for the running `hermes serve` (a warm model: no load). "
         "Batch takes several. Default: $HERMES_ENDPOINT.", show_default=False)]),
     _opt("api_key_env", Annotated[str, typer.Option(
         help="The environment variable holding the endpoint's API key (never printed).")],

@@ -73,10 +73,12 @@ def connect(endpoints: list[str], model: str | None, key_env: str, *, buffered: 
     """A served engine instead of a local model; `model` defaults to the one it serves.
     `buffered`: answers read whole, so a cut stream is asked again (batch); `timeout`:
     seconds one request may take."""
+    from hermes_cli.core.local_server import resolve
     from hermes_cli.served.backend import ServedBackend
     from hermes_cli.served.client import Endpoint, served_models
     from hermes_cli.served.pool import EndpointPool
 
+    endpoints = [resolve(url) for url in endpoints]
     pool = EndpointPool([Endpoint(url, key_env) if timeout is None else Endpoint(url, key_env, timeout=timeout)
                          for url in endpoints])
     names = pool.call(served_models)

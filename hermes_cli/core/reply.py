@@ -54,22 +54,50 @@ def stream(backend: ReplySource, logic: Logic) -> Generator[Event, None, None]:
             return
 
 
+class TextEvents:
+    """One generation's text as the events a front end shows: a leading `<think>` section
+    as ThinkingDelta (prompt/reasoning.py), then plain text, JSON text, or text with its
+    tool calls split out as calls, by the request's `show`. Used wherever text streams
+    (this module's `stream`, and the slots of `hermes serve`, core/turn_queue.py)."""
+
+    def __init__(self, show: str) -> None:
+        self.show = show
+        self.splitter = ToolTextSplitter() if show == "tools" else None
+        self.thinker = ThinkSplitter()
+
+    def feed(self, text: str) -> list[Event]:
+        return self._events(self.thinker.feed(text))
+
+    def finish(self, result: GenerationResult | None) -> list[Event]:
+        """What was held back, once the generation ended with `result`."""
+        events = self._events(self.thinker.finish())
+        if self.splitter is not None:
+            cut = result is not None and result.finish_reason in ("length", "context")
+            events += self.splitter.finish(cut=cut)
+        return events
+
+    def _events(self, pieces: Iterable[tuple[str, str]]) -> list[Event]:
+        events: list[Event] = []
+        for kind, piece in pieces:
+            if kind == "thinking":
+                events.append(ThinkingDelta(piece))
+            elif self.splitter is not None:
+                events += self.splitter.feed(piece)
+            else:
+                events.append(JsonDelta(piece) if self.show == "json" else TextDelta(piece))
+        return events
+
+
 def _generate(backend: ReplySource, request: Request) -> Generator[Event, None, GenerationResult]:
     """One generation's text as events; returns its result (interrupted on Ctrl-C). A
     leading `<think>` section streams as ThinkingDelta and comes back as the result's
     `reasoning`, apart from its `text` (prompt/reasoning.py)."""
     gen = backend.start(request.messages, request.params, request.grammar)
-    splitter = ToolTextSplitter() if request.show == "tools" else None
-    thinker = ThinkSplitter()
+    events = TextEvents(request.show)
     try:
         for text in gen:
-            for kind, piece in thinker.feed(text):
-                yield from ((ThinkingDelta(piece),) if kind == "thinking" else _events(piece, request.show, splitter))
-        for kind, piece in thinker.finish():
-            yield from ((ThinkingDelta(piece),) if kind == "thinking" else _events(piece, request.show, splitter))
-        if splitter is not None:
-            cut = gen.result is not None and gen.result.finish_reason in ("length", "context")
-            yield from splitter.finish(cut=cut)
+            yield from events.feed(text)
+        yield from events.finish(gen.result)
     except KeyboardInterrupt:
         gen.close()
     except GeneratorExit:
@@ -77,12 +105,6 @@ def _generate(backend: ReplySource, request: Request) -> Generator[Event, None, 
         raise
     assert gen.result is not None
     return with_reasoning(gen.result)
-
-
-def _events(text: str, show: str, splitter: ToolTextSplitter | None) -> Iterable[Event]:
-    if splitter is not None:
-        return splitter.feed(text)
-    return (JsonDelta(text),) if show == "json" else (TextDelta(text),)
 
 
 def run(backend: ReplySource, logic: Logic) -> Any:

@@ -255,6 +255,15 @@ class Engine:
         """Forget everything sequence `seq` holds."""
         self._c.llama_memory_seq_rm(self._c.llama_get_memory(self._live_ctx()), seq, -1, -1)
 
+    def trim_sequence(self, seq: int, keep: int) -> int:
+        """Keep the first `keep` cells of sequence `seq`, drop the rest; return how many
+        are kept (0 where the cache cannot cut a sequence, e.g. a sliding window)."""
+        mem = self._c.llama_get_memory(self._live_ctx())
+        if self._c.llama_memory_seq_rm(mem, seq, keep, -1):
+            return keep
+        self._c.llama_memory_seq_rm(mem, seq, -1, -1)
+        return 0
+
     def copy_sequence(self, src: int, dst: int, n: int) -> None:
         """Let sequence `dst` share the first `n` cells of `src` (no copy in a unified cache)."""
         self._c.llama_memory_seq_cp(self._c.llama_get_memory(self._live_ctx()), src, dst, 0, n)

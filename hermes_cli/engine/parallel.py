@@ -17,7 +17,7 @@ from typing import Any
 
 from hermes_cli.engine.llama import lib
 from hermes_cli.engine.model import N_BATCH, Engine
-from hermes_cli.engine.params import GenerationResult, Grammar, SamplingParams, reply_limit
+from hermes_cli.engine.params import GenerationResult, Grammar, SamplingParams, common_prefix_length, reply_limit
 from hermes_cli.engine.sampler import Sampler
 from hermes_cli.engine.slot import Slot
 from hermes_cli.errors import ContextOverflowError, UsageError
@@ -31,6 +31,23 @@ class ParallelJob:
     prompt: list[int]
     params: SamplingParams
     grammar: Grammar | None = None
+
+
+@dataclass
+class Hooks:
+    """What a long-lived caller (`hermes serve`, core/turn_queue.py) adds to a run: each
+    piece of text as a slot writes it, a way to stop a slot (its client went away), a
+    wait for more work when idle instead of ending, and prefix reuse between jobs."""
+
+    on_text: Callable[[Any, str], None] | None = None
+    stop: Callable[[Any], bool] | None = None
+    wait: Callable[[], bool] | None = None
+    reuse: bool = False
+
+
+# A prefix held by another slot is copied only when it is this much longer than what the
+# chosen slot holds itself (a copy shares cells, but a short one saves little).
+MIN_COPY = 16
 
 
 @dataclass
@@ -82,15 +99,17 @@ class ParallelDecoder:
                 if logits:
                     yield seq, j
 
-    def run(self, next_job: Callable[[], ParallelJob | None], shared_prefix: Sequence[int] = ()
-            ) -> Iterator[tuple[Any, GenerationResult | ContextOverflowError]]:
+    def run(self, next_job: Callable[[], ParallelJob | None], shared_prefix: Sequence[int] = (),
+            hooks: Hooks | None = None) -> Iterator[tuple[Any, GenerationResult | ContextOverflowError]]:
         """Yield (key, result) as each prompt finishes (completion order).
 
         `next_job` is asked for work whenever a slot is free (None: nothing now); the run
-        ends when no slot is busy and it has nothing more. A prompt that does not fit its
-        slot's share of the context is yielded with a ContextOverflowError instead.
+        ends when no slot is busy and it has nothing more (unless `hooks.wait` says to look
+        again). A prompt that does not fit its slot's share of the context is yielded with
+        a ContextOverflowError instead.
         """
         engine = self.engine
+        hooks = hooks or Hooks()
         prefix = list(shared_prefix)
         engine.forget()  # sequence 0 is a slot now: the single-generation cache is gone
         plen = len(prefix)
@@ -99,19 +118,29 @@ class ParallelDecoder:
                 pass
         budget = self.slot_room(engine.n_ctx, plen, self.n_parallel)
         slots: list[_Running | None] = [None] * self.n_parallel
+        held: list[list[int]] = [[] for _ in range(self.n_parallel)]  # what an idle slot's sequence holds
+
+        def holds(t: int) -> list[int]:
+            run = slots[t]
+            return held[t] if run is None else (run.job.prompt + run.slot.ids)[:run.pos]
+
         try:
             while True:
-                for s in range(self.n_parallel):  # refill free slots at once
-                    while slots[s] is None:
-                        job = next_job()
-                        if job is None:
-                            break
-                        try:
-                            slots[s] = self._start(job, s, prefix, budget)
-                        except ContextOverflowError as e:
-                            yield job.key, e
+                free = [s for s in range(self.n_parallel) if slots[s] is None]
+                while free:  # refill free slots at once
+                    job = next_job()
+                    if job is None:
+                        break
+                    s, reuse = self._place(job.prompt, free, holds) if hooks.reuse else (free[0], None)
+                    try:
+                        slots[s] = self._start(job, s, prefix, budget, reuse)
+                        free.remove(s)
+                    except ContextOverflowError as e:
+                        yield job.key, e
                 active = [s for s in range(self.n_parallel) if slots[s] is not None]
                 if not active:
+                    if hooks.wait is not None and hooks.wait():
+                        continue
                     return
                 entries: list[tuple[int, int, int, bool]] = []
                 for s in active:
@@ -124,35 +153,73 @@ class ParallelDecoder:
                 for s, index in self._decode(entries):
                     run = slots[s]
                     assert run is not None
-                    run.slot.step(engine.ctx, index)
+                    text = run.slot.step(engine.ctx, index)
+                    if text and hooks.on_text is not None:
+                        hooks.on_text(run.job.key, text)
                 for s in active:
                     run = slots[s]
                     assert run is not None
                     if run.slot.finish is None:
                         run.pending = run.slot.ids[-1:]
                         if run.slot.sampler is not None and run.slot.sampler.constraint is not None:
-                            run.pending += run.slot.fast_forward()[0]  # decoded in the same batch
-                    if run.slot.finish is None:
+                            forced, text = run.slot.fast_forward()  # decoded in the same batch
+                            run.pending += forced
+                            if text and hooks.on_text is not None:
+                                hooks.on_text(run.job.key, text)
+                    stopped = run.slot.finish is None and hooks.stop is not None and hooks.stop(run.job.key)
+                    if run.slot.finish is None and not stopped:
                         continue
                     run.sampler.close()
+                    held[s] = holds(s)
                     slots[s] = None
-                    yield run.job.key, run.slot.result()
+                    yield run.job.key, run.slot.result()  # a stopped one: "interrupted"
         finally:
             for run in slots:
                 if run is not None:
                     run.sampler.close()
             engine.forget()
 
-    def _start(self, job: ParallelJob, s: int, prefix: list[int], budget: int) -> _Running:
+    def _place(self, prompt: list[int], free: list[int], holds: Callable[[int], list[int]]
+               ) -> tuple[int, tuple[int, int]]:
+        """The free slot for `prompt` and (source sequence, tokens) to reuse: the free slot
+        whose sequence shares the longest prefix with it (a chat's next turn lands where
+        its last one was), or, when another slot, busy or not, shares longer by
+        MIN_COPY tokens, that prefix copied from there (a system prompt every client
+        sends); at least one token is left to evaluate, for fresh logits."""
+        cap = len(prompt) - 1
+        best, best_n = free[0], -1
+        for s in free:
+            n = common_prefix_length(holds(s), prompt)
+            if n > best_n:
+                best, best_n = s, n
+        source, n = best, min(best_n, cap)
+        for t in range(self.n_parallel):
+            shared = min(common_prefix_length(holds(t), prompt), cap) if t != best else 0
+            if shared >= n + MIN_COPY:
+                source, n = t, shared
+        return best, (source, max(n, 0))
+
+    def _start(self, job: ParallelJob, s: int, prefix: list[int], budget: int,
+               reuse: tuple[int, int] | None) -> _Running:
         engine = self.engine
         plen = len(prefix) if job.prompt[:len(prefix)] == prefix else 0
-        own = job.prompt[plen:]
-        if len(own) + 1 > budget:
+        cells = len(job.prompt) - plen  # the slot's own share of the context (the prefix's is shared)
+        if cells + 1 > budget:
             raise ContextOverflowError(len(job.prompt), plen + budget)
-        engine.drop_sequence(s)
-        if plen:
-            engine.copy_sequence(self._prefix_seq, s, plen)
-        limit, reason = reply_limit(job.params, budget - len(own))
+        if reuse is not None:  # what the slot's sequence (or another's) already holds
+            source, n = reuse
+            if source == s:
+                plen = engine.trim_sequence(s, n)
+            else:
+                engine.drop_sequence(s)
+                engine.copy_sequence(source, s, n)
+                plen = n
+        else:
+            engine.drop_sequence(s)
+            if plen:
+                engine.copy_sequence(self._prefix_seq, s, plen)
+        own = job.prompt[plen:]
+        limit, reason = reply_limit(job.params, budget - cells)
         constraint = engine.grammars.matcher(job.grammar) if job.grammar is not None else None
         sampler = Sampler(engine.vocab, job.params, constraint)
         slot = Slot(engine.vocab, sampler, limit=limit, limit_reason=reason,

@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from hermes_cli.prompt.call_format import keys
+
 OPEN = "<tool_call>"
 CLOSE = "</tool_call>"
 # A tool turn's result blocks: modes/tools/protocol writes them, served/backend reads them.
@@ -294,3 +296,31 @@ def parse_block(block: Block, out: ParsedReply) -> None:
         out.errors.append(f"the arguments of {obj['name']} are not a JSON object")
         return
     out.calls.append(ToolCall(obj["name"], args))
+
+
+def response_blocks(text: str) -> list[str]:
+    """The `<tool_response>` blocks of a Hermes tool turn (modes/tools/protocol writes
+    each as the tags around one JSON object, joined by newlines), read by their JSON so a
+    tag inside a result cannot split one; [] if the text is not in that shape."""
+    head, tail = RESPONSE_OPEN, RESPONSE_CLOSE
+    decoder, blocks, at = json.JSONDecoder(), [], 0
+    while at < len(text):
+        if not text.startswith(head, at):
+            return []
+        try:
+            _obj, end = decoder.raw_decode(text, at + len(head))
+        except ValueError:
+            return []
+        if not text.startswith(tail, end):
+            return []
+        blocks.append(text[at:end + len(tail)])
+        at = end + len(tail) + (1 if text.startswith("\n", end + len(tail)) else 0)
+    return blocks
+
+
+def call_block(name: str, arguments: Any, call_format: str) -> str:
+    """One call as the model writes it: its tags around the object, keys in the model's
+    order (prompt/call_format.py)."""
+    values = {"name": name, "arguments": arguments}
+    obj = {key: values[key] for key in keys(call_format)}
+    return f"{OPEN}\n{json.dumps(obj, ensure_ascii=False)}\n{CLOSE}"

@@ -28,7 +28,7 @@ from hermes_cli.prompt.messages import Message
 from hermes_cli.prompt.reasoning import CLOSE as THINK_CLOSE
 from hermes_cli.prompt.reasoning import OPEN as THINK_OPEN
 from hermes_cli.prompt.reply_grammar import ReplyGrammar
-from hermes_cli.prompt.tool_calls import RESPONSE_CLOSE, RESPONSE_OPEN, parse_tool_calls
+from hermes_cli.prompt.tool_calls import parse_tool_calls, response_blocks
 from hermes_cli.served.client import Endpoint, translate
 from hermes_cli.served.pool import EndpointPool
 
@@ -169,7 +169,7 @@ def wire_messages(messages: list[Message]) -> list[dict[str, Any]]:
                     "name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
                     for id_, c in zip(ids, calls)]
         elif m.role == "tool":
-            blocks = _response_blocks(m.content)
+            blocks = response_blocks(m.content)
             if ids and len(blocks) == len(ids):
                 out += [{"role": "tool", "content": b, "tool_call_id": id_} for id_, b in zip(ids, blocks)]
                 ids = []
@@ -178,26 +178,6 @@ def wire_messages(messages: list[Message]) -> list[dict[str, Any]]:
             ids = []
         out.append(item)
     return out
-
-
-def _response_blocks(text: str) -> list[str]:
-    """The `<tool_response>` blocks of a Hermes tool turn (modes/tools/protocol writes
-    each as the tags around one JSON object, joined by newlines), read by their JSON so a
-    tag inside a result cannot split one; [] if the text is not in that shape."""
-    head, tail = RESPONSE_OPEN, RESPONSE_CLOSE
-    decoder, blocks, at = json.JSONDecoder(), [], 0
-    while at < len(text):
-        if not text.startswith(head, at):
-            return []
-        try:
-            _obj, end = decoder.raw_decode(text, at + len(head))
-        except ValueError:
-            return []
-        if not text.startswith(tail, end):
-            return []
-        blocks.append(text[at:end + len(tail)])
-        at = end + len(tail) + (1 if text.startswith("\n", end + len(tail)) else 0)
-    return blocks
 
 
 class ServedStream(LazyStream):
