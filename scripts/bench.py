@@ -28,6 +28,8 @@ Sections (benchmarks/ beside this file, one module each):
   render    streaming Markdown renderer vs one rich render
   batch     hermes batch vs a loop of `hermes ask` vs no prefix reuse
   resume    time to first token after resuming, with and without the saved KV state
+  serve     `hermes serve`: a warm one-shot `ask --endpoint local` vs a cold `ask` and
+            llama-completion -n 1; throughput at 1, 4, 8 clients vs llama-server --parallel 8
   schemabench  real-world schemas (JSONSchemaBench sample, --schemabench DIR): hermes's JSON
             mode vs llama-cpp-python's response_format, accepted / valid / cut / time
 
@@ -59,11 +61,12 @@ from benchmarks import (  # noqa: E402
     oneshot,
     parallel,
     schemabench,
+    serve,
     served,
 )
 
 ALL = ("decode,hosttime,modes,oneshot,fastforward,parallel,served,reuse,startup,render,batch,resume,schemabench,"
-       "decision")
+       "decision,serve")
 
 
 def header() -> None:
@@ -99,7 +102,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
         models = [(common.tiny(tmpdir), "tiny random model (277-token vocabulary)")]
-        on_real = {"decode", "hosttime", "modes", "oneshot", "fastforward", "parallel", "startup", "served", "decision"}
+        on_real = {"decode", "hosttime", "modes", "oneshot", "fastforward", "parallel", "startup", "served", "decision", "serve"}
         if not args.no_real and sections & on_real:
             models += common.real_models()
         if "decode" in sections:
@@ -129,6 +132,8 @@ def main() -> None:
             misc.resume(tmpdir, repeat)
         if "decision" in sections:
             decision.section(models, 1 if args.quick else 2)
+        if "serve" in sections:
+            serve.section(models[1:] or models, 2 if args.quick else 3)
         if "schemabench" in sections:
             schemabench.section(args.schemabench, 2 if args.quick else 3)
 

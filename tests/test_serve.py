@@ -331,6 +331,12 @@ def test_hermes_ask_and_batch_use_the_warm_server_through_endpoint_local(hermes_
         records = [json.loads(line) for line in batch.stdout.splitlines()]
         assert sorted(r["id"] for r in records) == [f"q{i}" for i in range(6)]
         assert {r["output"] for r in records} == {"Hi!"}
+    with serving(hermes_exe, models["hi"], "--ctx", "2048", "--parallel", "1") as srv:
+        srv.proc.kill()  # kill -9: its announcement stays behind, naming a process that is gone
+        srv.proc.wait()
+        stale = subprocess.run([*hermes_exe, "ask", "--endpoint", "local", "hi"], capture_output=True, text=True,
+                               timeout=60, stdin=subprocess.DEVNULL)
+        assert stale.returncode == 2 and "no `hermes serve` is running" in stale.stderr
 
 
 def test_a_port_in_use_is_one_line_and_exit_2(hermes_exe, models) -> None:

@@ -1,0 +1,161 @@
+"""`hermes serve`: a one-shot answer from the warm model against a cold `hermes ask` and
+llama.cpp's `llama-completion -n 1`; and throughput at 1, 4 and 8 concurrent clients
+against llama.cpp's own `llama-server --parallel 8` on the same model (when
+scripts/build-llama-tools built it), the same client loop and requests for both."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from benchmarks.common import SEED, timed_process, tool
+
+N_PROMPTS = 32
+MAX_TOKENS = 48
+PARALLEL = 8
+CTX = 8192
+QUESTION = "Name a colour and say why you like it."
+
+# Both servers get the very same requests from this loop (a process, as a client is).
+LOOP = """
+import asyncio, json, sys, time
+from openai import AsyncOpenAI
+
+async def main(url, bodies, concurrency):
+    client = AsyncOpenAI(api_key="none", base_url=url, max_retries=3)
+    gate = asyncio.Semaphore(concurrency)
+    tokens = 0
+
+    async def one(body):
+        nonlocal tokens
+        async with gate:
+            r = await client.chat.completions.create(**body)
+            tokens += r.usage.completion_tokens
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(b) for b in bodies))
+    print(json.dumps({"seconds": time.perf_counter() - t0, "tokens": tokens}))
+    await client.close()
+
+asyncio.run(main(sys.argv[1], json.load(open(sys.argv[2])), int(sys.argv[3])))
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _up(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(url + "/models", timeout=1).read()
+            return
+        except OSError:
+            assert proc.poll() is None, log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+
+
+def _hermes_serve(model: Path, tmp: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    port, log = _free_port(), tmp / "hermes-serve.log"
+    exe = str(Path(sys.executable).parent / "hermes")
+    proc = subprocess.Popen([exe, "serve", "-m", str(model), "--port", str(port), "--parallel", str(PARALLEL),
+                             "--ctx", str(CTX), "-q"], stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, env=env)
+    url = f"http://127.0.0.1:{port}/v1"
+    _up(proc, url, log)
+    return proc, url
+
+
+def _llama_server(model: Path, tmp: Path) -> tuple[subprocess.Popen[bytes], str] | None:
+    server = tool("llama-server")
+    if server is None:
+        return None
+    port, log = _free_port(), tmp / "llama-server.log"
+    proc = subprocess.Popen([server, "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
+                             "-np", str(PARALLEL), "-c", str(CTX), "--no-webui"], stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    _up(proc, url, log)
+    return proc, url
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _loop(url: str, bodies: Path, concurrency: int) -> dict[str, float]:
+    out = subprocess.run([sys.executable, "-c", LOOP, url, str(bodies), str(concurrency)], check=True,
+                         capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    return json.loads(out.stdout)
+
+
+def section(models: list[tuple[Path, str]], repeat: int) -> None:
+    tmp = Path(tempfile.mkdtemp())
+    env = dict(os.environ, HERMES_CACHE_DIR=str(tmp / "cache"), HERMES_DATA_DIR=str(tmp / "data"))
+    exe = str(Path(sys.executable).parent / "hermes")
+    completion = tool("llama-completion")
+    for model, label in models:
+        print(f"## hermes serve: {label}")
+        proc, url = _hermes_serve(model, tmp, env)
+        try:
+            warm = min(timed_process([exe, "ask", "--endpoint", "local", QUESTION, "--max-tokens", "1"], env=env)
+                       for _ in range(repeat))
+        finally:
+            _stop(proc)
+        cold = min(timed_process([exe, "ask", "-m", str(model), QUESTION, "--max-tokens", "1", "-q"], env=env)
+                   for _ in range(repeat))
+        base = (min(timed_process([completion, "-m", str(model), "-p", QUESTION, "-n", "1", "-no-cnv",
+                                   "--no-warmup"]) for _ in range(repeat)) if completion else None)
+        print("| one-shot, 1 token | wall s | vs llama-completion -n 1 |")
+        print("|---|---|---|")
+        for name, t in (("hermes ask --endpoint local (warm hermes serve)", warm), ("hermes ask -m (cold)", cold)):
+            print(f"| {name} | {t:.3f} | {f'**{t / base:.2f}×**' if base else 'not built'} |")
+        if base:
+            print(f"| llama-completion -n 1 | {base:.3f} | 1 |")
+        print()
+        _throughput(model, label, tmp, env, repeat)
+
+
+def _throughput(model: Path, label: str, tmp: Path, env: dict[str, str], repeat: int) -> None:
+    bodies = [{"model": "m", "messages": [{"role": "user", "content": f"Question {i}: {QUESTION}"}],
+               "temperature": 0, "max_tokens": MAX_TOKENS, "seed": SEED} for i in range(N_PROMPTS)]
+    file = tmp / "bodies.json"
+    file.write_text(json.dumps(bodies))
+    ours = _hermes_serve(model, tmp, env)
+    theirs = _llama_server(model, tmp)
+    print(f"| {N_PROMPTS} requests × ≤{MAX_TOKENS} tokens, --parallel {PARALLEL} | hermes serve tok/s "
+          f"| llama-server tok/s | hermes / llama-server |")
+    print("|---|---|---|---|")
+    try:
+        for c in (1, 4, 8):
+            a, b = [], []
+            for _ in range(repeat):  # alternated: load on the machine hits both alike
+                a.append(_loop(ours[1], file, c))
+                if theirs:
+                    b.append(_loop(theirs[1], file, c))
+            ra = max(r["tokens"] / r["seconds"] for r in a)
+            rb = max(r["tokens"] / r["seconds"] for r in b) if b else None
+            print(f"| {c} clients | {ra:.1f} | {f'{rb:.1f}' if rb else 'not built'} | "
+                  f"{f'**{ra / rb:.2f}×**' if rb else '–'} |")
+    finally:
+        _stop(ours[0])
+        if theirs:
+            _stop(theirs[0])
+    print(f"({label})\n")
