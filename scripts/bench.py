@@ -102,7 +102,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
         models = [(common.tiny(tmpdir), "tiny random model (277-token vocabulary)")]
-        on_real = {"decode", "hosttime", "modes", "oneshot", "fastforward", "parallel", "startup", "served", "decision", "serve"}
+        on_real = {"decode", "hosttime", "modes", "oneshot", "fastforward", "parallel", "startup", "served", "decision",
+                   "serve"}
         if not args.no_real and sections & on_real:
             models += common.real_models()
         if "decode" in sections:
@@ -134,6 +135,10 @@ def main() -> None:
             decision.section(models, 1 if args.quick else 2)
         if "serve" in sections:
             serve.section(models[1:] or models, 2 if args.quick else 3)
+            data = args.schemabench or (Path(os.environ["HERMES_SCHEMABENCH"])
+                                        if os.environ.get("HERMES_SCHEMABENCH") else None)
+            if len(models) > 1:
+                serve.schemas(data, models[1][0], 3)
         if "schemabench" in sections:
             schemabench.section(args.schemabench, 2 if args.quick else 3)
 

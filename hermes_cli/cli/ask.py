@@ -22,13 +22,17 @@ from hermes_cli.cli.options import (
     ROLE,
     SAMPLING,
     LoadFlags,
+    MaxRounds,
     McpFlags,
+    ToolChoice,
+    ToolTimeout,
     load_options,
     mcp_tools,
     settings,
     with_options,
 )
 from hermes_cli.errors import UsageError
+from hermes_cli.modes.tools.tool import DEFAULT_MAX_ROUNDS, DEFAULT_TIMEOUT
 
 if TYPE_CHECKING:
     from hermes_cli.core.backends import Backend
@@ -85,10 +89,9 @@ def ask(
     tools_json: Annotated[Optional[str], typer.Option(
         "--tools-json", help="OpenAI-format tool definitions, a FILE or inline JSON (schemas "
         "only: the calls are printed as JSON lines for you to run).", show_default=False)] = None,
-    tool_choice: Annotated[str, typer.Option(
-        help="auto, none, required (force a call) or a tool's name (force that tool).")] = "auto",
-    max_rounds: Annotated[int, typer.Option(help="Most tool rounds before stopping.", min=0)] = 5,
-    tool_timeout: Annotated[float, typer.Option(help="Seconds a tool may run.", min=0.1)] = 30.0,
+    tool_choice: ToolChoice = "auto",
+    max_rounds: MaxRounds = DEFAULT_MAX_ROUNDS,
+    tool_timeout: ToolTimeout = DEFAULT_TIMEOUT,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Run tool calls without asking.")] = False,
     prompt_cache: Annotated[Optional[bool], typer.Option(
         "--prompt-cache/--no-prompt-cache", help="Keep the system prompt's KV state on disk, and "

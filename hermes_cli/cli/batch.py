@@ -20,13 +20,17 @@ from hermes_cli.cli.options import (
     ROLE,
     SAMPLING,
     LoadFlags,
+    MaxRounds,
     McpFlags,
+    ToolChoice,
+    ToolTimeout,
     load_options,
     mcp_tools,
     settings,
     with_options,
 )
 from hermes_cli.errors import SomeLinesFailed, UsageError
+from hermes_cli.modes.tools.tool import DEFAULT_MAX_ROUNDS, DEFAULT_TIMEOUT
 
 # llama.cpp holds at most 256 sequences in a context; one holds the shared prefix.
 MAX_PARALLEL = 255
@@ -58,9 +62,9 @@ def batch(
         show_default=False)] = None,
     tools: Annotated[Optional[list[str]], typer.Option(
         "--tools", help="Python tools file (repeatable); needs --yes.", show_default=False)] = None,
-    tool_choice: Annotated[str, typer.Option(help="auto, none, required or a tool's name.")] = "auto",
-    max_rounds: Annotated[int, typer.Option(help="Most tool rounds per line.", min=0)] = 5,
-    tool_timeout: Annotated[float, typer.Option(help="Seconds a tool may run.", min=0.1)] = 30.0,
+    tool_choice: ToolChoice = "auto",
+    max_rounds: MaxRounds = DEFAULT_MAX_ROUNDS,
+    tool_timeout: ToolTimeout = DEFAULT_TIMEOUT,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Let tools run (a batch cannot ask).")] = False,
     parallel: Annotated[int, typer.Option(
         help="Decode N prompts together (continuous batching), in every mode. Each prompt "

@@ -57,6 +57,16 @@ def _opt(name: str, annotation: Any, default: Any = None) -> inspect.Parameter:
                              annotation=annotation)
 
 
+def _range(name: str) -> str:
+    """" (LOW–HIGH)" from the one limits table, which alone checks the values."""
+    from hermes_cli.engine.params import SAMPLING_LIMITS
+
+    _kind, low, high, _nullable = SAMPLING_LIMITS[name]
+    if high is None:
+        return f" (at least {low:g})"
+    return f" ({low:g}–{high:,.0f})" if high > 1000 else f" ({low:g}–{high:g})"
+
+
 def _given(**values: Any) -> dict[str, Any]:
     """The sampling values the user typed (None: not given)."""
     return {k: v for k, v in values.items() if v is not None}
@@ -64,22 +74,20 @@ def _given(**values: Any) -> dict[str, Any]:
 
 SAMPLING = Group("sampling", (
     _opt("temperature", Annotated[Optional[float], typer.Option(
-        help=f"Sampling temperature; 0 = greedy. Default: {_DEFAULTS.temperature} (model card).",
-        min=0.0, show_default=False)]),
+        help=f"Sampling temperature{_range('temperature')}; 0 = greedy. Default: {_DEFAULTS.temperature} "
+        "(model card).", show_default=False)]),
     _opt("top_p", Annotated[Optional[float], typer.Option(
-        help=f"Nucleus sampling. Default: {_DEFAULTS.top_p}.", min=0.0, max=1.0,
-        show_default=False)]),
+        help=f"Nucleus sampling{_range('top_p')}. Default: {_DEFAULTS.top_p}.", show_default=False)]),
     _opt("top_k", Annotated[Optional[int], typer.Option(
-        help=f"Top-k sampling; 0 = off. Default: {_DEFAULTS.top_k}.", min=0, show_default=False)]),
+        help=f"Top-k sampling{_range('top_k')}; 0 = off. Default: {_DEFAULTS.top_k}.", show_default=False)]),
     _opt("min_p", Annotated[Optional[float], typer.Option(
-        help=f"Min-p sampling. Default: {_DEFAULTS.min_p}.", min=0.0, max=1.0,
-        show_default=False)]),
+        help=f"Min-p sampling{_range('min_p')}. Default: {_DEFAULTS.min_p}.", show_default=False)]),
     _opt("repeat_penalty", Annotated[Optional[float], typer.Option(
-        help=f"Repetition penalty; 1 = off. Default: {_DEFAULTS.repeat_penalty} (model card).",
-        min=0.0, show_default=False)]),
+        help=f"Repetition penalty{_range('repeat_penalty')}; 1 = off. Default: {_DEFAULTS.repeat_penalty} "
+        "(model card).", show_default=False)]),
     _opt("max_tokens", Annotated[Optional[int], typer.Option(
-        help="Stop after this many tokens. Default: until the model ends or the context is full.",
-        min=1, show_default=False)]),
+        help=f"Stop after this many tokens{_range('max_tokens')}. Default: until the model ends or the "
+        "context is full.", show_default=False)]),
     _opt("seed", Annotated[Optional[int], typer.Option(
         help="Seed, for reproducible output. Default: random.", show_default=False)]),
     _opt("fast_forward", Annotated[Optional[bool], typer.Option(
@@ -121,18 +129,25 @@ LOADING = Group("load", (
         "OPENAI_API_KEY"),
     _opt("ctx", Annotated[Optional[int], typer.Option(
         "--ctx", help="Context size in tokens. Default: the model's trained length (capped at "
-        "16384); 0 = the full trained length.", min=0, show_default=False)]),
+        "16384); 0 = the full trained length.", show_default=False)]),
     _opt("gpu_layers", Annotated[Optional[int], typer.Option(
         help="Layers to offload to the GPU. Default: all, when llama.cpp has a GPU; -1 = all.",
         show_default=False)]),
     _opt("threads", Annotated[Optional[int], typer.Option(
-        help="CPU threads. Default: the CPUs this process may use (affinity, cgroup quota).",
-        min=1, show_default=False)]),
+        help="CPU threads (1–512). Default: the CPUs this process may use (affinity, cgroup quota).",
+        show_default=False)]),
     _opt("verbose", Annotated[bool, typer.Option(
         "--verbose", "-v", help="Show llama.cpp's own log on stderr.")], False),
     _opt("quiet", Annotated[bool, typer.Option(
         "--quiet", "-q", help="No download messages or progress bar.")], False),
 ), _load_flags)
+
+
+# Options two commands declare alike, defined once (the defaults are the tools loop's own).
+MaxRounds = Annotated[int, typer.Option(help="Most tool rounds (per answer) before stopping.", min=0)]
+ToolTimeout = Annotated[float, typer.Option(help="Seconds a tool may run.", min=0.1)]
+ToolChoice = Annotated[str, typer.Option(
+    help="auto, none, required (force a call) or a tool's name (force that tool).")]
 
 
 PRECEDENCE = ("command line > environment > --role > saved session > config file "

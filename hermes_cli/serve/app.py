@@ -83,8 +83,10 @@ async def _body(request: Request) -> bytes | None:
 
 def build_app(service: Service) -> Starlette:
     async def health(_request: Request) -> Response:
-        return JSONResponse({"status": "ok", "model": service.model, "slots": service.turns.parallel,
-                             "busy": service.turns.busy})
+        """Up, and how busy: open to all (a load balancer's probe), so the model's name is
+        left out when a key guards the rest."""
+        state = {"status": "ok", "slots": service.turns.parallel, "busy": service.turns.busy}
+        return JSONResponse(state if service.api_key else {**state, "model": service.model})
 
     async def models(request: Request) -> Response:
         refused = _refused(service, request)

@@ -159,3 +159,67 @@ def _throughput(model: Path, label: str, tmp: Path, env: dict[str, str], repeat:
         if theirs:
             _stop(theirs[0])
     print(f"({label})\n")
+
+
+def schemas(data: Path | None, model: Path, per_category: int) -> None:
+    """The JSONSchemaBench sample (benchmarks/schemabench.py's) through
+    /v1/chat/completions `response_format: json_schema`, hermes serve against
+    llama-server, the same messages to both (the Hermes JSON prompt with the schema: hermes
+    serve writes it itself, llama-server is sent it)."""
+    from benchmarks.schemabench import MAX_TOKENS as LIMIT
+    from benchmarks.schemabench import PROMPT, _valid, sample
+    from hermes_cli.modes.json_mode import JsonMode
+
+    if data is None or not data.is_dir():
+        print("(serve schemabench skipped: give --schemabench DIR)\n")
+        return
+    tmp = Path(tempfile.mkdtemp())
+    env = dict(os.environ, HERMES_CACHE_DIR=str(tmp / "cache"), HERMES_DATA_DIR=str(tmp / "data"))
+    picked = sample(data, per_category)
+    servers = {"hermes serve": _hermes_serve(model, tmp, env)}
+    peer = _llama_server(model, tmp)
+    if peer:
+        servers["llama-server"] = peer
+    table: dict[str, list[tuple[str, float]]] = {name: [] for name in servers}
+    try:
+        for _category, file in picked:
+            schema = json.loads(file.read_text())
+            for name, (_proc, url) in servers.items():
+                messages = [{"role": "user", "content": PROMPT}]
+                if name != "hermes serve":
+                    messages.insert(0, {"role": "system", "content": JsonMode(schema).system_prompt()})
+                body = {"model": "m", "messages": messages, "max_tokens": LIMIT, "seed": SEED,
+                        "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": schema}}}
+                table[name].append(_schema_outcome(url, body, schema, _valid))
+    finally:
+        for proc, _url in servers.values():
+            _stop(proc)
+    print(f"## JSONSchemaBench sample through /v1/chat/completions json_schema: {len(picked)} schemas, "
+          f"{model.name}, {LIMIT} tokens, seed {SEED}")
+    print("| server | valid answers | cut by the limit (or 422) | refused (400) | 200 but invalid | failed (5xx, "
+          "connection) | time |")
+    print("|---|---|---|---|---|---|---|")
+    for name, rows in table.items():
+        kinds = [k for k, _s in rows]
+        print(f"| {name} | {kinds.count('valid')}/{len(kinds)} | {kinds.count('cut')} | {kinds.count('refused')} | "
+              f"{kinds.count('invalid')} | {kinds.count('failed')} | {sum(s for _k, s in rows):.0f} s |")
+    print()
+
+
+def _schema_outcome(url: str, body: dict, schema: dict, valid) -> tuple[str, float]:
+    req = urllib.request.Request(url + "/chat/completions", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    t0 = time.perf_counter()
+    try:
+        with urllib.request.urlopen(req, timeout=600) as r:
+            out = json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        kind = "cut" if e.code == 422 else "refused" if e.code == 400 else "failed"
+        return kind, time.perf_counter() - t0
+    except OSError:
+        return "failed", time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    choice = out["choices"][0]
+    if choice["finish_reason"] == "length":
+        return "cut", seconds
+    return ("valid" if valid(choice["message"]["content"] or "", schema) else "invalid"), seconds
