@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "ask": ("ask", "ask", "Ask one question; the answer streams to stdout."),
     "chat": ("chat", "chat", "Chat in the terminal: streaming Markdown, slash-commands (/help), saved sessions."),
     "batch": ("batch", "batch", "Answer many prompts with one loaded model; one JSON result per line, resumable."),
+    "cmd": ("cmd", "cmd", "Write one shell command for a request in words; run it only when you say so."),
     "serve": ("serve", "serve", "Serve the model over an OpenAI-compatible API: a warm model for any client."),
     "download": ("models", "download", "Download a model (and verify it) without chatting; print its local path."),
     "models": ("models", "models", "List a repository's quants and the GGUF models already cached."),

@@ -76,7 +76,8 @@ def serve(
 
     opts = load_options(load, chosen)
     opts.grammars = True  # any request may bring a schema or tools
-    engine = load_engine(opts, err=sys.stderr, n_seq_max=parallel + 1)
+    # a KV stream per slot: a token attends over its own slot's cells only (engine/model.py)
+    engine = load_engine(opts, err=sys.stderr, n_seq_max=parallel, kv_unified=parallel == 1)
     try:
         if engine.n_ctx // parallel < MIN_SLOT_TOKENS:
             raise UsageError(f"--parallel {parallel} gives each request {engine.n_ctx // parallel} of the "

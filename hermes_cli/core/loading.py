@@ -31,7 +31,7 @@ class LoadOptions:
 
 
 def load_engine(opts: LoadOptions, *, err: TextIO, vocab_only: bool = False,
-                n_seq_max: int = 1) -> Engine:
+                n_seq_max: int = 1, kv_unified: bool = True) -> Engine:
     """Resolve and load the model, with a transient status line on a terminal."""
     path = resolve_model(opts.model, quiet=opts.quiet, err=err)
     show = err.isatty() and not opts.verbose
@@ -41,7 +41,7 @@ def load_engine(opts: LoadOptions, *, err: TextIO, vocab_only: bool = False,
     try:
         engine = Engine.load(path, n_ctx=opts.n_ctx, n_gpu_layers=opts.n_gpu_layers,
                              n_threads=opts.n_threads, verbose=opts.verbose, vocab_only=vocab_only,
-                             n_seq_max=n_seq_max, grammars=opts.grammars)
+                             n_seq_max=n_seq_max, grammars=opts.grammars, kv_unified=kv_unified)
     finally:
         if show:
             err.write("\r\x1b[K")

@@ -56,7 +56,7 @@ class TurnQueue:
     def __init__(self, engine: Engine, template: PromptFormat, *, parallel: int, waiting: int) -> None:
         self.engine, self.template = engine, template
         self.parallel, self.waiting = parallel, waiting
-        self._decoder = ParallelDecoder(engine, parallel)
+        self._decoder = ParallelDecoder(engine, parallel, prefix=False)
         self._lock = threading.Condition()
         self._new: deque[Turn] = deque()  # admitted, logic not started
         self._requests: deque[tuple[Turn, Request]] = deque()  # worker thread only

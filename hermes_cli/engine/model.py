@@ -78,6 +78,7 @@ class Engine:
         self.vocab = vocab
         self.info = info
         self.n_seq_max = n_seq_max
+        self.kv_unified = True  # one KV cache for every sequence (Engine.load's kv_unified)
         self._held: list[int] = []  # the ids whose KV sequence 0 holds, in order
         self.grammars = Grammars(vocab, info.path, early)
         self._one = (self._c.llama_token * 1)()
@@ -88,7 +89,7 @@ class Engine:
     @classmethod
     def load(cls, path: str | Path, *, n_ctx: int | None = None, n_gpu_layers: int | None = None,
              n_threads: int | None = None, verbose: bool = False, vocab_only: bool = False,
-             n_seq_max: int = 1, grammars: bool = False) -> Engine:
+             n_seq_max: int = 1, grammars: bool = False, kv_unified: bool = True) -> Engine:
         """Load a GGUF file.
 
         Args:
@@ -98,6 +99,11 @@ class Engine:
             n_threads: None uses the CPUs this process may run on.
             vocab_only: load only the tokenizer (for --show-prompt): fast, no weights.
             n_seq_max: sequences the context can hold (parallel decoding needs N + 1).
+            kv_unified: one KV cache for all sequences, so one can share another's cells
+                (batch's shared prefix); False gives each sequence its own n_ctx/n_seq_max
+                cells, and a token attends over its own sequence's cells only, not
+                over every sequence's (`hermes serve`, whose slots keep their cells between
+                requests: unified, 8 slots' worth made every token attend over them all).
             grammars: the reply will be constrained: the grammar tokenizer is built while
                 the model loads (engine/grammars.py's EarlyTokenizer), or right after.
 
@@ -143,7 +149,7 @@ class Engine:
             cparams.n_ctx = n_ctx
             cparams.n_batch = cparams.n_ubatch = min(N_BATCH, n_ctx)
             cparams.n_seq_max = n_seq_max
-            cparams.kv_unified = True
+            cparams.kv_unified = kv_unified
             cparams.n_threads = cparams.n_threads_batch = n_threads
             with quiet(verbose):
                 ctx = c.llama_init_from_model(model, cparams)
@@ -159,6 +165,7 @@ class Engine:
                           verbose=verbose, offload=plan.describe() if plan is not None else None,
                           offload_partial=plan is not None and plan.layers != -1)
         engine = cls(model, ctx, vocab, info, n_seq_max, early)
+        engine.kv_unified = kv_unified or n_seq_max == 1
         if grammars and not vocab_only:
             engine.prefetch_grammars()
         return engine

@@ -62,12 +62,14 @@ class _Running:
 class ParallelDecoder:
     """Decodes jobs on `engine`'s context, which must hold `n_parallel + 1` sequences."""
 
-    def __init__(self, engine: Engine, n_parallel: int) -> None:
+    def __init__(self, engine: Engine, n_parallel: int, *, prefix: bool = True) -> None:
+        """`prefix`: runs may share a prefix, evaluated once in a sequence of its own."""
         if n_parallel < 1:
             raise UsageError("--parallel must be 1 or more")
-        if engine.n_seq_max < n_parallel + 1:
+        needed = n_parallel + (1 if prefix else 0)
+        if engine.n_seq_max < needed:
             raise UsageError(f"the model was loaded for {engine.n_seq_max} sequences; "
-                             f"--parallel {n_parallel} needs {n_parallel + 1}")
+                             f"--parallel {n_parallel} needs {needed}")
         self.engine = engine
         self.n_parallel = n_parallel
         self._c = lib()  # the batch is ours; the context and its KV cache are the engine's
@@ -111,6 +113,8 @@ class ParallelDecoder:
         engine = self.engine
         hooks = hooks or Hooks()
         prefix = list(shared_prefix)
+        if prefix and self._prefix_seq >= engine.n_seq_max:
+            raise UsageError("this decoder was made without a sequence for a shared prefix")
         engine.forget()  # sequence 0 is a slot now: the single-generation cache is gone
         plen = len(prefix)
         if prefix:
@@ -193,6 +197,8 @@ class ParallelDecoder:
             if n > best_n:
                 best, best_n = s, n
         source, n = best, min(best_n, cap)
+        if not self.engine.kv_unified:  # a copy between sequences would copy whole KV buffers
+            return best, (source, max(n, 0))
         for t in range(self.n_parallel):
             shared = min(common_prefix_length(holds(t), prompt), cap) if t != best else 0
             if shared >= n + MIN_COPY:

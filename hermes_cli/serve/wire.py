@@ -102,7 +102,11 @@ def _flag(data: dict[str, Any], name: str) -> bool:
 
 def _params(data: dict[str, Any], defaults: SamplingParams) -> SamplingParams:
     values: dict[str, Any] = {}
+    if data.get("ignore_eos") is not None:  # llama-server's and vLLM's: never end by choice (benchmarks)
+        values["ignore_eos"] = _flag(data, "ignore_eos")
     for name, value in data.items():
+        if name == "ignore_eos":
+            continue
         ours = _RENAMED.get(name, name)
         if name in _IGNORED or name in _UNSUPPORTED or value is None:
             continue

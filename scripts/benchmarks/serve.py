@@ -35,7 +35,8 @@ async def main(url, bodies, concurrency):
     async def one(body):
         nonlocal tokens
         async with gate:
-            r = await client.chat.completions.create(**body)
+            extra = {k: body.pop(k) for k in ("ignore_eos", "repeat_penalty") if k in body} or None
+            r = await client.chat.completions.create(**body, extra_body=extra)
             tokens += r.usage.completion_tokens
 
     t0 = time.perf_counter()
@@ -135,12 +136,14 @@ def section(models: list[tuple[Path, str]], repeat: int) -> None:
 
 def _throughput(model: Path, label: str, tmp: Path, env: dict[str, str], repeat: int) -> None:
     bodies = [{"model": "m", "messages": [{"role": "user", "content": f"Question {i}: {QUESTION}"}],
-               "temperature": 0, "max_tokens": MAX_TOKENS, "seed": SEED} for i in range(N_PROMPTS)]
+               "temperature": 0, "max_tokens": MAX_TOKENS, "seed": SEED, "ignore_eos": True,
+               "repeat_penalty": 1.1}  # the model card's, hermes's default, asked of both
+              for i in range(N_PROMPTS)]  # every answer MAX_TOKENS long on both servers
     file = tmp / "bodies.json"
     file.write_text(json.dumps(bodies))
     ours = _hermes_serve(model, tmp, env)
     theirs = _llama_server(model, tmp)
-    print(f"| {N_PROMPTS} requests × ≤{MAX_TOKENS} tokens, --parallel {PARALLEL} | hermes serve tok/s "
+    print(f"| {N_PROMPTS} requests × {MAX_TOKENS} tokens, --parallel {PARALLEL} | hermes serve tok/s "
           f"| llama-server tok/s | hermes / llama-server |")
     print("|---|---|---|---|")
     try:
