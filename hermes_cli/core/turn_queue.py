@@ -5,9 +5,10 @@ tools, exactly as `ask`, `chat` and `batch` build it) with a function that recei
 events; the worker drives every logic as core/reply.py does for one, but their
 generations share the engine's slots (engine/parallel.py: continuous batching, each
 slot with its own sampler and grammar, a finished slot refilled at once). Between turns a
-slot keeps what its sequence holds, and the next prompt goes to the slot that shares
-its longest prefix, or copies one from another slot (a chat's next turn, a system
-prompt every client sends): the prompt cache of a server.
+slot keeps what its sequence holds, and the next prompt goes to the free slot that
+shares its longest prefix (a chat's next turn, a system prompt every client sends): the
+prompt cache of a server. (In a unified KV cache a prefix another slot holds is copied
+too; `hermes serve` gives each slot its own cells, engine/model.py.)
 
 The number of turns admitted is bounded (slots + a waiting line): past it `submit`
 raises QueueFull, which a server answers with 429. A cancelled turn (its client went
@@ -56,7 +57,7 @@ class TurnQueue:
     def __init__(self, engine: Engine, template: PromptFormat, *, parallel: int, waiting: int) -> None:
         self.engine, self.template = engine, template
         self.parallel, self.waiting = parallel, waiting
-        self._decoder = ParallelDecoder(engine, parallel, prefix=False)
+        self._decoder = ParallelDecoder(engine, parallel, prefix=False)  # no shared-prefix sequence
         self._lock = threading.Condition()
         self._new: deque[Turn] = deque()  # admitted, logic not started
         self._requests: deque[tuple[Turn, Request]] = deque()  # worker thread only
