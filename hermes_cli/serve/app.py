@@ -4,7 +4,7 @@ queue (core/turn_queue.py), which answers every request with the same reply logi
 
 Routes: `POST /v1/chat/completions` (streamed as server-sent events, or whole),
 `GET /v1/models`, `GET /health`. A request is read to at most MAX_BODY bytes, checked
-whole (serve/wire.py) before it is admitted, and refused with OpenAI's error shape: 400
+whole (core/openai_request.py) before it is admitted, and refused with OpenAI's error shape: 400
 for what it asks, 401 without the key, 413 too large, 429 when every slot is busy and the
 waiting line is full. A client that goes away frees its slot at the next token.
 """
@@ -27,11 +27,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from hermes_cli.core import openai_request as wire
+from hermes_cli.core.openai_reply import Completion
 from hermes_cli.core.turn_queue import QueueFull, Turn, TurnQueue
 from hermes_cli.engine.params import SamplingParams
 from hermes_cli.modes.events import Final, TextDelta
-from hermes_cli.serve import wire
-from hermes_cli.serve.replies import Completion, StopText, error_body, error_for
+from hermes_cli.serve.replies import StopText, error_body, error_for
 
 MAX_BODY = 8 << 20  # bytes: a request's JSON (messages, tools, schema)
 DISCARD_UP_TO = 8 * MAX_BODY

@@ -1,5 +1,6 @@
 """An OpenAI chat-completions request, read into what every front end runs: our messages,
-a reply mode (text, JSON under a schema, or tools) and checked sampling settings.
+a reply mode (text, JSON under a schema, or tools) and checked sampling settings. Read
+for `hermes serve` (a request's body) and `hermes batch` (an OpenAI Batch file's line).
 
 Everything a client sends is checked here, before the model sees anything, and a bad
 field is one `BadRequest` naming it (answered as OpenAI's 400 error): values against the
@@ -71,6 +72,11 @@ def parse(body: bytes, defaults: SamplingParams, call_format: str) -> ChatReques
         data = jsontext.loads(body, max_depth=jsontext.SCHEMA_DEPTH)
     except jsontext.BadJson as e:
         raise BadRequest(f"the request body is {e}") from None
+    return parse_object(data, defaults, call_format)
+
+
+def parse_object(data: Any, defaults: SamplingParams, call_format: str) -> ChatRequest:
+    """The request `data` (parsed JSON, checked by jsontext), checked."""
     if not isinstance(data, dict):
         raise BadRequest("the request body must be a JSON object")
     for name in data:
