@@ -77,6 +77,10 @@ def batch(
         "--choices", help="Decision mode for every line: one of these comma-separated labels and each "
         "label's probability, from the model's logits (a line's \"choices\" list sets its own).",
         show_default=False)] = None,
+    format_: Annotated[str, typer.Option(
+        "--format", help="The output: hermes (one record per line: output, tokens, timing) or openai "
+        "(OpenAI Batch output lines: custom_id, response.body a chat.completion). OpenAI Batch input "
+        "lines (custom_id, body) are read either way.")] = "hermes",
     allow_files_outside: Annotated[bool, typer.Option(
         "--allow-files-outside", help="Let lines' \"files\" name paths outside the working directory "
         "(by default they may not: a JSONL file is often data from elsewhere).")] = False,
@@ -90,6 +94,8 @@ def batch(
     from hermes_cli.core import locks
     from hermes_cli.modes.tools.loop import ToolOptions
 
+    if format_ not in ("hermes", "openai"):
+        raise typer.BadParameter(f"{format_!r}: use hermes or openai", param_hint="--format")
     if parallel > MAX_PARALLEL:
         raise UsageError(f"--parallel {parallel}: llama.cpp decodes at most {MAX_PARALLEL} "
                          "sequences together")
@@ -105,6 +111,13 @@ def batch(
     opts = batch_mod.BatchOptions(system=chosen.system, parallel=parallel, params=chosen.params)
     opts.choices = chosen.choices(choices)  # --choices, else the role's
     opts.json_mode = chosen.json_mode(schema, json_)
+    opts.call_format = call_format or config.call_format  # "auto": decided once the model is known
+    if format_ == "openai":
+        from functools import partial
+
+        from hermes_cli.core.batch_openai import output_line
+
+        opts.shape = partial(output_line, model=load.model or chosen.model)
     if opts.json_mode is not None:
         opts.json_mode.check()
     tools = chosen.tool_files(tools)
@@ -141,8 +154,11 @@ def _run(load: LoadFlags, chosen: Any, items: list[Any], output: Path | None, op
     opts_load = replace(load_options(load, chosen), grammars=needs_grammars(items, done, opts))
     engine = load_engine(opts_load, err=sys.stderr, n_seq_max=parallel + 1 if parallel > 1 else 1)
     from hermes_cli.core.backends import LocalBackend, with_call_format
+    from hermes_cli.prompt.call_format import choose
 
-    opts.tools = with_call_format(opts.tools, LocalBackend(engine))  # calls in this model's format
+    local = LocalBackend(engine)
+    opts.tools = with_call_format(opts.tools, local)  # calls in this model's format
+    opts.call_format = choose(opts.call_format, *local.model_names())[0]
     if parallel > 1 and engine.n_ctx // parallel < MIN_SLOT_TOKENS:
         raise UsageError(f"--parallel {parallel} gives each prompt {engine.n_ctx // parallel} of the "
                          f"{engine.n_ctx}-token context; at least {MIN_SLOT_TOKENS} are needed",
@@ -205,8 +221,10 @@ def _served(load: LoadFlags, items: list[Any], output: Path | None, done: set[st
     # buffered: a cut answer is asked again, since nobody watches a batch line stream
     backend = connect(load.endpoints, load.model, load.api_key_env, buffered=True, timeout=timeout)
     from hermes_cli.core.backends import EndpointBackend, with_call_format
+    from hermes_cli.prompt.call_format import choose
 
     opts.tools = with_call_format(opts.tools, EndpointBackend(backend))  # calls in the served model's format
+    opts.call_format = choose(opts.call_format, backend.model)[0]
     try:
         return _with_writer(load, output, len(items), lambda writer, progress: run_served_batch(
             backend, items, writer, done, opts, concurrency=concurrency, progress=progress))

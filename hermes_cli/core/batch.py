@@ -57,6 +57,9 @@ class Item:
     json: bool = False  # "json": true: any JSON object
     tools: bool = True  # "tools": false: this line answers in text even with --tools
     choices: list[str] | None = None  # decision mode: the labels (core/decision.py)
+    # An OpenAI Batch line (core/batch_openai.py): its own tools (schemas) and stop sequences.
+    tool_options: Any = None
+    stop: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -66,7 +69,14 @@ class Item:
 
 
 def record_key(record: dict[str, Any]) -> str:
-    """`Item.key` of the line an output record answers."""
+    """`Item.key` of the line an output record answers (an OpenAI Batch output line's
+    `custom_id` is its line's id)."""
+    if "custom_id" in record:
+        error = record.get("error")
+        line = error.get("line") if isinstance(error, dict) else None
+        if record["custom_id"] is None and isinstance(line, int):
+            return f"line {line}"
+        return json.dumps(record["custom_id"])
     if record.get("id") is None and isinstance(record.get("line"), int):
         return f"line {record['line']}"
     return json.dumps(record.get("id"))
@@ -98,6 +108,11 @@ def _readable_id(text: str) -> Any:
 
 
 def _item_from_json(obj: Any, line: int, files_root: Path | None) -> Item:
+    from hermes_cli.core.batch_openai import is_openai_line, item_from_openai
+
+    if is_openai_line(obj):
+        item: Item = item_from_openai(obj, line)
+        return item
     if not isinstance(obj, dict):
         return Item(None, line, error="a JSONL line must be an object")
     item = Item(obj.get("id", line), line)
@@ -260,7 +275,7 @@ def repair_and_read_done(path: Path) -> set[str]:
                 record = json.loads(raw)
             except ValueError:
                 continue
-            if isinstance(record, dict) and "id" in record:
+            if isinstance(record, dict) and ("id" in record or "custom_id" in record):
                 done.add(record_key(record))
     return done
 
@@ -312,6 +327,8 @@ class BatchOptions:
     tools: ToolOptions | None = None  # needs yes=True: a batch cannot ask
     parallel: int = 1  # prompts decoded together (continuous batching)
     choices: list[str] | None = None  # --choices: every line is a decision among these labels
+    call_format: str = "auto"  # the model's (prompt/call_format.py), for lines that bring their own tools
+    shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # --format openai: each record as written
 
 
 @dataclass
@@ -334,14 +351,15 @@ class Recorder:
     """What every batch driver does with a finished line: write its record, count it in
     the summary, move the progress bar. Called as `recorder(item, record)`."""
 
-    def __init__(self, writer: ResultWriter, todo: int, skipped: int, progress: Progress | None) -> None:
-        self.writer, self.todo, self.progress = writer, todo, progress
+    def __init__(self, writer: ResultWriter, todo: int, skipped: int, progress: Progress | None,
+                 shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
+        self.writer, self.todo, self.progress, self.shape = writer, todo, progress, shape
         self.summary = Summary(skipped=skipped)
         self._started = time.perf_counter()
 
     def __call__(self, item: Item, rec: dict[str, Any]) -> None:
         summary = self.summary
-        self.writer.write(rec)
+        self.writer.write(self.shape(rec) if self.shape is not None else rec)
         if "error" in rec:
             summary.failed += 1
             summary.failed_lines.append(item.line)

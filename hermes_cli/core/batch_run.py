@@ -36,6 +36,8 @@ def _approve_all(_call: Any) -> bool:
 
 
 def item_mode(item: Item, opts: BatchOptions) -> ReplyMode:
+    if item.tool_options is not None:  # an OpenAI Batch line's own tools, in this model's call format
+        return ReplyMode(tools=dataclasses.replace(item.tool_options, call_format=opts.call_format))
     if item.schema is not None:
         json_mode: JsonMode | None = JsonMode(item.schema, f"line {item.line}")
     elif item.json:
@@ -75,6 +77,11 @@ def record(item: Item, reply: Reply, seconds: float, mode: str) -> dict[str, Any
         "completion_tokens": completion, "seconds": round(seconds, 4),
         "tokens_per_second": round(completion / seconds, 2) if seconds > 0 else 0.0,
     }
+    if item.stop and isinstance(rec["output"], str) and mode == "text":  # an OpenAI Batch line's stop
+        from hermes_cli.core.batch_openai import cut_at_stop
+
+        rec["output"], hit = cut_at_stop(rec["output"], item.stop)
+        rec["finish_reason"] = "stop" if hit else rec["finish_reason"]
     if reply.reasoning:  # a reasoning model's thinking, apart from the output (prompt/reasoning.py)
         rec["reasoning"] = reply.reasoning
     if last.closed:  # the grammar closed the answer to fit the limit (engine/slot.py)
@@ -142,7 +149,7 @@ def run_batch(engine: Engine, items: list[Item], writer: ResultWriter, done: set
     """Answer every item not in `done`, writing one record each as it completes."""
     template = template_for(engine)
     todo = [it for it in items if it.key not in done]
-    finished = Recorder(writer, len(todo), len(items) - len(todo), progress)
+    finished = Recorder(writer, len(todo), len(items) - len(todo), progress, opts.shape)
     summary = finished.summary
     if needs_grammars(todo, set(), opts):
         engine.prefetch_grammars()

@@ -25,7 +25,7 @@ def run_served_batch(backend: ServedBackend, items: list[Item], writer: ResultWr
                      opts: BatchOptions, *, concurrency: int = 4,
                      progress: Progress | None = None) -> Summary:
     todo = [it for it in items if it.key not in done]
-    finished = Recorder(writer, len(todo), len(items) - len(todo), progress)
+    finished = Recorder(writer, len(todo), len(items) - len(todo), progress, opts.shape)
     summary = finished.summary
 
     lines: Iterator[Item] = iter(todo)

@@ -107,6 +107,13 @@ def _flag(data: dict[str, Any], name: str) -> bool:
 
 
 def _params(data: dict[str, Any], defaults: SamplingParams) -> SamplingParams:
+    given = {k: v for k, v in vars(defaults).items()}
+    given.update(sampling_fields(data))
+    return SamplingParams(**given)
+
+
+def sampling_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """The sampling values the request sets, by our names, checked against the limits table."""
     values: dict[str, Any] = {}
     if data.get("ignore_eos") is not None:  # llama-server's and vLLM's: never end by choice (benchmarks)
         values["ignore_eos"] = _flag(data, "ignore_eos")
@@ -124,9 +131,7 @@ def _params(data: dict[str, Any], defaults: SamplingParams) -> SamplingParams:
         if problem:
             raise BadRequest(f"{name} {problem}", param=name)
         values[ours] = SAMPLING_LIMITS[ours][0](value)
-    given = {k: v for k, v in vars(defaults).items()}
-    given.update(values)
-    return SamplingParams(**given)
+    return values
 
 
 def _stop(data: dict[str, Any]) -> list[str]:
