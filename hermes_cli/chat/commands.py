@@ -245,12 +245,13 @@ def _branch(s: ChatSession, ui: ChatUI, arg: str) -> None:
            + (f"; last reply: {last.content.strip()[:80]!r}" if last else ""))
 
 
-@command("/read", "/read PATH…", "attach files (globs too) to your next message", path_arg=True)
+@command("/read", "/read PATH… | URL | !COMMAND", "attach files (globs too), a page, or a command's output "
+         "(asked first) to your next message", path_arg=True)
 def _read(s: ChatSession, ui: ChatUI, arg: str) -> None:
     import shlex
 
     try:
-        specs = shlex.split(arg)
+        specs = [arg.strip()] if arg.strip().startswith("!") else shlex.split(arg)  # a command: the whole line
     except ValueError as e:
         raise UsageError(f"/read: {e}") from None
     from hermes_cli.core.attachments import describe

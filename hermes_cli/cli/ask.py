@@ -63,7 +63,8 @@ def ask(
     call_format: Optional[str],
     files: Annotated[Optional[list[str]], typer.Option(
         "--file", "-f", help="Put this file's text into the question, fenced with its name "
-        "(repeatable; globs too).", show_default=False)] = None,
+        "(repeatable; globs too); an http(s) URL: the page's text; '!COMMAND': its output, run in "
+        "your shell after a yes at the terminal (or --yes).", show_default=False)] = None,
     stats: Annotated[bool, typer.Option("--stats", help="Print timings and tokens/s on stderr.")] = False,
     choices: Annotated[Optional[str], typer.Option(
         "--choices", help="Decision mode: answer with exactly one of these comma-separated labels, "
@@ -141,7 +142,7 @@ def ask(
         from hermes_cli.core.one_shot import Question
 
         question = Question(prompt, stdin_text=read_stdin(), system=chosen.system, params=chosen.params,
-                            files=files or [], json_mode=json_mode, tools=tool_opts)
+                            files=files or [], json_mode=json_mode, tools=tool_opts, run_command=command_asker(yes))
         from dataclasses import replace
 
         keep = config.prompt_cache if prompt_cache is None else prompt_cache
@@ -172,6 +173,21 @@ def run_choices(question: Any, labels: list[str], chosen: Any, load: LoadFlags, 
     else:
         sys.stdout.write(decision.label + "\n")
     return 0
+
+
+def command_asker(yes: bool) -> Callable[[str], bool]:
+    """Whether `-f '!cmd'` may run: with --yes, or on a y typed at the terminal (never
+    read from piped stdin: chat/tty.py)."""
+
+    def ask(command: str) -> bool:
+        if yes:
+            return True
+        from hermes_cli.chat.tty import ask_terminal
+
+        answer = ask_terminal(f"run `{command}` and attach its output? [y/N] ")
+        return (answer or "").strip().lower() in ("y", "yes")
+
+    return ask
 
 
 def read_stdin() -> str | None:

@@ -41,13 +41,31 @@ class Attachment:
         return f"File: {self.name}\n{fence}{lang}\n{body}{fence}"
 
 
-def read_files(specs: list[str], *, cwd: Path | None = None, root: Path | None = None) -> list[Attachment]:
+def read_files(specs: list[str], *, cwd: Path | None = None, root: Path | None = None,
+               run: Callable[[str], bool] | None = None) -> list[Attachment]:
     """Every file the specs name (paths or globs), in order, each once; with `root`,
-    each must resolve (symbolic links followed) to a file under it."""
+    each must resolve (symbolic links followed) to a file under it. A spec that is an
+    http(s) URL is the page's text; one that starts with `!` is a command's output, run
+    only when `run(command)` says yes (the person at the terminal; None: never, as in
+    batch lines) (core/fetched.py)."""
+    from hermes_cli.core import fetched
+
     cwd = cwd or Path.cwd()
     out: list[Attachment] = []
     seen: set[Path] = set()
     for spec in specs:
+        if fetched.is_url(spec):
+            out.append(Attachment(spec, fetched.fetch_url(spec)))
+            continue
+        if fetched.is_command(spec):
+            command = spec[1:].strip()
+            if run is None:
+                raise UsageError(f"{spec}: commands are not run from here", hint="batch lines never run commands")
+            if not run(command):
+                raise UsageError(f"`{command}` was not run: a command's output is attached only after a yes "
+                                 "typed at the terminal", hint="answer y, or pass --yes")
+            out.append(Attachment(f"output of `{command}`", fetched.command_output(command)))
+            continue
         for path in _expand(spec, cwd):
             real = path.resolve()
             if root is not None and not real.is_relative_to(root.resolve()):
@@ -101,13 +119,15 @@ def with_files(text: str, attachments: list[Attachment]) -> str:
 
 
 def expand_mentions(text: str, *, cwd: Path | None = None) -> tuple[str, list[Attachment]]:
-    """`@path` in a chat message attaches that file (an `@` before something that is
-    not a file, an e-mail address say, stays as it is)."""
+    """`@path` in a chat message attaches that file, `@https://…` that page (an `@`
+    before something that is neither, an e-mail address say, stays as it is)."""
     cwd = cwd or Path.cwd()
     found: list[str] = []
     for match in _MENTION.finditer(text):
         name = match.group(1).rstrip(".,;:!?)")
-        if glob.has_magic(name) or (cwd / Path(name).expanduser()).is_file() or Path(name).expanduser().is_file():
+        path = Path(name).expanduser()
+        if name.startswith(("http://", "https://")) or glob.has_magic(name) or (cwd / path).is_file() \
+                or path.is_file():
             found.append(name)
     return text, read_files(found, cwd=cwd) if found else []
 

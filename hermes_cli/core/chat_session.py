@@ -156,6 +156,13 @@ class ChatSession:
         self.save()
         yield event
 
+    def may_run(self, command: str) -> bool:
+        """/read '!cmd': asked as a call of `command` would be (--yes lets it run)."""
+        from hermes_cli.prompt.tool_calls import ToolCall as Call
+
+        return self.auto_approve or (self.confirm(Call("command", {"command": command})) or "").strip().lower() in (
+            "y", "yes")
+
     def approve(self, call: ToolCall) -> bool:
         """Run this call? Yes with --yes or after "always"; otherwise the user says."""
         if self.auto_approve or call.name in self.always_allowed:
@@ -310,7 +317,7 @@ class ChatSession:
         """/read: files for the next message, measured and checked against the context now."""
         if not specs:
             raise UsageError("usage: /read PATH… (globs too: /read src/*.py)")
-        sized = measure(read_files(specs), self._count())
+        sized = measure(read_files(specs, run=self.may_run), self._count())
         self.backend.check_files_fit(self.pending_files + sized, self.prompt_tokens())
         self.pending_files += sized
         return sized

@@ -9,7 +9,7 @@ and batch_run.answer_line for a batch line.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,8 @@ class Question:
     files: list[str] = field(default_factory=list)
     json_mode: JsonMode | None = None
     tools: ToolOptions | None = None
+    # `-f '!cmd'`: whether the person at the terminal lets it run (the front end asks)
+    run_command: Callable[[str], bool] | None = field(default=None, compare=False)
 
     @property
     def mode(self) -> ReplyMode:
@@ -90,7 +92,7 @@ class Prepared:
 def prepare(question: Question) -> Prepared:
     """Read the files and check the schema, before any model loads (a bad file or a schema
     no grammar can be built from fails here)."""
-    attachments = read_files(question.files) if question.files else []
+    attachments = read_files(question.files, run=question.run_command) if question.files else []
     user_text = with_files(build_prompt(question.prompt, question.stdin_text, files=bool(attachments)),
                            attachments)
     if question.json_mode is not None:
