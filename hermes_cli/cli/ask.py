@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, TextIO
 
 import typer
 
-from hermes_cli import env, inputs
+from hermes_cli import env
 from hermes_cli.cli.main import guard_stdout
 from hermes_cli.cli.options import (
     CALL_FORMAT,
@@ -31,7 +31,7 @@ from hermes_cli.cli.options import (
     settings,
     with_options,
 )
-from hermes_cli.errors import UsageError
+from hermes_cli.cli.question_inputs import command_asker, read_stdin
 from hermes_cli.modes.tools.tool import DEFAULT_MAX_ROUNDS, DEFAULT_TIMEOUT
 
 if TYPE_CHECKING:
@@ -173,44 +173,6 @@ def run_choices(question: Any, labels: list[str], chosen: Any, load: LoadFlags, 
     else:
         sys.stdout.write(decision.label + "\n")
     return 0
-
-
-def command_asker(yes: bool) -> Callable[[str], bool]:
-    """Whether `-f '!cmd'` may run: with --yes, or on a y typed at the terminal (never
-    read from piped stdin: chat/tty.py)."""
-
-    def ask(command: str) -> bool:
-        if yes:
-            return True
-        from hermes_cli.chat.tty import ask_terminal
-
-        answer = ask_terminal(f"run `{command}` and attach its output? [y/N] ")
-        return (answer or "").strip().lower() in ("y", "yes")
-
-    return ask
-
-
-def read_stdin() -> str | None:
-    """Piped stdin as text, or None when stdin is a terminal or absent. Read as bytes and
-    decoded strictly: text decoding would turn a stray byte into a lone surrogate that
-    fails much later, deep in tokenizing, as a UnicodeEncodeError."""
-    stream = sys.stdin
-    if stream is None or stream.closed:
-        return None
-    try:
-        if stream.isatty():
-            return None
-        if hasattr(stream, "buffer"):
-            data = inputs.read_stdin(stream.buffer)  # bounded: `yes | hermes ask` is refused
-        else:
-            data = stream.read().encode("utf-8", "surrogateescape")
-    except (OSError, ValueError):
-        return None
-    try:
-        return data.decode("utf-8-sig")  # a byte-order mark is not part of the text
-    except UnicodeDecodeError as e:
-        raise UsageError(f"stdin is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start:,})",
-                         hint="convert it first, e.g. iconv -f latin1 -t utf-8") from None
 
 
 def run_ask(question: Question, load: LoadOptions, *, endpoints: list[str] | None = None,

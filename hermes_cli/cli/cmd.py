@@ -36,7 +36,7 @@ def cmd(
     explained, or quit (exit 1, nothing run). Piped, or with no terminal to ask, the
     command is printed and never run: `$(hermes cmd …)` is yours to use.
     """
-    from hermes_cli.cli.ask import read_stdin
+    from hermes_cli.cli.question_inputs import read_stdin
     from hermes_cli.core.config import load_config
     from hermes_cli.core.loading import open_backend
     from hermes_cli.core.shell_command import propose, this_machine
