@@ -183,6 +183,13 @@ def _continue(s: ChatSession, ui: ChatUI, arg: str) -> None:
     ui.show_turn(s.continue_reply())
 
 
+@command("/compact", "/compact", "summarize the older turns into a note the model sees in their place")
+def _compact(s: ChatSession, ui: ChatUI, arg: str) -> None:
+    from hermes_cli.core.compaction import compact
+
+    ui.say(compact(s).line())
+
+
 @command("/undo", "/undo", "drop the last exchange")
 def _undo(s: ChatSession, ui: ChatUI, arg: str) -> None:
     dropped = s.undo()

@@ -270,7 +270,7 @@ class EndpointBackend:
         return None  # the server says when its context overflows
 
     def window(self, conversation: Conversation, system: str | None, reserve: int) -> tuple[list[Message], int]:
-        return conversation.with_system(system), 0
+        return conversation.seen(system), 0
 
     def show_prompt(self, messages: list[Message], params: SamplingParams) -> tuple[str, None]:
         return json.dumps(self.served.request(messages, params), ensure_ascii=False, indent=2), None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hermes_cli.core import branches, locks, sessions
+from hermes_cli.core import branches, compaction, locks, sessions
 from hermes_cli.core.attachments import Sized, expand_mentions, measure, read_files, with_files
 from hermes_cli.core.backends import Backend, prompt_room, with_call_format
 from hermes_cli.core.chat_roles import take_schema_and_tools
@@ -27,12 +27,12 @@ from hermes_cli.modes.reply_mode import ReplyMode
 from hermes_cli.modes.tools.loop import ToolOptions
 from hermes_cli.modes.tools.tool import Tool
 from hermes_cli.prompt.messages import Message
+from hermes_cli.prompt.tool_calls import ToolCall
 
 if TYPE_CHECKING:
     from hermes_cli.core.config import Config, Role
     from hermes_cli.core.loading import LoadOptions
     from hermes_cli.mcp_servers.toolset import McpToolset
-    from hermes_cli.prompt.tool_calls import ToolCall
 
 
 @dataclass(frozen=True)
@@ -130,10 +130,12 @@ class ChatSession:
             self.save()
             raise ContextOverflowError(e.prompt_tokens, e.n_ctx,
                                        message=f"{e}; the message was not sent") from None
+        done = compaction.before_turn(self, left_out) if continuing is None else None
+        if done is not None:  # the oldest turns, summarized into a note the window keeps
+            yield TurnNote(done.line())
+            sent, left_out = self.backend.window(conv, system, conv.params.max_tokens or 1024)
         if left_out:
-            yield TurnNote(f"context full: the model sees the newest turns; the {left_out} oldest "
-                           "messages are left out of its window (the system prompt is kept; the "
-                           "saved chat keeps them)", warning=True)
+            yield TurnNote(compaction.left_out_text(left_out), warning=True)
         logic = mode.logic(sent, conv.params, approve=self.approve) if continuing is None else continue_reply(
             [*sent, Message("assistant", continuing.content, token_ids=continuing.token_ids, open=True)], conv.params)
         events = stream(self.backend, logic)
@@ -158,10 +160,7 @@ class ChatSession:
 
     def may_run(self, command: str) -> bool:
         """/read '!cmd': asked as a call of `command` would be (--yes lets it run)."""
-        from hermes_cli.prompt.tool_calls import ToolCall as Call
-
-        return self.auto_approve or (self.confirm(Call("command", {"command": command})) or "").strip().lower() in (
-            "y", "yes")
+        return self.approve(ToolCall("command", {"command": command}))
 
     def approve(self, call: ToolCall) -> bool:
         """Run this call? Yes with --yes or after "always"; otherwise the user says."""
@@ -209,7 +208,7 @@ class ChatSession:
 
     def prompt_text(self) -> str:
         """Exactly what the model is sent: the rendered prompt, or the request's JSON."""
-        messages = self.conversation.with_system(self.effective_system())
+        messages = self.conversation.seen(self.effective_system())
         text, ids = self.backend.show_prompt(messages, self.conversation.params)
         return text if ids is None else text + f"\n({len(ids)} tokens)"
 
@@ -306,7 +305,7 @@ class ChatSession:
         the backend cannot count them."""
         from hermes_cli.prompt.messages import Message
 
-        messages = self.conversation.with_system(self.effective_system())
+        messages = self.conversation.seen(self.effective_system())
         return self.backend.prompt_tokens([*messages, Message("user", extra)] if extra else messages)
 
     def room(self, tokens: int | None) -> str:

@@ -31,6 +31,7 @@ TEMPLATE = """\
 # threads = 8
 # gpu_hint = true          # false: never say that a GPU sits idle
 # prompt_cache = true      # false: `ask` never keeps a system prompt's KV state on disk
+# compact = true           # false: a full chat leaves its oldest turns out instead of summarizing them
 # call_format = "auto"     # tool calls: "arguments-first" (Hermes 2 Pro / Θ), "name-first", "auto"
 
 # [sampling]
@@ -65,8 +66,8 @@ TEMPLATE = """\
 """
 
 MAX_CONFIG = 1 << 20  # bytes: a config file is a page of TOML
-_TOP = {"model", "ctx", "gpu_layers", "threads", "gpu_hint", "prompt_cache", "call_format", "sampling", "aliases",
-        "roles", "mcp"}
+_TOP = {"model", "ctx", "gpu_layers", "threads", "gpu_hint", "prompt_cache", "compact", "call_format", "sampling",
+        "aliases", "roles", "mcp"}
 _ROLE = {"system", "model", "schema", "tools", "sampling", "choices"}
 _MCP_SERVER = {"command", "args", "env", "url", "allow", "timeout"}
 
@@ -99,6 +100,7 @@ class Config:
     threads: int | None = None
     gpu_hint: bool = True
     prompt_cache: bool = True
+    compact: bool = True  # a full chat summarizes its oldest turns (core/compaction.py)
     call_format: str = "auto"  # prompt/call_format.py
     sampling: dict[str, Any] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
@@ -191,6 +193,8 @@ def _config(data: dict[str, Any], path: Path) -> Config:
     cfg.gpu_hint = True if hint is None else hint
     keep = _typed(data, "prompt_cache", bool, "")
     cfg.prompt_cache = True if keep is None else keep
+    compact = _typed(data, "compact", bool, "")
+    cfg.compact = True if compact is None else compact
     fmt = _typed(data, "call_format", str, "")
     if fmt is not None and fmt not in (AUTO, *FORMATS):
         raise _Bad(f"call_format must be one of auto, {', '.join(FORMATS)}, not {fmt!r}")

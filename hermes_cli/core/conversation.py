@@ -49,6 +49,30 @@ class Branch:
     at: int = 0  # how many of the parent's messages it shares
 
 
+@dataclass(frozen=True)
+class Compaction:
+    """The first `covers` messages of branch `branch`, summarized by the model as `note`
+    (core/compaction.py): the window shows the note in their place. `digest` is of the
+    messages it covers: an /undo or /edit into them makes it stale, and it is not used."""
+
+    branch: int
+    covers: int
+    digest: str
+    note: str
+
+
+def digest(messages: list[Message]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for m in messages:
+        h.update(f"{m.role}\0{len(m.content)}\0{m.content}\0".encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+NOTE_HEADER = "A summary of the earlier part of this conversation (those turns are not shown):"
+
+
 @dataclass
 class Conversation:
     id: str = field(default_factory=new_id)
@@ -62,6 +86,7 @@ class Conversation:
     # Every branch (core/branches.py); `messages` is the current one's list.
     branches: list[Branch] = field(default_factory=list)
     current: int = 0
+    compaction: Compaction | None = None  # the oldest turns as a note (core/compaction.py)
 
     def synced_branches(self) -> list[Branch]:
         """The branches, the current one holding `messages` as they are now."""
@@ -112,7 +137,14 @@ class Conversation:
     # -- the prompt -------------------------------------------------------------------
 
     def with_system(self, system: str | None) -> list[Message]:
+        """Every message of the branch after the system prompt (a transcript's view)."""
         return ([Message("system", system)] if system else []) + self.messages
+
+    def seen(self, system: str | None) -> list[Message]:
+        """What the model is sent before any trimming: a compaction's note in place of
+        the turns it covers."""
+        system, base = self.compacted(system)
+        return ([Message("system", system)] if system else []) + self.messages[base:]
 
     def window(self, template: PromptFormat, system: str | None, n_ctx: int, reserve: int) -> tuple[list[Message], int]:
         """What the model sees: the system prompt and the newest turns that leave
@@ -120,24 +152,36 @@ class Conversation:
         newest user message). A view: the conversation itself keeps every turn, so
         `export`, `history --grep` and a later, larger context still have them.
 
-        Returns the messages to send and how many of the conversation's were left out.
+        Returns the messages to send and how many of the conversation's were left out
+        (beyond those a compaction's note stands for).
         """
-        start = 0
+        system, base = self.compacted(system)  # a compaction's note stands for the turns it covers
+        start = base
         while True:
             shown = self.messages[start:]
             view = ([Message("system", system)] if system else []) + shown
             ids = template.render(view)
             if len(ids) + reserve <= n_ctx:
-                return view, start
+                return view, start - base
             last_user = max((i for i, m in enumerate(shown) if m.role == "user"), default=None)
             if last_user is None or last_user == 0:
                 if len(ids) < n_ctx:  # less room than hoped, but the turn fits
-                    return view, start
+                    return view, start - base
                 raise ContextOverflowError(len(ids), n_ctx)
             # leave out the oldest message, then anything up to the next user message
             start += 1
             while start < len(self.messages) and self.messages[start].role != "user":
                 start += 1
+
+    def compacted(self, system: str | None) -> tuple[str | None, int]:
+        """The system prompt with the compaction's note after it, and the first message
+        the note does not cover; (system, 0) when there is none, or it is stale."""
+        c = self.compaction
+        if c is None or c.branch != self.current or c.covers > len(self.messages) \
+                or digest(self.messages[:c.covers]) != c.digest:
+            return system, 0
+        note = f"{NOTE_HEADER}\n{c.note}"
+        return (f"{system}\n\n{note}" if system else note), c.covers
 
     # -- saving -----------------------------------------------------------------------
 
@@ -150,6 +194,9 @@ class Conversation:
             "settings": {"params": asdict(self.params), "json_mode": self.json_mode,
                          "json_schema": self.json_schema},
         }
+        if self.compaction is not None:
+            c = self.compaction
+            data["compaction"] = {"branch": c.branch, "covers": c.covers, "digest": c.digest, "note": c.note}
         branches = self.synced_branches()
         if len(branches) > 1:  # the tree: every branch whole (a parent may be edited later)
             data["branches"] = [{"parent": b.parent, "at": b.at,
@@ -206,6 +253,13 @@ class Conversation:
                    params=sampling_from({k: v for k, v in params.items() if k != "ignore_eos"}),
                    json_schema=schema, json_mode=settings.get("json_mode") is True,
                    created=_created(created))
+        kept = data.get("compaction")
+        if kept is not None:
+            if not (isinstance(kept, dict) and all(isinstance(kept.get(k), int) and not isinstance(kept.get(k), bool)
+                                                   and kept[k] >= 0 for k in ("branch", "covers"))
+                    and isinstance(kept.get("digest"), str) and isinstance(kept.get("note"), str)):
+                raise ValueError("compaction must hold branch, covers, digest and note")
+            conv.compaction = Compaction(kept["branch"], kept["covers"], kept["digest"], kept["note"])
         raw_branches = data.get("branches")
         if raw_branches is not None:
             if not isinstance(raw_branches, list) or not raw_branches:
