@@ -6,8 +6,8 @@ A failure may pass when the server says so (408, 409, 429 after its Retry-After,
 but 501) or when a connection broke or stalled mid-way. A connection that could not be
 made at all is another matter for each caller: the Hub is not there (reported at once),
 a served engine may be restarting (tried again). Errors are classified by their classes
-(httpx's, httpx2's, the openai client's), imported only once an error is seen, so start-up
-pays nothing.
+(the standard library's, httpx's and httpx2's), imported only once an error is seen, so
+start-up pays nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ MAX_WAIT = 60.0
 
 
 def status_of(e: BaseException) -> int | None:
-    """The HTTP status an error carries (the openai client's, or an HTTP library's response)."""
+    """The HTTP status an error carries (served/http.py's, or an HTTP library's response)."""
     code = getattr(e, "status_code", None)
     if not isinstance(code, int):
         code = getattr(getattr(e, "response", None), "status_code", None)
@@ -41,7 +41,10 @@ def retry_after(e: BaseException) -> float | None:
 @functools.cache
 def _broken() -> tuple[type[BaseException], ...]:
     """A connection that broke or stalled after it was made."""
-    found: list[type[BaseException]] = [ConnectionResetError, ConnectionAbortedError, BrokenPipeError]
+    import http.client
+
+    found: list[type[BaseException]] = [ConnectionResetError, ConnectionAbortedError, BrokenPipeError,
+                                        TimeoutError, http.client.IncompleteRead, http.client.RemoteDisconnected]
     for name in ("httpx", "httpx2"):
         try:
             lib = importlib.import_module(name)
@@ -62,12 +65,6 @@ def _unreachable() -> tuple[type[BaseException], ...]:
         except ImportError:
             continue
         found += [getattr(lib, n) for n in ("ConnectError", "ConnectTimeout", "PoolTimeout") if hasattr(lib, n)]
-    try:
-        import openai
-
-        found.append(openai.APIConnectionError)  # the openai client's wrapper of all of these
-    except ImportError:
-        pass
     return tuple(found)
 
 

@@ -71,8 +71,13 @@ def test_a_message_that_cannot_fit_is_refused_and_leaves_the_conversation_as_it_
 
 
 def test_old_turns_left_out_of_the_window_are_said_and_kept_in_the_record(load) -> None:
+    """With `compact = false` (compaction: tests/test_compaction.py)."""
+    from hermes_cli.core.config import Config
+
+    config = Config()
+    config.compact = False
     conv = Conversation(model="tiny", params=SamplingParams(max_tokens=8))
-    session = ChatSession(LocalBackend(load("hi", n_ctx=256)), conv, autosave=False)
+    session = ChatSession(LocalBackend(load("hi", n_ctx=256)), conv, autosave=False, config=config)
     notes: list[TurnNote] = []
     for i in range(12):
         shown, _ = turn(session, f"turn {i} " + "filler " * 12)

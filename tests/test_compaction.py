@@ -101,3 +101,17 @@ def test_a_turn_after_compaction_is_answered_and_recorded(load) -> None:
     events = list(session.send("one more"))
     assert isinstance(events[-1], ev.Final) and events[-1].reply.text == "Hi!"
     assert session.conversation.messages[-2:][0].content == "one more"
+
+
+def test_a_context_too_small_to_summarize_in_leaves_turns_out_and_the_turn_is_answered(load) -> None:
+    session = ChatSession(LocalBackend(load("hi", n_ctx=160)), Conversation(system="SYSTEM PROMPT"),
+                          autosave=False)
+    with pytest.raises(UsageError, match="too small to summarize"):
+        for n in range(2):
+            list(session.send(f"q{n}"))
+        compact(session)
+    for n in range(6):
+        events = list(session.send(f"question number {n}"))
+        assert isinstance(events[-1], ev.Final) and events[-1].reply.text == "Hi!"
+    assert session.conversation.compaction is None
+    assert any(isinstance(e, TurnNote) and e.warning for e in events)  # the turns were left out instead

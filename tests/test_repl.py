@@ -215,17 +215,19 @@ def test_tools_load_list_off(hi, tmp_path: Path) -> None:
     assert "<tools> {\"type\": \"function\"" in out
 
 
-def test_context_full_leaves_old_turns_out_of_the_window_but_keeps_them_saved(load) -> None:
-    """The window the model sees is a view (issue 21, row 3): the record keeps every
-    turn, so export and history --grep still find the first question."""
-    engine = load("hi", n_ctx=160)
+def test_context_full_compacts_old_turns_out_of_the_window_but_keeps_them_saved(load) -> None:
+    """The window the model sees is a view (issue 21, row 3): the oldest turns become the
+    model's note (issue 33: compaction), and the record keeps every turn, so export and
+    history --grep still find the first question."""
+    engine = load("hi", n_ctx=1024)
     d = Driven(engine, Conversation(system="SYSTEM PROMPT"))
-    out = d.run(*[f"question number {i}" for i in range(8)])
-    assert "oldest messages are left out of its window" in out
+    out = d.run(*[f"question number {i} " + "filler " * 40 for i in range(8)])
+    assert "compacted: the " in out and d.conversation.compaction is not None
     assert d.conversation.system == "SYSTEM PROMPT"
-    assert d.conversation.messages[-2].content == "question number 7"
-    assert [m.content for m in d.conversation.messages[::2]] == [f"question number {i}" for i in range(8)]
-    assert sessions.load(d.conversation.id).messages[0].content == "question number 0"
+    assert d.conversation.messages[-2].content.startswith("question number 7 ")
+    assert [m.content.split(" filler")[0] for m in d.conversation.messages[::2]] == [
+        f"question number {i}" for i in range(8)]
+    assert sessions.load(d.conversation.id).messages[0].content.startswith("question number 0 ")
     assert "question number 0" not in engine.detokenize(engine.cached_tokens())  # not in what it saw last
     assert out.count("Hi!") == 8  # every turn was answered
 

@@ -301,8 +301,6 @@ def test_one_retry_policy_classifies_by_class_for_the_hub_and_servers() -> None:
     """Issue 20: two policies that compared type(e).__name__ strings are one (hermes_cli/retry.py)."""
     import importlib
 
-    import openai
-
     from hermes_cli import retry
     from hermes_cli.hub.retry import retryable as hub_retryable
     from hermes_cli.served.backend import StreamEndedEarly
@@ -327,10 +325,16 @@ def test_one_retry_policy_classifies_by_class_for_the_hub_and_servers() -> None:
         assert not hub_retryable(refused) and served_retryable(refused)  # a server may be restarting
     assert served_retryable(StreamEndedEarly("cut")) and hub_retryable(ConnectionResetError())
     assert not hub_retryable(ConnectionRefusedError()) and served_retryable(ConnectionRefusedError())
-    # built as the client builds it, with the request it was making (openai 3.60 on reads
-    # its headers; `request=None` was accepted only up to 3.57)
-    request = importlib.import_module("httpx2").Request("POST", "http://127.0.0.1:9/v1/chat/completions")
-    assert served_retryable(openai.APIConnectionError(request=request))
+    # what served/http.py's client raises (the standard library's): a kept connection the
+    # server dropped, a chunked answer cut short, a read that stalled, a busy server
+    import http.client
+
+    from hermes_cli.served.http import HttpError, NotOpenAI
+
+    assert served_retryable(http.client.RemoteDisconnected("closed")) and served_retryable(TimeoutError())
+    assert served_retryable(http.client.IncompleteRead(b"part"))
+    assert served_retryable(HttpError(503, {}, {"error": {"message": "busy"}}))
+    assert not served_retryable(HttpError(400, {}, "bad")) and not served_retryable(NotOpenAI("html"))
     assert not served_retryable(ValueError("a bug"))
 
 

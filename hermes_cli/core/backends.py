@@ -15,22 +15,21 @@ import dataclasses
 import json
 from typing import TYPE_CHECKING, Protocol, TextIO
 
-from hermes_cli.core import sessions
 from hermes_cli.core.attachments import Sized, check_fit
 from hermes_cli.core.reply import Stream
-from hermes_cli.engine.model import Engine
 from hermes_cli.engine.params import GenerationResult, SamplingParams, common_prefix_length
-from hermes_cli.engine.prompt_cache import MIN_TOKENS, KeptPrefix, PromptCache
 from hermes_cli.errors import HermesError, UsageError
 from hermes_cli.modes.tools.loop import ToolOptions
 from hermes_cli.prompt.call_format import FORMATS, choose, gguf_names
 from hermes_cli.prompt.messages import Message
 from hermes_cli.prompt.reply_grammar import ReplyGrammar
-from hermes_cli.prompt.template import PromptFormat, template_for
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the engine is imported where a model is loaded: `ask --endpoint` never pays for it
     from hermes_cli.core.conversation import Conversation
     from hermes_cli.core.loading import LoadOptions
+    from hermes_cli.engine.model import Engine
+    from hermes_cli.engine.prompt_cache import KeptPrefix, PromptCache
+    from hermes_cli.prompt.template import PromptFormat
     from hermes_cli.served.backend import ServedBackend
 
 CONTEXT_WARNING = 0.8  # the footer warns once the conversation fills this share of the context
@@ -133,6 +132,8 @@ class LocalBackend:
     def __init__(self, engine: Engine, template: PromptFormat | None = None, *, model: str | None = None,
                  prompt_cache: PromptCache | None = None) -> None:
         self.engine = engine
+        from hermes_cli.prompt.template import template_for
+
         self.template = template if template is not None else template_for(engine)
         self.model = model or str(engine.info.path)  # the reference it was loaded by, to load it again
         self.prompt_cache = prompt_cache
@@ -162,6 +163,8 @@ class LocalBackend:
         except HermesError:  # a template that wants a user turn: nothing is kept, nothing lost
             return None
         n = common_prefix_length(ids, alone)
+        from hermes_cli.engine.prompt_cache import MIN_TOKENS, KeptPrefix
+
         return KeptPrefix(self.prompt_cache, n) if MIN_TOKENS <= n < len(ids) else None
 
     def count(self, text: str) -> int:
@@ -225,9 +228,13 @@ class LocalBackend:
         self.engine.prefetch_grammars()
 
     def save_state(self, conversation_id: str) -> None:
+        from hermes_cli.core import sessions
+
         sessions.save_state(self.engine, conversation_id)
 
     def restore_state(self, conversation_id: str) -> int:
+        from hermes_cli.core import sessions
+
         return sessions.restore_state(self.engine, conversation_id)
 
     def switch_model(self, opts: LoadOptions, err: TextIO) -> LocalBackend:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from hermes_cli.core.conversation import Compaction, digest
 from hermes_cli.core.reply import run
-from hermes_cli.errors import UsageError
+from hermes_cli.errors import HermesError, UsageError
 from hermes_cli.modes.events import text_reply
 from hermes_cli.prompt.messages import Message
 
@@ -57,28 +57,32 @@ def compact(session: ChatSession, *, upto: int | None = None) -> Compacted:
         raise UsageError("nothing to compact yet: the conversation is one exchange long")
     before = session.prompt_tokens()
     previous = conv.compaction.note if start and conv.compaction is not None else None
-    text = _transcript(session, previous, conv.messages[start:upto])
-    params = dataclasses.replace(conv.params, max_tokens=NOTE_TOKENS, temperature=min(conv.params.temperature, 0.3))
-    reply = run(session.backend, text_reply([Message("system", "You write faithful, short summaries."),
-                                             Message("user", f"{INSTRUCTION}\n\n{text}")], params))
+    n_ctx = session.backend.n_ctx
+    budget = NOTE_TOKENS if n_ctx is None else min(NOTE_TOKENS, n_ctx // 4)
+    asking = [Message("system", "You write faithful, short summaries."), Message("user", INSTRUCTION)]
+    room = None if n_ctx is None else n_ctx - (session.backend.prompt_tokens(asking) or 0) - budget - 8
+    if room is not None and room <= 0:
+        raise UsageError(f"the {n_ctx}-token context is too small to summarize the chat in")
+    text = _transcript(session, previous, conv.messages[start:upto], room)
+    params = dataclasses.replace(conv.params, max_tokens=budget, temperature=min(conv.params.temperature, 0.3))
+    asking[1] = Message("user", f"{INSTRUCTION}\n\n{text}")
+    reply = run(session.backend, text_reply(asking, params))
     note = reply.text.strip() or "(the earlier turns held nothing to keep)"
     conv.compaction = Compaction(conv.current, upto, digest(conv.messages[:upto]), note)
     session.save()
     return Compacted(upto, before, session.prompt_tokens())
 
 
-def _transcript(session: ChatSession, previous: str | None, messages: list[Message]) -> str:
-    """The turns as text, each cut to MESSAGE_CHARS (its start and its end), the newest
-    kept whole first when it all cannot fit the context."""
+def _transcript(session: ChatSession, previous: str | None, messages: list[Message], room: int | None) -> str:
+    """The turns as text, each cut to MESSAGE_CHARS (its start and its end); within
+    `room` tokens (None: a served engine's, unknown), the newest turns kept first."""
     lines = [f"Summary so far: {previous}"] if previous else []
     for m in messages:
         content = m.content if len(m.content) <= MESSAGE_CHARS else (
             m.content[:MESSAGE_CHARS // 2] + "\n[…]\n" + m.content[-MESSAGE_CHARS // 2:])
         lines.append(f"{m.role.capitalize()}: {content}")
-    n_ctx = session.backend.n_ctx
-    if n_ctx is None:
+    if room is None:
         return "\n\n".join(lines)
-    room = n_ctx - NOTE_TOKENS - 200
     kept: list[str] = []
     used = 0
     for line in reversed(lines):  # the newest turns matter most to what comes next
@@ -110,5 +114,5 @@ def before_turn(session: ChatSession, left_out: int) -> Compacted | None:
     keep = users[-2] if len(users) >= 2 else users[-1]  # the last exchange stays whole if it can
     try:
         return compact(session, upto=max(must, keep))
-    except UsageError:
+    except HermesError:  # a context too small to summarize in, a failed generation: leave turns out
         return None

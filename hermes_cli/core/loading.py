@@ -8,12 +8,11 @@ from typing import TYPE_CHECKING, TextIO
 
 from hermes_cli import env
 from hermes_cli.core.gpu_hint import gpu_hint, gpu_present
-from hermes_cli.engine.model import Engine
 from hermes_cli.errors import ServerError, UsageError
-from hermes_cli.hub.resolve import resolve_model
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the engine and the Hub where a model is loaded: `--endpoint` never pays for them
     from hermes_cli.core.backends import Backend
+    from hermes_cli.engine.model import Engine
     from hermes_cli.served.backend import ServedBackend
 
 
@@ -33,6 +32,9 @@ class LoadOptions:
 def load_engine(opts: LoadOptions, *, err: TextIO, vocab_only: bool = False,
                 n_seq_max: int = 1, kv_unified: bool = True) -> Engine:
     """Resolve and load the model, with a transient status line on a terminal."""
+    from hermes_cli.engine.model import Engine
+    from hermes_cli.hub.resolve import resolve_model
+
     path = resolve_model(opts.model, quiet=opts.quiet, err=err)
     show = err.isatty() and not opts.verbose
     if show:

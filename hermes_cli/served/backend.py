@@ -199,12 +199,8 @@ class ServedStream(LazyStream):
         client = endpoint.client()
         for fmt in _formats(endpoint, schema):
             wire = dict(body) if fmt is None else {**body, "response_format": fmt}
-            # The client types OpenAI's own fields; the whole body goes as extra_body, so
-            # what is sent is exactly `request()`'s JSON, whatever the server reads.
-            rest = {k: v for k, v in wire.items() if k not in ("model", "messages", "stream")}
             try:
-                stream = client.chat.completions.create(model=wire["model"], messages=wire["messages"],
-                                                        stream=True, extra_body=rest)
+                stream = client.stream_chat(wire)  # exactly `request()`'s JSON, whatever the server reads
             except Exception as e:
                 if fmt is not None and _rejected_format(e):
                     continue  # this server does not take that form (some answer 500): the next one

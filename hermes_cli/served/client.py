@@ -1,11 +1,8 @@
 """Talking to a served engine (vLLM, llama.cpp's llama-server, llama-cpp-python's server,
-anything that speaks the OpenAI chat-completions API) with the official `openai` client.
-
-Why the `openai` client rather than httpx and an SSE parser of our own: it parses the
-event stream, maps HTTP errors to typed exceptions (401, 404, 429, 5xx), and is what
-every OpenAI-compatible server is tested against. It is imported only when an endpoint
-is used (it costs ~0.3 s of start-up). Retries are ours (served/pool.py), so one policy
-covers one endpoint or several.
+`hermes serve`, anything that speaks the OpenAI chat-completions API), through
+served/http.py (the standard library's HTTP and an event-stream reader: the `openai`
+package's import alone cost a one-shot answer 0.45 s). Retries are ours
+(served/pool.py), so one policy covers one endpoint or several.
 
 The API key comes from an environment variable (`--api-key-env`, default
 OPENAI_API_KEY); it is never printed, logged or saved. Local servers that want no key
@@ -43,11 +40,10 @@ class Endpoint:
 
     def client(self) -> Any:
         if self._client is None:
-            from openai import OpenAI
+            from hermes_cli.served.http import Client
 
             keep_secret(os.environ.get(self.key_env))  # a server that echoes it: redacted
-            self._client = OpenAI(api_key=os.environ.get(self.key_env) or NO_KEY,
-                                  base_url=self.base_url, max_retries=0, timeout=self.timeout)
+            self._client = Client(self.base_url, os.environ.get(self.key_env) or NO_KEY, self.timeout)
         return self._client
 
     def close(self) -> None:
@@ -59,50 +55,41 @@ class Endpoint:
 def served_models(endpoint: Endpoint) -> list[str]:
     """The model names the server serves (`GET /v1/models`)."""
     try:
-        return sorted(m.id for m in endpoint.client().models.list())
+        return sorted(endpoint.client().models())
     except Exception as e:  # noqa: BLE001 - one line for every way it fails
         raise translate(e, endpoint) from None
 
 
 def translate(e: BaseException, endpoint: Endpoint, model: str | None = None) -> ServerError:
     """One clear line for each way a server can fail us (the key is never echoed)."""
-    import openai
+    import http.client
+
+    from hermes_cli.served.http import HttpError, NotOpenAI
 
     where = endpoint.base_url
     if isinstance(e, ServerError):
         return e
-    if isinstance(e, openai.APITimeoutError):
+    if isinstance(e, TimeoutError):
         return ServerError(f"{where} did not answer within {endpoint.timeout:g} s")
-    if isinstance(e, openai.APIConnectionError):
-        return ServerError(f"cannot reach the server at {where} ({_cause(e)})",
-                           hint="is it running? check --endpoint")
-    if isinstance(e, (openai.AuthenticationError, openai.PermissionDeniedError)):
-        have = "set" if os.environ.get(endpoint.key_env) else "not set"
-        return ServerError(f"{where} refused the request ({e.status_code}): check the API key "
-                           f"in ${endpoint.key_env} ({have})", hint="--api-key-env NAME picks the variable")
-    if isinstance(e, openai.NotFoundError) and model is not None:
-        try:
-            names = served_models(endpoint)
-        except ServerError:
-            names = []
-        listing = f"; it serves: {', '.join(names)}" if names else ""
-        return ServerError(f"{where} does not serve the model {model!r}{listing}",
-                           hint="pick one with --model NAME (hermes models --endpoint URL lists them)")
-    if isinstance(e, openai.APIStatusError):
-        return ServerError(f"{where} answered {e.status_code}: {_message(e)}")
-    if isinstance(e, (openai.APIResponseValidationError, ValueError)):
+    if isinstance(e, HttpError):
+        if e.status_code in (401, 403):
+            have = "set" if os.environ.get(endpoint.key_env) else "not set"
+            return ServerError(f"{where} refused the request ({e.status_code}): check the API key "
+                               f"in ${endpoint.key_env} ({have})", hint="--api-key-env NAME picks the variable")
+        if e.status_code == 404 and model is not None:
+            try:
+                names = served_models(endpoint)
+            except ServerError:
+                names = []
+            listing = f"; it serves: {', '.join(names)}" if names else ""
+            return ServerError(f"{where} does not serve the model {model!r}{listing}",
+                               hint="pick one with --model NAME (hermes models --endpoint URL lists them)")
+        return ServerError(f"{where} answered {e.status_code}: {e.message}")
+    if isinstance(e, (NotOpenAI, ValueError)):
         return ServerError(f"{where} answered something that is not the OpenAI API's JSON ({_cause(e)})")
+    if isinstance(e, (OSError, http.client.HTTPException)):
+        return ServerError(f"cannot reach the server at {where} ({_cause(e)})", hint="is it running? check --endpoint")
     return ServerError(f"{where}: {type(e).__name__}: {_cause(e)}")
-
-
-def _message(e: Any) -> str:
-    body = getattr(e, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        text = inner.get("message") if isinstance(inner, dict) else inner
-        if text:
-            return str(text).strip().splitlines()[0][:300]
-    return str(getattr(e, "message", e)).strip().splitlines()[0][:300]
 
 
 def _cause(e: BaseException) -> str:
