@@ -353,3 +353,35 @@ def test_a_continued_reply_asks_the_server_to_go_on_with_the_final_assistant_tur
     assert opened["continue_final_message"] is True and opened["add_generation_prompt"] is False
     assert opened["messages"][-1] == {"role": "assistant", "content": "Hi th"}
     assert "continue_final_message" not in closed
+
+
+def test_the_served_client_goes_through_a_proxy_when_the_environment_names_one(hermes_exe, server, tmp_path,
+                                                                               monkeypatch) -> None:
+    """http_proxy is honoured for a remote endpoint (a proxy that answers 502 shows it was
+    used), and never for this machine's own server."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str] = []
+
+    class Proxy(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            seen.append(self.path)
+            self.send_response(502)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.server_address[1]}")
+        monkeypatch.delenv("no_proxy", raising=False)
+        remote = hermes(hermes_exe, "ask", "x", "--endpoint", "http://models.example:8000", "--model", "m")
+        assert remote.returncode == 5 and seen == ["http://models.example:8000/v1/models"], remote.stderr
+        local = hermes(hermes_exe, "ask", "hello", "--endpoint", server.url, "--model", "hi")
+        assert (local.returncode, local.stdout) == (0, "Hi!\n"), local.stderr
+    finally:
+        proxy.shutdown()
+        proxy.server_close()

@@ -9,8 +9,8 @@ is small: POST a body, read `data:` lines, GET /models, and errors it can classi
 
 One connection per endpoint and thread is kept alive between requests (`batch
 --concurrency` runs requests on several threads). Behind a proxy (`https_proxy`,
-`http_proxy`, unless `no_proxy` names the host) requests go through urllib, which
-honours those, on a new connection each.
+`http_proxy`, unless `no_proxy` names the host or it is this machine) requests go
+through urllib, which honours those, on a new connection each.
 """
 
 from __future__ import annotations
@@ -153,7 +153,8 @@ class Client:
         self._parts = parts
         self._local = threading.local()  # a kept-alive connection per thread
         proxies = urllib.request.getproxies()
-        self._proxied = parts.scheme in proxies and not urllib.request.proxy_bypass(parts.hostname)
+        loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")  # `hermes serve` is never proxied
+        self._proxied = parts.scheme in proxies and not loopback and not urllib.request.proxy_bypass(parts.hostname)
 
     def _headers(self, stream: bool) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.api_key}",
