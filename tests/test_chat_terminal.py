@@ -421,3 +421,42 @@ def test_help_wraps_at_words_with_a_hanging_indent_on_a_narrow_terminal(hermes_e
     width = max(len(c.usage) for c in COMMANDS.values())
     continued = [line for line in screen if line.startswith(" " * (width + 2)) and line.strip()]
     assert continued, "no help line was long enough to wrap at 60 columns"
+
+
+def test_narrowing_the_window_while_a_paragraph_streams_leaves_every_word_on_screen_once(
+        hermes_exe, tmp_path: Path) -> None:
+    """Issue 30, finding 1: narrowing the window mid-reply left the streaming paragraph in
+    scrollback twice (cut mid-word, then whole). The window here is a pty resized from 100
+    to 50 columns (the kernel sends SIGWINCH), read by a screen that is resized at the same
+    byte (pyte: no reflow, so what remains is the program's doing): every numbered word of
+    the paragraph is on screen, scrollback included, exactly once."""
+    import fcntl
+    import struct
+    import termios
+
+    import pyte
+
+    from tests.scripted_server import EndlessServer
+
+    words = [f"w{i:04d}" for i in range(700)]
+    env = {k: v for k, v in env_for(tmp_path).items() if k not in ("COLUMNS", "LINES")}  # the pty's size, as a user has
+    with EndlessServer(reply=" ".join(words) + "\n\nEND", pace=0.004, chunk=6) as server:
+        term = Terminal([*hermes_exe, "chat", "--endpoint", server.url, "--model", "m"], env)
+        term.expect(r"(^|\n)>")
+        term.send("go\r")
+        term.expect(r"w0150")  # mid-paragraph
+        cut = len(term.raw)
+        fcntl.ioctl(term.fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 50, 0, 0))
+        term.expect(r"tok/s[^\n]*\n[\s\S]*>", timeout=120)
+        term.send("/exit\r")
+        assert term.wait() == 0
+    screen = pyte.HistoryScreen(100, 30, history=20000)
+    stream = pyte.ByteStream(screen)
+    stream.feed(term.raw[:cut])
+    screen.resize(30, 50)
+    stream.feed(term.raw[cut:])
+    rows = ["".join(line[x].data for x in sorted(line)) for line in screen.history.top] + list(screen.display)
+    seen = re.findall(r"w\d{4}", " ".join(rows))
+    doubled = sorted({w for w in seen if seen.count(w) > 1})
+    assert not doubled, f"{len(doubled)} words shown twice: {doubled[:10]}"
+    assert seen == words, "every word, once, in order"
