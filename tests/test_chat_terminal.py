@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests import children
 from tests import tinymodels as tm
 
@@ -423,13 +425,15 @@ def test_help_wraps_at_words_with_a_hanging_indent_on_a_narrow_terminal(hermes_e
     assert continued, "no help line was long enough to wrap at 60 columns"
 
 
+@pytest.mark.parametrize("exported", [False, True])
 def test_narrowing_the_window_while_a_paragraph_streams_leaves_every_word_on_screen_once(
-        hermes_exe, tmp_path: Path) -> None:
+        hermes_exe, tmp_path: Path, exported: bool) -> None:
     """Issue 30, finding 1: narrowing the window mid-reply left the streaming paragraph in
     scrollback twice (cut mid-word, then whole). The window here is a pty resized from 100
     to 50 columns (the kernel sends SIGWINCH), read by a screen that is resized at the same
     byte (pyte: no reflow, so what remains is the program's doing): every numbered word of
-    the paragraph is on screen, scrollback included, exactly once."""
+    the paragraph is on screen, scrollback included, exactly once. `exported`: the shell
+    exports COLUMNS=100 and LINES=30 (rich took them as a fixed size: 479 words doubled)."""
     import fcntl
     import struct
     import termios
@@ -439,7 +443,7 @@ def test_narrowing_the_window_while_a_paragraph_streams_leaves_every_word_on_scr
     from tests.scripted_server import EndlessServer
 
     words = [f"w{i:04d}" for i in range(700)]
-    env = {k: v for k, v in env_for(tmp_path).items() if k not in ("COLUMNS", "LINES")}  # the pty's size, as a user has
+    env = {k: v for k, v in env_for(tmp_path).items() if exported or k not in ("COLUMNS", "LINES")}
     with EndlessServer(reply=" ".join(words) + "\n\nEND", pace=0.004, chunk=6) as server:
         term = Terminal([*hermes_exe, "chat", "--endpoint", server.url, "--model", "m"], env)
         term.expect(r"(^|\n)>")

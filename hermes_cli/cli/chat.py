@@ -66,8 +66,6 @@ def chat(
 
 def _chat(saved: Any, sampling: dict[str, Any], load: LoadFlags, role: str | None, system: str | None,
           config: Any, plain: bool, mcp: McpFlags, yes: bool, lock: Any, call_format: str) -> None:
-    from rich.console import Console
-
     from hermes_cli.chat.repl import Repl, make_session
     from hermes_cli.core.chat_session import ChatSession
     from hermes_cli.core.conversation import Conversation
@@ -81,8 +79,7 @@ def _chat(saved: Any, sampling: dict[str, Any], load: LoadFlags, role: str | Non
     else:
         conversation = Conversation(system=chosen.system, params=chosen.params)
     plain = plain or env.no_color()
-    repl = Repl(console=Console(no_color=plain, highlight=False),
-                session=make_session(env.data_dir() / "history"), plain=plain)
+    repl = Repl(console=_console(plain), session=make_session(env.data_dir() / "history"), plain=plain)
 
     def warn(message: str) -> None:
         sys.stderr.write(f"warning: {message}\n")
@@ -111,3 +108,19 @@ def _chat(saved: Any, sampling: dict[str, Any], load: LoadFlags, role: str | Non
         if toolset is not None:
             toolset.close()  # no server outlives the chat
     raise typer.Exit(code)
+
+
+def _console(plain: bool) -> Any:
+    """The chat's console. On a terminal its size is the terminal's, read again as the
+    window changes: rich takes an exported COLUMNS/LINES as a fixed size, and a shell that
+    exports them (zsh, a user's profile) left the chat drawing 100-column frames in a
+    50-column window, every streamed paragraph then shown twice."""
+    import os
+
+    from rich.console import Console
+
+    environ = dict(os.environ)
+    if sys.stdout.isatty():
+        environ.pop("COLUMNS", None)
+        environ.pop("LINES", None)
+    return Console(no_color=plain, highlight=False, _environ=environ)
