@@ -400,3 +400,22 @@ def test_smollm2_through_the_server_calls_and_answers_in_schema_over_seeds(herme
             assert "tool_call>" not in arguments["expression"]
             called += 1
         assert called >= 1, "no forced call of four was whole within 60 tokens"
+
+
+def test_hermes_own_tools_loop_runs_through_the_server_and_the_results_come_back_as_hermes_turns(
+        hermes_exe, models, tmp_path) -> None:
+    """`ask --endpoint local --tools`: the server writes the call (never runs it), hermes runs
+    the tool here and sends its result back; the server reads that `tool` message as the
+    Hermes tool turn (here: the second request, carrying the first call and its result, is
+    answered with a second call; how those messages render is tests/test_serve_wire.py's)."""
+    ran = tmp_path / "ran.txt"
+    (tmp_path / "t.py").write_text(
+        "def note(text: str) -> str:\n    \"\"\"Keep a note.\"\"\"\n"
+        f"    open({str(ran)!r}, 'a').write('ran\\n')\n    return 'kept'\n")
+    with serving(hermes_exe, models["caller"], "--ctx", "4096", "--parallel", "1") as srv:
+        proc = subprocess.run([*hermes_exe, "ask", "--endpoint", "local", "--tools", str(tmp_path / "t.py"),
+                               "--yes", "--max-rounds", "2", "--max-tokens", "120", "--seed", "1", "note it"],
+                              capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert srv.health()["busy"] == 0
+    assert ran.read_text() == "ran\nran\n", proc.stderr  # two rounds: the result went back and was read
+    assert "Traceback" not in proc.stderr
