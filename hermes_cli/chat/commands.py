@@ -345,9 +345,21 @@ def _choices(s: ChatSession, ui: ChatUI, arg: str) -> None:
         ui.say("decision mode: " + (", ".join(s.choices) if s.choices else "off"))
 
 
-@command("/think", "/think", "show the last reply's thinking whole (a reasoning model's <think>)")
+@command("/think", "/think [on|off|default]", "show the last reply's thinking whole; on/off: a reasoning "
+         "model thinks before answering, or answers at once", choices=("on", "off", "default"))
 def _think(s: ChatSession, ui: ChatUI, arg: str) -> None:
-    ui.say(s.last_reasoning or "the last reply had no thinking", style="dim")
+    if not arg:
+        ui.say(s.last_reasoning or "the last reply had no thinking", style="dim")
+        return
+    choices: dict[str, bool | None] = {"on": True, "off": False, "default": None}
+    if arg.lower() not in choices:
+        raise UsageError("usage: /think [on|off|default]")
+    choice = choices[arg.lower()]
+    s.backend.think(choice)
+    said: dict[bool | None, str] = {True: "thinking on: the model thinks before it answers",
+                                    False: "thinking off: the model answers at once",
+                                    None: "thinking: the model's default"}
+    ui.say(said[choice])
 
 
 @command("/stats", "/stats", "timings and token counts of the last reply")

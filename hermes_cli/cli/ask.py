@@ -21,6 +21,7 @@ from hermes_cli.cli.options import (
     MCP,
     ROLE,
     SAMPLING,
+    THINK,
     LoadFlags,
     MaxRounds,
     McpFlags,
@@ -50,7 +51,7 @@ SCHEMA_HELP = (
 
 
 @guard_stdout
-@with_options(SAMPLING, LOADING, ROLE, MCP, CALL_FORMAT)
+@with_options(SAMPLING, LOADING, ROLE, MCP, CALL_FORMAT, THINK)
 def ask(
     prompt: Annotated[Optional[str], typer.Argument(
         help="The question. Piped stdin is appended after a blank line.", show_default=False)] = None,
@@ -61,6 +62,7 @@ def ask(
     role: Optional[str],
     mcp: McpFlags,
     call_format: Optional[str],
+    think: Optional[bool],
     files: Annotated[Optional[list[str]], typer.Option(
         "--file", "-f", help="Put this file's text into the question, fenced with its name "
         "(repeatable; globs too); an http(s) URL: the page's text; '!COMMAND': its output, run in "
@@ -142,7 +144,8 @@ def ask(
         from hermes_cli.core.one_shot import Question
 
         question = Question(prompt, stdin_text=read_stdin(), system=chosen.system, params=chosen.params,
-                            files=files or [], json_mode=json_mode, tools=tool_opts, run_command=command_asker(yes))
+                            files=files or [], json_mode=json_mode, tools=tool_opts, run_command=command_asker(yes),
+                            think=think)
         from dataclasses import replace
 
         keep = config.prompt_cache if prompt_cache is None else prompt_cache
@@ -192,6 +195,8 @@ def run_ask(question: Question, load: LoadOptions, *, endpoints: list[str] | Non
     backend = open_backend(load, endpoints=endpoints, key_env=api_key_env, served_model=served_model,
                            err=err, vocab_only=show_prompt)
     try:
+        if question.think is not None:
+            backend.think(question.think)
         prepared = prepared.bound(backend)  # tool calls in this model's format
         if show_prompt:
             text, ids = backend.show_prompt(prepared.messages, question.params)

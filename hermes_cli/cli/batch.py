@@ -19,6 +19,7 @@ from hermes_cli.cli.options import (
     MCP,
     ROLE,
     SAMPLING,
+    THINK,
     LoadFlags,
     MaxRounds,
     McpFlags,
@@ -41,7 +42,7 @@ MIN_SLOT_TOKENS = 64
 @guard_stdout
 @with_options(SAMPLING.with_help(seed="Base seed: line i uses SEED+i, so a run (and a resumed "
                                       "run) is reproducible."),
-              LOADING.with_help(quiet="No progress bar or summary."), ROLE, MCP, CALL_FORMAT)
+              LOADING.with_help(quiet="No progress bar or summary."), ROLE, MCP, CALL_FORMAT, THINK)
 def batch(
     input_: Annotated[str, typer.Argument(
         metavar="INPUT", help="A text file (one prompt per line), a JSONL file ({\"id\", "
@@ -56,6 +57,7 @@ def batch(
     role: Optional[str],
     mcp: McpFlags,
     call_format: Optional[str],
+    think: Optional[bool],
     json_: Annotated[bool, typer.Option("--json", help="Every answer is one JSON object.")] = False,
     schema: Annotated[Optional[str], typer.Option(
         "--schema", help="Every answer matches this schema (FILE, inline JSON or module:Model).",
@@ -112,6 +114,7 @@ def batch(
     opts.choices = chosen.choices(choices)  # --choices, else the role's
     opts.json_mode = chosen.json_mode(schema, json_)
     opts.call_format = call_format or config.call_format  # "auto": decided once the model is known
+    opts.thinking = think
     if format_ == "openai":
         from functools import partial
 
@@ -220,6 +223,7 @@ def _served(load: LoadFlags, items: list[Any], output: Path | None, done: set[st
 
     # buffered: a cut answer is asked again, since nobody watches a batch line stream
     backend = connect(load.endpoints, load.model, load.api_key_env, buffered=True, timeout=timeout)
+    backend.thinking = opts.thinking
     from hermes_cli.core.backends import EndpointBackend, with_call_format
     from hermes_cli.prompt.call_format import choose
 

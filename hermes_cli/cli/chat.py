@@ -15,6 +15,7 @@ from hermes_cli.cli.options import (
     MCP,
     ROLE,
     SAMPLING,
+    THINK,
     LoadFlags,
     McpFlags,
     load_options,
@@ -24,7 +25,7 @@ from hermes_cli.cli.options import (
 
 
 @guard_stdout
-@with_options(SAMPLING, LOADING, ROLE, MCP, CALL_FORMAT)
+@with_options(SAMPLING, LOADING, ROLE, MCP, CALL_FORMAT, THINK)
 def chat(
     *,
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt.")] = None,
@@ -33,6 +34,7 @@ def chat(
     role: Optional[str],
     mcp: McpFlags,
     call_format: Optional[str],
+    think: Optional[bool],
     plain: Annotated[bool, typer.Option("--plain", help="Plain text, no Markdown or colour "
                                         "(also when NO_COLOR is set).")] = False,
     continue_: Annotated[bool, typer.Option("--continue", "-c",
@@ -59,13 +61,15 @@ def chat(
         if saved is not None:  # read it again under the lock
             lock.hold(sessions.path_for(saved.id), f"conversation {saved.id}")
             saved = sessions.load(saved.id)
-        _chat(saved, sampling, load, role, system, config, plain, mcp, yes, lock, call_format or config.call_format)
+        _chat(saved, sampling, load, role, system, config, plain, mcp, yes, lock, call_format or config.call_format,
+              think=think)
     finally:
         lock.release()
 
 
 def _chat(saved: Any, sampling: dict[str, Any], load: LoadFlags, role: str | None, system: str | None,
-          config: Any, plain: bool, mcp: McpFlags, yes: bool, lock: Any, call_format: str) -> None:
+          config: Any, plain: bool, mcp: McpFlags, yes: bool, lock: Any, call_format: str, *,
+          think: bool | None = None) -> None:
     from hermes_cli.chat.repl import Repl, make_session
     from hermes_cli.core.chat_session import ChatSession
     from hermes_cli.core.conversation import Conversation
@@ -94,6 +98,8 @@ def _chat(saved: Any, sampling: dict[str, Any], load: LoadFlags, role: str | Non
         backend = open_backend(opts, endpoints=load.endpoints, key_env=load.api_key_env,
                                served_model=load.model, err=sys.stderr)
         conversation.model = backend.model
+        if think is not None:
+            backend.think(think)
         session = ChatSession(backend, conversation, warn=repl.error, confirm=repl.confirm,
                               auto_approve=yes, config=config, load_options=opts, role=chosen.role,
                               mcp=toolset, lock=lock, call_format=call_format)

@@ -176,6 +176,15 @@ CALL_FORMAT = Group("call_format", (
 ), _call_format)
 
 
+THINK = Group("think", (
+    _opt("think", Annotated[Optional[bool], typer.Option(
+        "--think/--no-think", help="A reasoning model (Hermes 4, Qwen3, SmolLM3…): think before answering, or "
+        "answer at once (its template's enable_thinking switch; a template without one gets an empty "
+        "<think></think>; a served engine gets chat_template_kwargs). Default: the model's own.",
+        show_default=False)]),
+), lambda think: think)
+
+
 @dataclass(frozen=True)
 class McpFlags:
     servers: list[str]

@@ -81,6 +81,10 @@ class Backend(Protocol):
 
     def prepare_grammars(self) -> None: ...
 
+    def think(self, on: bool | None) -> None:
+        """A reasoning model told to think before answering (True), not to (False), or left
+        to its default (None): the template's switch, or an empty thinking section."""
+
     def save_state(self, conversation_id: str) -> None: ...
 
     def restore_state(self, conversation_id: str) -> int: ...
@@ -227,6 +231,9 @@ class LocalBackend:
     def prepare_grammars(self) -> None:
         self.engine.prefetch_grammars()
 
+    def think(self, on: bool | None) -> None:
+        self.template.thinking = on
+
     def save_state(self, conversation_id: str) -> None:
         from hermes_cli.core import sessions
 
@@ -306,6 +313,9 @@ class EndpointBackend:
 
     def prepare_grammars(self) -> None:
         return None  # the server builds its own (and ours check every answer)
+
+    def think(self, on: bool | None) -> None:
+        self.served.thinking = on  # sent as chat_template_kwargs, as vLLM and llama-server read it
 
     def save_state(self, conversation_id: str) -> None:
         return None  # the server's KV cache is its own

@@ -328,6 +328,7 @@ class BatchOptions:
     parallel: int = 1  # prompts decoded together (continuous batching)
     choices: list[str] | None = None  # --choices: every line is a decision among these labels
     call_format: str = "auto"  # the model's (prompt/call_format.py), for lines that bring their own tools
+    thinking: bool | None = None  # --think/--no-think (prompt/template.py)
     shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # --format openai: each record as written
 
 

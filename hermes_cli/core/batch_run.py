@@ -148,6 +148,7 @@ def run_batch(engine: Engine, items: list[Item], writer: ResultWriter, done: set
               opts: BatchOptions, *, progress: Progress | None = None) -> Summary:
     """Answer every item not in `done`, writing one record each as it completes."""
     template = template_for(engine)
+    template.thinking = opts.thinking
     todo = [it for it in items if it.key not in done]
     finished = Recorder(writer, len(todo), len(items) - len(todo), progress, opts.shape)
     summary = finished.summary

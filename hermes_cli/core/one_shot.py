@@ -39,6 +39,7 @@ class Question:
     files: list[str] = field(default_factory=list)
     json_mode: JsonMode | None = None
     tools: ToolOptions | None = None
+    think: bool | None = None  # --think/--no-think (core/backends.py: Backend.think)
     # `-f '!cmd'`: whether the person at the terminal lets it run (the front end asks)
     run_command: Callable[[str], bool] | None = field(default=None, compare=False)
 

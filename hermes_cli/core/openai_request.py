@@ -36,7 +36,8 @@ MAX_STOP = 4  # as OpenAI: up to four stop sequences
 # OpenAI's field -> ours; the rest of the limits table by its own names (top_k, min_p...)
 _RENAMED = {"max_completion_tokens": "max_tokens", "repetition_penalty": "repeat_penalty"}
 _IGNORED = {"user", "metadata", "store", "service_tier", "parallel_tool_calls", "stream_options",
-            "messages", "model", "stream", "tools", "tool_choice", "response_format", "stop", "n"}
+            "chat_template_kwargs", "messages", "model", "stream", "tools", "tool_choice", "response_format", "stop",
+            "n"}
 _UNSUPPORTED = {"logprobs", "top_logprobs", "logit_bias", "audio", "modalities", "prediction",
                 "functions", "function_call", "web_search_options", "presence_penalty", "frequency_penalty"}
 
@@ -59,6 +60,7 @@ class ChatRequest:
     stream: bool = False
     include_usage: bool = False
     stop: list[str] = field(default_factory=list)
+    thinking: bool | None = None  # chat_template_kwargs.enable_thinking (vLLM's, llama-server's)
 
     def messages(self) -> list[Message]:
         """What the model is sent: the mode's system prompt (JSON or tools), the user's
@@ -94,7 +96,19 @@ def parse_object(data: Any, defaults: SamplingParams, call_format: str) -> ChatR
     include_usage = bool(options and options.get("include_usage") is True)
     system, turns = _conversation(data.get("messages"), call_format)
     mode = _mode(data, call_format)
-    return ChatRequest(turns, system, mode, _params(data, defaults), model, stream, include_usage, _stop(data))
+    return ChatRequest(turns, system, mode, _params(data, defaults), model, stream, include_usage, _stop(data),
+                       _thinking(data.get("chat_template_kwargs")))
+
+
+def _thinking(kwargs: Any) -> bool | None:
+    if kwargs is None:
+        return None
+    if not isinstance(kwargs, dict):
+        raise BadRequest("chat_template_kwargs must be an object", param="chat_template_kwargs")
+    value = kwargs.get("enable_thinking")
+    if value is not None and not isinstance(value, bool):
+        raise BadRequest("chat_template_kwargs.enable_thinking must be true or false", param="chat_template_kwargs")
+    return value
 
 
 def _flag(data: dict[str, Any], name: str) -> bool:

@@ -49,6 +49,7 @@ class Turn:
     emit: Emit
     cancelled: bool = False
     halted: bool = False  # stopped on purpose (a stop string): its reply is kept
+    thinking: bool | None = None  # the request's enable_thinking (prompt/template.py's `thinking`)
     done: bool = False
     events: TextEvents | None = field(default=None, repr=False)
 
@@ -146,6 +147,7 @@ class TurnQueue:
                 self._advance(turn, None)  # queues its first request
             else:
                 try:
+                    self.template.thinking = turn.thinking  # this thread alone renders
                     prompt = self.template.render(request.messages)
                 except HermesError as e:
                     self._fail(turn, e)

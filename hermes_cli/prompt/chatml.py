@@ -52,6 +52,7 @@ class ChatML:
         self._bos = tokenizer.bos_prefix()
         self._after_end = tokenizer.tokenize("\n")
         self._headers: dict[str, list[int]] = {}
+        self.thinking: bool | None = None  # --think/--no-think; None: the model's own choice
 
     def header(self, role: str) -> list[int]:
         """`<|im_start|>{role}\\n` as ids (the generation prompt is `header("assistant")`)."""
@@ -98,4 +99,18 @@ class ChatML:
             return ids + self.message(messages[-1])[:-1 - len(self._after_end)]
         if add_generation_prompt:
             ids += self.header("assistant")
+            if self.thinking is False:  # --no-think: the reply begins after an empty thinking section
+                ids += self._empty_thinking()
+        return ids
+
+    def _empty_thinking(self) -> list[int]:
+        """`<think>\n\n</think>\n\n`, the tags as the vocabulary's own tokens where it has
+        them (our text, not the user's: the one place a tag is made special here)."""
+        from hermes_cli.prompt.reasoning import CLOSE, OPEN
+
+        ids: list[int] = []
+        for tag in (OPEN, CLOSE):
+            special = self._tok.special_token(tag)
+            ids += [special] if special is not None else self._tok.tokenize(tag)
+            ids += self._tok.tokenize("\n\n")
         return ids

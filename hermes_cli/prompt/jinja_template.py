@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from hermes_cli.errors import ModelError, UsageError
 from hermes_cli.prompt.messages import ROLES, Message
+from hermes_cli.prompt.reasoning import EMPTY as EMPTY_THINKING
 
 _HOLE = "\x00hermes-content-{}\x00"
 _HOLES = re.compile("\x00hermes-content-(\\d+)\x00")
@@ -50,6 +51,8 @@ class JinjaTemplate:
             self._template = env.from_string(source)
         except TemplateError as e:
             raise ModelError(f"the model's chat template does not compile: {e}") from None
+        self.thinking: bool | None = None  # --think/--no-think; None: the template's default
+        self._has_switch = "enable_thinking" in source
         self._tok = tokenizer
         self.source = source
         controls = tokenizer.control_tokens()
@@ -63,8 +66,12 @@ class JinjaTemplate:
         from jinja2 import TemplateError
 
         try:
-            return str(self._template.render(messages=messages, add_generation_prompt=add_generation_prompt,
-                                             bos_token=self._bos, eos_token=self._eos))
+            switch = {} if self.thinking is None else {"enable_thinking": self.thinking}  # Qwen3's, SmolLM3's
+            text = str(self._template.render(messages=messages, add_generation_prompt=add_generation_prompt,
+                                             bos_token=self._bos, eos_token=self._eos, **switch))
+            if self.thinking is False and add_generation_prompt and not self._has_switch:
+                text += EMPTY_THINKING  # a template without the switch: the empty section, as Qwen3 writes it
+            return text
         except TemplateError as e:
             raise UsageError(f"the model's chat template refused these messages: {e}") from None
         except Exception as e:  # noqa: BLE001 - a template is code: one line about it

@@ -19,6 +19,9 @@ from hermes_cli.engine.params import GenerationResult
 
 OPEN = "<think>"
 CLOSE = "</think>"
+# What a reply starts with when thinking is turned off (`--no-think`): an empty section, as
+# Qwen3's own template writes it for `enable_thinking=False`; the model then answers.
+EMPTY = f"{OPEN}\n\n{CLOSE}\n\n"
 
 
 def split_reasoning(text: str) -> tuple[str | None, str]:

@@ -15,6 +15,7 @@ class PromptFormat(Protocol):
     """Messages to the ids a model is prompted with; content is never special."""
 
     kind: str
+    thinking: bool | None  # a reasoning model told to think (True) or not (False); None: its default
 
     def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> list[int]:
         """A last message that is `open` (an assistant turn, /continue) is rendered without

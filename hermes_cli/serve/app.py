@@ -175,7 +175,7 @@ async def _answer(service: Service, request: Request, parsed: wire.ChatRequest) 
                 box.put(TextDelta(text))
         box.put(event)
 
-    turn = Turn(logic, emit)
+    turn = Turn(logic, emit, thinking=parsed.thinking)
     started = time.perf_counter()
     try:
         service.turns.submit(turn)

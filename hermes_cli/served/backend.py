@@ -128,6 +128,7 @@ class ServedBackend:
         self.pool = pool
         self.model = model
         self.buffered = buffered
+        self.thinking: bool | None = None  # --think/--no-think (None: the server's default)
 
     def start(self, messages: list[Message], params: SamplingParams,
               grammar: ReplyGrammar | None) -> ServedStream:
@@ -145,6 +146,8 @@ class ServedBackend:
         # Not in OpenAI's API, but what vLLM, llama.cpp and llama-cpp-python read.
         body |= {"top_k": params.top_k, "min_p": params.min_p, "repeat_penalty": params.repeat_penalty,
                  "repetition_penalty": params.repeat_penalty}
+        if self.thinking is not None:  # --think/--no-think: the template's switch, on the server
+            body["chat_template_kwargs"] = {"enable_thinking": self.thinking}
         body |= {"stream": True, "stream_options": {"include_usage": True}}
         if messages and messages[-1].open:  # /continue: vLLM's names; llama-server continues a final assistant turn
             body |= {"continue_final_message": True, "add_generation_prompt": False}

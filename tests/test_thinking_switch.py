@@ -1,0 +1,95 @@
+"""`--think/--no-think` and `/think on|off`: a reasoning model told to answer at once gets
+its template's own switch (`enable_thinking`, Qwen3's and SmolLM3's), or, with no switch,
+the empty `<think></think>` section Qwen3's template writes; a served engine is sent
+`chat_template_kwargs`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from hermes_cli.core import openai_request
+from hermes_cli.engine.params import SamplingParams
+from hermes_cli.prompt.chatml import ChatML
+from hermes_cli.prompt.jinja_template import JinjaTemplate
+from hermes_cli.prompt.messages import Message
+from tests import tinymodels as tm
+from tests.test_reasoning import THINK_TOKENS
+
+SWITCHED = ("{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>\n\n{{ m.content }}<|eot_id|>"
+            "{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n"
+            "{% if enable_thinking is defined and not enable_thinking %}[answer directly]{% endif %}{% endif %}")
+
+
+def show_prompt(exe: list[str], model, *args: str) -> str:
+    proc = subprocess.run([*exe, "ask", "-m", str(model), "--show-prompt", *args, "hi"], capture_output=True,
+                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_no_think_ends_a_chatml_prompt_with_an_empty_thinking_section(hermes_exe, models) -> None:
+    assert show_prompt(hermes_exe, models["hi"]).rstrip("\n").endswith("<|im_start|>assistant")
+    assert show_prompt(hermes_exe, models["hi"], "--think").rstrip("\n").endswith("<|im_start|>assistant")
+    off = show_prompt(hermes_exe, models["hi"], "--no-think")
+    assert off.rstrip("\n").endswith("<|im_start|>assistant\n<think>\n\n</think>")
+
+
+def test_the_tags_are_the_vocabularys_own_tokens_where_it_has_them(tmp_path, load) -> None:
+    from hermes_cli.engine.model import Engine
+
+    path = tm.write_model(tmp_path / "think.gguf", kind="bigram", bigram=tm.chain(b"ok"), user_tokens=THINK_TOKENS)
+    engine = Engine.load(path, n_threads=2)
+    try:
+        chatml = ChatML(engine)
+        plain = chatml.render([Message("user", "<think>x</think>")])
+        chatml.thinking = False
+        off = chatml.render([Message("user", "<think>x</think>")])
+        think, unthink = engine.special_token("<think>"), engine.special_token("</think>")
+        assert think is not None and unthink is not None
+        assert off[:len(plain)] == plain and off[len(plain)] == think and unthink in off[len(plain):]
+    finally:
+        engine.close()
+
+
+def test_a_template_with_the_switch_is_given_enable_thinking(load) -> None:
+    engine = load("llama3_hi")
+    template = JinjaTemplate(engine, SWITCHED)
+    messages = [Message("user", "hi")]
+    assert "[answer directly]" not in engine.detokenize(template.render(messages))
+    template.thinking = False
+    assert engine.detokenize(template.render(messages)).endswith("[answer directly]")
+    template.thinking = True
+    assert "[answer directly]" not in engine.detokenize(template.render(messages))
+    # a template without the switch: the empty section after its generation prompt
+    plain = JinjaTemplate(engine, SWITCHED.replace("enable_thinking is defined and not enable_thinking", "false"))
+    plain.thinking = False
+    assert engine.detokenize(plain.render(messages)).endswith("<think>\n\n</think>\n\n")
+
+
+def test_a_served_engine_is_sent_the_switch_and_hermes_serve_reads_it(hermes_exe) -> None:
+    from tests.scripted_server import EndlessServer
+
+    with EndlessServer(reply="ok") as server:
+        proc = subprocess.run([*hermes_exe, "ask", "--endpoint", server.url, "--model", "m", "--show-prompt",
+                               "--no-think", "hi"], capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["chat_template_kwargs"] == {"enable_thinking": False}
+    body = {"messages": [{"role": "user", "content": "x"}], "chat_template_kwargs": {"enable_thinking": False}}
+    assert openai_request.parse(json.dumps(body).encode(), SamplingParams(), "name-first").thinking is False
+    assert openai_request.parse(b'{"messages": [{"role": "user", "content": "x"}]}', SamplingParams(),
+                                "name-first").thinking is None
+
+
+def test_slash_think_off_on_a_terminal_ends_the_prompt_with_the_empty_section(hermes_exe, models, tmp_path) -> None:
+    from tests.test_chat_terminal import Terminal, env_for
+
+    term = Terminal([*hermes_exe, "chat", "-m", str(models["hi"])], env_for(tmp_path))
+    term.expect(r"Ctrl-D to quit")
+    term.send("/think off\r")
+    term.expect("thinking off: the model answers at once")
+    term.send("/prompt\r")
+    term.expect(r"assistant\s+<think>\s+</think>")
+    term.send("/exit\r")
+    assert term.wait() == 0
