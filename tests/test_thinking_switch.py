@@ -93,3 +93,18 @@ def test_slash_think_off_on_a_terminal_ends_the_prompt_with_the_empty_section(he
     term.expect(r"assistant\s+<think>\s+</think>")
     term.send("/exit\r")
     assert term.wait() == 0
+
+
+def test_the_setting_holds_when_the_chat_switches_model(models) -> None:
+    import io
+
+    from hermes_cli.core.backends import LocalBackend
+    from hermes_cli.core.loading import LoadOptions, load_engine
+
+    backend = LocalBackend(load_engine(LoadOptions(model=str(models["hi"]), quiet=True), err=io.StringIO()))
+    backend.think(False)
+    switched = backend.switch_model(LoadOptions(model=str(models["eot"]), quiet=True), io.StringIO())
+    try:
+        assert switched.template.thinking is False
+    finally:
+        switched.close()

@@ -251,6 +251,7 @@ class LocalBackend:
         engine = load_engine(opts, err=err)
         try:
             new = LocalBackend(engine, model=opts.model, prompt_cache=self.prompt_cache)
+            new.think(self.template.thinking)  # /think on|off holds across /model
         except Exception:
             engine.close()
             raise
