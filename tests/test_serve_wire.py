@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hermes_cli.core import openai_request as wire
+from hermes_cli.core.openai_reply import StopText
 from hermes_cli.engine.params import SamplingParams
 from hermes_cli.prompt.call_format import ARGUMENTS_FIRST, NAME_FIRST
-from hermes_cli.serve.replies import StopText
 
 DEFAULTS = SamplingParams(temperature=0.3, top_k=7)
 TOOL = {"type": "function", "function": {"name": "weather", "parameters": {

@@ -18,6 +18,7 @@ import time
 import uuid
 from typing import Any
 
+from hermes_cli.core.openai_reply import assistant_message, completion_object, finish_reason, tool_call, usage_of
 from hermes_cli.engine.params import SamplingParams
 from hermes_cli.prompt.call_format import AUTO
 
@@ -77,30 +78,13 @@ def output_line(rec: dict[str, Any], model: str) -> dict[str, Any]:
             error["line"] = rec.get("line")
         return {"id": line_id, "custom_id": rec.get("id"), "response": None, "error": error}
     out = rec.get("output")
-    calls = rec.get("calls") or []
-    message: dict[str, Any] = {"role": "assistant",
-                               "content": None if calls else out if isinstance(out, str) else json.dumps(out)}
-    if rec.get("reasoning"):
-        message["reasoning_content"] = rec["reasoning"]
-    if calls:
-        message["tool_calls"] = [{"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function", "function": {
-            "name": c["name"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)}} for c in calls]
-    finish = ("tool_calls" if calls else "length" if rec.get("finish_reason") in ("length", "context")
-              else "stop")
-    body: dict[str, Any] = {"id": f"chatcmpl-{request_id}", "object": "chat.completion", "created": int(time.time()),
-                            "model": model, "choices": [{"index": 0, "message": message, "finish_reason": finish,
-                                                         "logprobs": None}]}
-    if "completion_tokens" in rec:
-        prompt, completion = rec.get("prompt_tokens", 0), rec["completion_tokens"]
-        body["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion,
-                         "total_tokens": prompt + completion}
+    calls = [tool_call(c["name"], c["arguments"]) for c in rec.get("calls") or []]
+    message = assistant_message(None if calls else out if isinstance(out, str) else json.dumps(out),
+                                rec.get("reasoning"), calls)
+    finish = finish_reason(calls=bool(calls), cut=rec.get("finish_reason") in ("length", "context"))
+    used = usage_of(rec.get("prompt_tokens", 0), rec["completion_tokens"]) if "completion_tokens" in rec else None
+    body = completion_object(f"chatcmpl-{request_id}", int(time.time()), model, message, finish, used)
     if "probabilities" in rec:  # decision mode: hermes's own field, beside the API's
         body["probabilities"] = rec["probabilities"]
     return {"id": line_id, "custom_id": rec["id"],
             "response": {"status_code": 200, "request_id": request_id, "body": body}, "error": None}
-
-
-def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
-    """`text` up to the first stop sequence, and whether one was found."""
-    found = [i for i in (text.find(s) for s in stops) if i >= 0]
-    return (text[:min(found)], True) if found else (text, False)

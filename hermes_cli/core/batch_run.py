@@ -78,10 +78,11 @@ def record(item: Item, reply: Reply, seconds: float, mode: str) -> dict[str, Any
         "tokens_per_second": round(completion / seconds, 2) if seconds > 0 else 0.0,
     }
     if item.stop and isinstance(rec["output"], str) and mode == "text":  # an OpenAI Batch line's stop
-        from hermes_cli.core.batch_openai import cut_at_stop
+        from hermes_cli.core.openai_reply import first_stop
 
-        rec["output"], hit = cut_at_stop(rec["output"], item.stop)
-        rec["finish_reason"] = "stop" if hit else rec["finish_reason"]
+        at = first_stop(rec["output"], item.stop)
+        if at is not None:
+            rec["output"], rec["finish_reason"] = rec["output"][:at], "stop"
     if reply.reasoning:  # a reasoning model's thinking, apart from the output (prompt/reasoning.py)
         rec["reasoning"] = reply.reasoning
     if last.closed:  # the grammar closed the answer to fit the limit (engine/slot.py)

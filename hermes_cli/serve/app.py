@@ -28,11 +28,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from hermes_cli.core import openai_request as wire
-from hermes_cli.core.openai_reply import Completion
+from hermes_cli.core.openai_reply import Completion, StopText
 from hermes_cli.core.turn_queue import QueueFull, Turn, TurnQueue
 from hermes_cli.engine.params import SamplingParams
 from hermes_cli.modes.events import Final, TextDelta
-from hermes_cli.serve.replies import StopText, error_body, error_for
+from hermes_cli.serve.replies import error_body, error_for
 
 MAX_BODY = 8 << 20  # bytes: a request's JSON (messages, tools, schema)
 DISCARD_UP_TO = 8 * MAX_BODY
