@@ -21,6 +21,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from hermes_cli.errors import ServerError, UsageError
@@ -61,17 +62,9 @@ def fetch_url(url: str) -> str:
             charset = response.headers.get_content_charset() or "utf-8"
             if not (kind.startswith("text/") or kind in _TEXT_TYPES):
                 raise UsageError(f"{url} is {kind}, not text")
-            chunks, size = [], 0
-            while True:
-                if time.monotonic() > deadline:
-                    raise ServerError(f"{url} took longer than {FETCH_SECONDS:g} s")
-                chunk = response.read1(65536)  # what has come: the deadline is checked as it drips
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > MAX_BYTES:
-                    raise UsageError(f"{url} is larger than {MAX_BYTES >> 20} MB")
-                chunks.append(chunk)
+            data = _read_bounded(lambda _left: response.read1(65536), deadline,  # what has come: checked as it drips
+                                 ServerError(f"{url} took longer than {FETCH_SECONDS:g} s"),
+                                 UsageError(f"{url} is larger than {MAX_BYTES >> 20} MB"))
     except urllib.error.HTTPError as e:
         raise ServerError(f"{url} answered {e.code} {e.reason}") from None
     except urllib.error.URLError as e:
@@ -79,9 +72,9 @@ def fetch_url(url: str) -> str:
     except (OSError, ValueError) as e:  # a timeout, a reset, a malformed URL
         raise ServerError(f"cannot fetch {url}: {e}") from None
     try:
-        text = b"".join(chunks).decode(charset, "replace")
+        text = data.decode(charset, "replace")
     except LookupError:  # a charset Python does not know
-        text = b"".join(chunks).decode("utf-8", "replace")
+        text = data.decode("utf-8", "replace")
     return readable_text(text) if "html" in kind else text
 
 
@@ -133,29 +126,23 @@ def command_output(command: str) -> str:
                                     stdin=subprocess.DEVNULL, start_new_session=True)
         except OSError as e:
             raise UsageError(f"cannot start {shell}: {e.strerror or e}") from None
-        assert proc.stdout is not None
-        chunks, size = [], 0
+        out = proc.stdout
+        assert out is not None
         deadline = time.monotonic() + COMMAND_SECONDS
+
+        def read(left: float) -> bytes | None:
+            ready, _, _ = select.select([out], [], [], left)
+            return os.read(out.fileno(), 65536) if ready else None
+
         try:
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise UsageError(f"`{command}` ran longer than {COMMAND_SECONDS:g} s: stopped")
-                ready, _, _ = select.select([proc.stdout], [], [], left)
-                if not ready:
-                    continue
-                chunk = os.read(proc.stdout.fileno(), 65536)
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > MAX_BYTES:
-                    raise UsageError(f"`{command}` wrote more than {MAX_BYTES >> 20} MB: stopped")
-                chunks.append(chunk)
+            data = _read_bounded(read, deadline,
+                                 UsageError(f"`{command}` ran longer than {COMMAND_SECONDS:g} s: stopped"),
+                                 UsageError(f"`{command}` wrote more than {MAX_BYTES >> 20} MB: stopped"))
             proc.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             raise UsageError(f"`{command}` ran longer than {COMMAND_SECONDS:g} s: stopped") from None
         finally:
-            proc.stdout.close()
+            out.close()
             if proc.poll() is None:
                 _stop(proc)
         err.seek(0)
@@ -163,9 +150,30 @@ def command_output(command: str) -> str:
     if proc.returncode != 0:
         raise UsageError(f"`{command}` failed (exit {proc.returncode})" + (f": {said[-1][:200]}" if said else ""))
     try:
-        return b"".join(chunks).decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise UsageError(f"`{command}` wrote bytes that are not UTF-8 text (byte {e.start})") from None
+
+
+def _read_bounded(read: Callable[[float], bytes | None], deadline: float, too_slow: Exception,
+                  too_big: Exception) -> bytes:
+    """What `read(seconds left)` gives (None: nothing yet) until it gives b"", within the
+    monotonic `deadline` and MAX_BYTES: a page or a command that never ends is stopped."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise too_slow
+        chunk = read(left)
+        if chunk is None:
+            continue
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_BYTES:
+            raise too_big
+        chunks.append(chunk)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
