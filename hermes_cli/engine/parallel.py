@@ -174,7 +174,8 @@ class ParallelDecoder:
                     if run.slot.finish is None and not stopped:
                         continue
                     run.sampler.close()
-                    held[s] = holds(s)
+                    if hooks.reuse:  # what the sequence keeps, for the next job's prefix
+                        held[s] = holds(s)
                     slots[s] = None
                     yield run.job.key, run.slot.result()  # a stopped one: "interrupted"
         finally:
