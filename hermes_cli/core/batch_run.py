@@ -19,7 +19,7 @@ from typing import Any
 
 from hermes_cli.core.backends import LocalBackend
 from hermes_cli.core.batch import BatchOptions, Item, Progress, Recorder, ResultWriter, Summary
-from hermes_cli.core.reply import ReplySource, run
+from hermes_cli.core.reply import ReplySource, advance, run
 from hermes_cli.engine.model import Engine
 from hermes_cli.engine.parallel import ParallelDecoder, ParallelJob
 from hermes_cli.engine.params import GenerationResult, SamplingParams, common_prefix_length, sampling_from
@@ -27,7 +27,6 @@ from hermes_cli.errors import ContextOverflowError, HermesError, ServerError
 from hermes_cli.modes.events import Logic, Reply, Request
 from hermes_cli.modes.json_mode import JsonMode
 from hermes_cli.modes.reply_mode import ReplyMode
-from hermes_cli.prompt.reasoning import with_reasoning
 from hermes_cli.prompt.template import PromptFormat, template_for
 
 
@@ -232,14 +231,12 @@ class _Parallel:
     def _advance(self, line: _Line, result: GenerationResult | None) -> None:
         """Give a line its result; queue its next request, or record it when it is done."""
         try:
-            step: Any = next(line.logic) if result is None else line.logic.send(with_reasoning(result))
-            while not isinstance(step, Request):  # events: nobody watches a batch line
-                step = next(line.logic)
-        except StopIteration as done:
-            self.finished(line.item, record(line.item, done.value, time.perf_counter() - line.started,
-                                            item_mode(line.item, self.opts).name))
-            return
+            step = advance(line.logic, result)  # events: nobody watches a batch line
         except HermesError as e:
             self.finished(line.item, error_record(line.item, str(e)))
             return
-        self.queue.append((line, step))
+        if isinstance(step, Request):
+            self.queue.append((line, step))
+        else:
+            self.finished(line.item, record(line.item, step, time.perf_counter() - line.started,
+                                            item_mode(line.item, self.opts).name))

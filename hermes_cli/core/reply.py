@@ -10,11 +10,11 @@ partial reply, so it is kept in every mode.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, Protocol
 
 from hermes_cli.engine.params import GenerationResult, SamplingParams
-from hermes_cli.modes.events import Event, Final, JsonDelta, Logic, Request, TextDelta, ThinkingDelta
+from hermes_cli.modes.events import Event, Final, JsonDelta, Logic, Reply, Request, TextDelta, ThinkingDelta
 from hermes_cli.modes.tools.stream import ToolTextSplitter
 from hermes_cli.prompt.messages import Message
 from hermes_cli.prompt.reasoning import ThinkSplitter, with_reasoning
@@ -105,6 +105,24 @@ def _generate(backend: ReplySource, request: Request) -> Generator[Event, None, 
         raise
     assert gen.result is not None
     return with_reasoning(gen.result)
+
+
+def advance(logic: Logic, result: GenerationResult | None, show: Callable[[Event], None] | None = None
+            ) -> Request | Reply:
+    """Give `logic` the result of its last request (None: start it), its events to `show`;
+    return its next Request, or its Reply once it is done. For drivers that interleave many
+    logics on the engine's slots (batch --parallel, the turn queue of hermes serve); the
+    logic's own errors propagate."""
+    try:
+        step: Any = next(logic) if result is None else logic.send(with_reasoning(result))
+        while not isinstance(step, Request):
+            if show is not None:
+                show(step)
+            step = next(logic)
+    except StopIteration as done:
+        reply: Reply = done.value
+        return reply
+    return step
 
 
 def run(backend: ReplySource, logic: Logic) -> Any:

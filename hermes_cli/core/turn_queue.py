@@ -22,15 +22,14 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Union
 
-from hermes_cli.core.reply import TextEvents
+from hermes_cli.core.reply import TextEvents, advance
 from hermes_cli.engine.model import Engine
 from hermes_cli.engine.parallel import Hooks, ParallelDecoder, ParallelJob
 from hermes_cli.engine.params import GenerationResult
 from hermes_cli.errors import ContextOverflowError, HermesError
 from hermes_cli.modes.events import Event, Final, Logic, Request
-from hermes_cli.prompt.reasoning import with_reasoning
 from hermes_cli.prompt.template import PromptFormat
 
 Emit = Callable[[Union[Event, BaseException]], None]
@@ -170,23 +169,20 @@ class TurnQueue:
             assert turn.events is not None
             for event in turn.events.finish(result):
                 turn.emit(event)
-            self._advance(turn, with_reasoning(result))
+            self._advance(turn, result)
 
     def _advance(self, turn: Turn, result: GenerationResult | None) -> None:
         """Give the turn's logic its result; queue its next request, or end the turn."""
         try:
-            step: Any = next(turn.logic) if result is None else turn.logic.send(result)
-            while not isinstance(step, Request):
-                turn.emit(step)
-                step = next(turn.logic)
-        except StopIteration as done:
-            turn.emit(Final(done.value))
-            self._end(turn)
-            return
+            step = advance(turn.logic, result, turn.emit)
         except Exception as e:  # noqa: BLE001 - the logic's error is this turn's answer
             self._fail(turn, e)
             return
-        self._requests.append((turn, step))
+        if isinstance(step, Request):
+            self._requests.append((turn, step))
+        else:
+            turn.emit(Final(step))
+            self._end(turn)
 
     def _fail(self, turn: Turn, error: BaseException) -> None:
         if not turn.done:
