@@ -17,6 +17,7 @@ blocks already written; they are taken as they are).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,9 +122,7 @@ def _flag(data: dict[str, Any], name: str) -> bool:
 
 
 def _params(data: dict[str, Any], defaults: SamplingParams) -> SamplingParams:
-    given = {k: v for k, v in vars(defaults).items()}
-    given.update(sampling_fields(data))
-    return SamplingParams(**given)
+    return dataclasses.replace(defaults, **sampling_fields(data))
 
 
 def sampling_fields(data: dict[str, Any]) -> dict[str, Any]:

@@ -218,7 +218,7 @@ async def _whole(service: Service, request: Request, turn: Turn, box: Mailbox,
     event = answer.result()
     if isinstance(event, BaseException):
         status, body = error_for(event)
-        _log(service, 200 if status < 400 else status, started, error=body["error"]["message"])
+        _log(service, status, started, error=body["error"]["message"])
         return JSONResponse(body, status_code=status)
     whole = completion.whole(event, halted=turn.halted)
     _log(service, 200, started, tokens=whole["usage"]["completion_tokens"])
