@@ -277,14 +277,14 @@ class _Printer:
                         self.err.write(self._shown_err(event.text))
                         self.err.flush()
                         self._thought = True
-                elif isinstance(event, ev.TextDelta) and self.code is not None:
-                    self._end_thinking()
+                    continue
+                self._end_thinking()  # the thinking's line ends before an answer, call or note
+                if isinstance(event, ev.TextDelta) and self.code is not None:
                     self.write(self.code.feed(event.text))
                     if self.code.done:  # the block is whole: the rest of the answer is not wanted
                         events.close()  # type: ignore[attr-defined]
                         return
                 elif isinstance(event, ev.TextDelta) and not self.schema_only:
-                    self._end_thinking()
                     self.write(event.text)
                 elif isinstance(event, (ev.ToolCallEvent, ev.ToolResultEvent, ev.Notice)):
                     self.note(event)

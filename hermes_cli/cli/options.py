@@ -93,6 +93,10 @@ SAMPLING = Group("sampling", (
     _opt("fast_forward", Annotated[Optional[bool], typer.Option(
         "--fast-forward/--no-fast-forward", help="JSON and tool calls: take the tokens the "
         "grammar forces without sampling, in one batch. Default: on.", show_default=False)]),
+    _opt("think_budget", Annotated[Optional[int], typer.Option(
+        help=f"A reasoning model thinks at most this many tokens{_range('think_budget')}, then "
+        "</think> is forced and the answer begins (with --schema, --json or tools the grammar holds "
+        "from there). Default: no bound.", show_default=False)]),
 ), _given)
 
 

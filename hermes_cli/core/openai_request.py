@@ -35,7 +35,8 @@ from hermes_cli.prompt.tool_calls import call_block, parse_tool_calls, response_
 
 MAX_STOP = 4  # as OpenAI: up to four stop sequences
 # OpenAI's field -> ours; the rest of the limits table by its own names (top_k, min_p...)
-_RENAMED = {"max_completion_tokens": "max_tokens", "repetition_penalty": "repeat_penalty"}
+_RENAMED = {"max_completion_tokens": "max_tokens", "repetition_penalty": "repeat_penalty",
+            "thinking_budget": "think_budget"}
 _IGNORED = {"user", "metadata", "store", "service_tier", "parallel_tool_calls", "stream_options",
             "chat_template_kwargs", "messages", "model", "stream", "tools", "tool_choice", "response_format", "stop",
             "n"}

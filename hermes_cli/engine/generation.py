@@ -81,10 +81,13 @@ class Generation(LazyStream):
             engine.evaluate(prompt[reused:])
             # The grammar after the prompt: a tokenizer being built in the background
             # (Engine.prefetch_grammars) had the prompt's evaluation time to finish.
-            constraint = engine.grammars.matcher(self._grammar) if self._grammar is not None else None
+            constraint = engine.grammars.constraint(prompt, self._params, self._grammar)
             slot = self._slot
             slot.sampler = Sampler(engine.vocab, self._params, constraint)
             ctx = engine.ctx
+            opened = slot.preface(constraint)
+            if opened:
+                yield opened
             # Near a tiny limit, the grammar's ending may be all there is room for.
             batch, text = slot.fast_forward(at_start=True) if constraint is not None else ([], "")
             if text:

@@ -16,13 +16,15 @@ import marshal
 import os
 import threading
 from array import array
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from hermes_cli import env, fileid
 from hermes_cli.engine.constraint import Extensions, LazyMatcher, Matcher
 from hermes_cli.engine.llama import lib
-from hermes_cli.engine.params import Grammar
+from hermes_cli.engine.params import Grammar, SamplingParams
+from hermes_cli.engine.thinking import Tags, ThinkingFirst, plan
 from hermes_cli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -47,6 +49,7 @@ class Grammars:
         self._error: BaseException | None = None
         self._compiled: dict[tuple[str, str], Any] = {}
         self._extensions: Extensions | None = None
+        self._tags: Tags | None | Literal[False] = False  # the thinking tags, found on first use
 
     # -- the tokenizer ------------------------------------------------------------------
 
@@ -144,6 +147,19 @@ class Grammars:
         return kept
 
     # -- grammars -----------------------------------------------------------------------
+
+    def constraint(self, prompt: Sequence[int], params: SamplingParams, grammar: Grammar | None
+                   ) -> Matcher | LazyMatcher | ThinkingFirst | None:
+        """What holds a reply after `prompt`: its grammar, behind a reasoning model's
+        thinking where it may think first or has a budget (engine/thinking.py); None when
+        nothing does (free text from a model that does not reason)."""
+        if self._tags is False:
+            self._tags = Tags.of(self._vocab)
+        thinking = plan(self._tags, prompt, constrained=grammar is not None, budget=params.think_budget)
+        inner = self.matcher(grammar) if grammar is not None else None
+        if thinking is None or not self._tags:
+            return inner
+        return ThinkingFirst(self._vocab, self._tags, thinking, inner)
 
     def matcher(self, grammar: Grammar) -> Matcher | LazyMatcher:
         """A fresh grammar state for one generation."""

@@ -137,7 +137,7 @@ class ParallelDecoder:
                         break
                     s, reuse = self._place(job.prompt, free, holds) if hooks.reuse else (free[0], None)
                     try:
-                        slots[s] = self._start(job, s, prefix, budget, reuse)
+                        slots[s] = self._start(job, s, prefix, budget, reuse, hooks.on_text)
                         free.remove(s)
                     except ContextOverflowError as e:
                         yield job.key, e
@@ -207,7 +207,7 @@ class ParallelDecoder:
         return best, (source, max(n, 0))
 
     def _start(self, job: ParallelJob, s: int, prefix: list[int], budget: int,
-               reuse: tuple[int, int] | None) -> _Running:
+               reuse: tuple[int, int] | None, on_text: Callable[[Any, str], None] | None) -> _Running:
         engine = self.engine
         plen = len(prefix) if job.prompt[:len(prefix)] == prefix else 0
         cells = len(job.prompt) - plen  # the slot's own share of the context (the prefix's is shared)
@@ -227,10 +227,13 @@ class ParallelDecoder:
                 engine.copy_sequence(self._prefix_seq, s, plen)
         own = job.prompt[plen:]
         limit, reason = reply_limit(job.params, budget - cells)
-        constraint = engine.grammars.matcher(job.grammar) if job.grammar is not None else None
+        constraint = engine.grammars.constraint(job.prompt, job.params, job.grammar)
         sampler = Sampler(engine.vocab, job.params, constraint)
         slot = Slot(engine.vocab, sampler, limit=limit, limit_reason=reason,
                     prompt_tokens=len(job.prompt), reused=plen, started=time.perf_counter())
+        opened = slot.preface(constraint)
+        if opened and on_text is not None:
+            on_text(job.key, opened)
         if constraint is not None:  # near a tiny limit, the ending may be all there is room for
             own = own + slot.fast_forward(at_start=True)[0]
         return _Running(job, slot, sampler, own, plen)

@@ -34,6 +34,9 @@ class SamplingParams:
     # Tokens a grammar forces are appended without sampling and evaluated in one batch
     # (engine/slot.py); off only to compare (--no-fast-forward).
     fast_forward: bool = True
+    # A reasoning model's thinking, in tokens, before `</think>` is forced (engine/thinking.py;
+    # None: as long as it likes).
+    think_budget: int | None = None
 
 
 # What each sampling value may be: type, lowest, highest, whether null means "default".
@@ -42,6 +45,7 @@ SAMPLING_LIMITS: dict[str, tuple[type, float, float | None, bool]] = {
     "top_k": (int, 0, 1_000_000, False), "min_p": (float, 0.0, 1.0, False),
     "repeat_penalty": (float, 0.0, 100.0, False), "max_tokens": (int, 1, 10_000_000, True),
     "seed": (int, 0, 2**31 - 1, True), "fast_forward": (bool, 0, 1, False),
+    "think_budget": (int, 0, 10_000_000, True),
 }
 
 
@@ -142,6 +146,16 @@ class Grammar:
     kind: str
     source: str
     trigger: str | None = None
+
+
+@dataclass(frozen=True)
+class Thinking:
+    """How a reasoning model's reply is watched (engine/thinking.py): `budget` tokens of
+    thinking at most (None: no bound); `started`: the prompt opened the section, so the
+    reply begins inside it."""
+
+    budget: int | None = None
+    started: bool = False
 
 
 @dataclass

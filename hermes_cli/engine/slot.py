@@ -22,6 +22,7 @@ from typing import Any
 
 from hermes_cli.engine.params import GenerationResult
 from hermes_cli.engine.sampler import Sampler
+from hermes_cli.engine.thinking import OPEN, ThinkingFirst
 from hermes_cli.engine.vocab import Vocab
 
 # Answers that fit their budget: this near the limit a slot asks its grammar for a short
@@ -65,6 +66,15 @@ class Slot:
         self._chunks: list[str] = []
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.finish: str | None = limit_reason if limit <= 0 else None
+
+    def preface(self, constraint: object) -> str:
+        """The text a reply begins with before its first token: `<think>` when the prompt
+        opened the thinking section (engine/thinking.py), so the reply reads as the model's
+        whole section to every reader of it; else ""."""
+        if isinstance(constraint, ThinkingFirst) and constraint.started:
+            self._chunks.append(OPEN)
+            return OPEN
+        return ""
 
     def step(self, ctx: Any, index: int) -> str:
         """Sample and take the next token; return the text it completes (maybe "").

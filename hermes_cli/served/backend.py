@@ -146,6 +146,8 @@ class ServedBackend:
         # Not in OpenAI's API, but what vLLM, llama.cpp and llama-cpp-python read.
         body |= {"top_k": params.top_k, "min_p": params.min_p, "repeat_penalty": params.repeat_penalty,
                  "repetition_penalty": params.repeat_penalty}
+        if params.think_budget is not None:  # hermes serve holds it (Qwen's API's name); others may not
+            body["thinking_budget"] = params.think_budget
         if self.thinking is not None:  # --think/--no-think: the template's switch, on the server
             body["chat_template_kwargs"] = {"enable_thinking": self.thinking}
         body |= {"stream": True, "stream_options": {"include_usage": True}}
