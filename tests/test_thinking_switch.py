@@ -98,13 +98,28 @@ def test_slash_think_off_on_a_terminal_ends_the_prompt_with_the_empty_section(he
 def test_the_setting_holds_when_the_chat_switches_model(models) -> None:
     import io
 
-    from hermes_cli.core.backends import LocalBackend
+    from hermes_cli.core.backends import LocalBackend, replace_model
     from hermes_cli.core.loading import LoadOptions, load_engine
 
     backend = LocalBackend(load_engine(LoadOptions(model=str(models["hi"]), quiet=True), err=io.StringIO()))
     backend.think(False)
-    switched = backend.switch_model(LoadOptions(model=str(models["eot"]), quiet=True), io.StringIO())
+    switched = replace_model(backend, LoadOptions(model=str(models["eot"]), quiet=True), io.StringIO())
     try:
-        assert switched.template.thinking is False
+        assert isinstance(switched, LocalBackend) and switched.template.thinking is False
     finally:
         switched.close()
+
+
+def test_model_on_a_served_chat_is_one_line_and_the_chat_goes_on(hermes_exe, tmp_path) -> None:
+    import os
+
+    from tests.scripted_server import EndlessServer
+
+    env = {**os.environ, "HERMES_DATA_DIR": str(tmp_path / "data")}
+    with EndlessServer(reply="Still here.") as server:
+        proc = subprocess.run([*hermes_exe, "chat", "--endpoint", server.url, "--model", "m"],
+                              input="/model other.gguf\nhello\n", capture_output=True, text=True, timeout=120,
+                              env=env, start_new_session=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "served engine: restart it with another --model" in proc.stdout + proc.stderr
+    assert "Still here." in proc.stdout and "Traceback" not in proc.stderr

@@ -159,8 +159,8 @@ def ask(
 def run_choices(question: Any, labels: list[str], chosen: Any, load: LoadFlags, *, as_json: bool) -> int:
     """Decision mode (core/decision.py): the label on stdout, or the label and every
     label's probability as one JSON object."""
+    from hermes_cli.core.backends import open_backend
     from hermes_cli.core.decision import decide, decision_messages
-    from hermes_cli.core.loading import open_backend
     from hermes_cli.core.one_shot import prepare
 
     text = prepare(question).messages[-1].content  # the prompt, stdin and files, as `ask` sends them
@@ -185,7 +185,7 @@ def run_ask(question: Question, load: LoadOptions, *, endpoints: list[str] | Non
     """Ask one question (core/one_shot.py) and print the answer; return the exit status."""
     from dataclasses import replace
 
-    from hermes_cli.core.loading import open_backend
+    from hermes_cli.core.backends import open_backend
     from hermes_cli.core.one_shot import prepare
 
     out = out or sys.stdout

@@ -71,9 +71,9 @@ def _chat(saved: Any, sampling: dict[str, Any], load: LoadFlags, role: str | Non
           config: Any, plain: bool, mcp: McpFlags, yes: bool, lock: Any, call_format: str, *,
           think: bool | None = None) -> None:
     from hermes_cli.chat.repl import Repl, make_session
+    from hermes_cli.core.backends import open_backend
     from hermes_cli.core.chat_session import ChatSession
     from hermes_cli.core.conversation import Conversation
-    from hermes_cli.core.loading import open_backend
     from hermes_cli.core.mcp_tools import toolset_for
 
     chosen = settings(sampling, load, role=role, system=system, session=saved, config=config)

@@ -37,8 +37,8 @@ def cmd(
     command is printed and never run: `$(hermes cmd …)` is yours to use.
     """
     from hermes_cli.cli.question_inputs import read_stdin
+    from hermes_cli.core.backends import open_backend
     from hermes_cli.core.config import load_config
-    from hermes_cli.core.loading import open_backend
     from hermes_cli.core.shell_command import propose, this_machine
 
     text = " ".join(request or []).strip() or (read_stdin() or "").strip()

@@ -85,11 +85,18 @@ class Backend(Protocol):
         """A reasoning model told to think before answering (True), not to (False), or left
         to its default (None): the template's switch, or an empty thinking section."""
 
+    @property
+    def thinking(self) -> bool | None:
+        """What `think` last set (None: the model's default)."""
+
+    @property
+    def loads_models(self) -> bool:
+        """Whether another model can be loaded in its place (`/model`): a served engine
+        serves what it serves."""
+
     def save_state(self, conversation_id: str) -> None: ...
 
     def restore_state(self, conversation_id: str) -> int: ...
-
-    def switch_model(self, opts: LoadOptions, err: TextIO) -> Backend: ...
 
     def close(self) -> None: ...
 
@@ -234,6 +241,12 @@ class LocalBackend:
     def think(self, on: bool | None) -> None:
         self.template.thinking = on
 
+    @property
+    def thinking(self) -> bool | None:
+        return self.template.thinking
+
+    loads_models = True
+
     def save_state(self, conversation_id: str) -> None:
         from hermes_cli.core import sessions
 
@@ -243,20 +256,6 @@ class LocalBackend:
         from hermes_cli.core import sessions
 
         return sessions.restore_state(self.engine, conversation_id)
-
-    def switch_model(self, opts: LoadOptions, err: TextIO) -> LocalBackend:
-        """Another model in this one's place; this one is closed only once it loaded."""
-        from hermes_cli.core.loading import load_engine
-
-        engine = load_engine(opts, err=err)
-        try:
-            new = LocalBackend(engine, model=opts.model, prompt_cache=self.prompt_cache)
-            new.think(self.template.thinking)  # /think on|off holds across /model
-        except Exception:
-            engine.close()
-            raise
-        self.close()
-        return new
 
     def close(self) -> None:
         self.engine.close()
@@ -318,17 +317,53 @@ class EndpointBackend:
     def think(self, on: bool | None) -> None:
         self.served.thinking = on  # sent as chat_template_kwargs, as vLLM and llama-server read it
 
+    @property
+    def thinking(self) -> bool | None:
+        return self.served.thinking
+
+    loads_models = False
+
     def save_state(self, conversation_id: str) -> None:
         return None  # the server's KV cache is its own
 
     def restore_state(self, conversation_id: str) -> int:
         return 0
 
-    def switch_model(self, opts: LoadOptions, err: TextIO) -> Backend:
-        raise UsageError("this chat runs on a served engine: restart it with another --model")
-
     def close(self) -> None:
         self.served.pool.close()
+
+
+def open_backend(opts: LoadOptions, *, endpoints: list[str] | None, key_env: str, served_model: str | None,
+                 err: TextIO, vocab_only: bool = False) -> Backend:
+    """What writes the replies: the served engine when `endpoints` are given, else the
+    model `opts` names, loaded here. The one place a command chooses between them."""
+    from hermes_cli.core.loading import connect, load_engine
+
+    if endpoints:
+        return EndpointBackend(connect(endpoints, served_model, key_env))
+    engine = load_engine(opts, err=err, vocab_only=vocab_only)
+    cache = None
+    if opts.prompt_cache and not vocab_only:
+        from hermes_cli import env
+        from hermes_cli.engine.prompt_cache import PromptCache
+
+        cache = PromptCache(env.cache_dir() / "prompts")
+    return LocalBackend(engine, model=opts.model, prompt_cache=cache)
+
+
+def replace_model(old: Backend, opts: LoadOptions, err: TextIO) -> Backend:
+    """Another model loaded here in `old`'s place (`/model`), with its thinking setting;
+    `old` is closed only once the new one loaded, so a failure leaves it as it was."""
+    if not old.loads_models:
+        raise UsageError("this chat runs on a served engine: restart it with another --model")
+    new = open_backend(opts, endpoints=None, key_env="", served_model=None, err=err)
+    try:
+        new.think(old.thinking)  # /think on|off holds across /model
+    except Exception:
+        new.close()
+        raise
+    old.close()
+    return new
 
 
 def with_call_format(tools: ToolOptions | None, backend: Backend) -> ToolOptions | None:

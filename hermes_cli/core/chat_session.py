@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from hermes_cli.core import branches, compaction, locks, sessions
 from hermes_cli.core.attachments import Sized, expand_mentions, measure, read_files, with_files
-from hermes_cli.core.backends import Backend, prompt_room, with_call_format
+from hermes_cli.core.backends import Backend, prompt_room, replace_model, with_call_format
 from hermes_cli.core.chat_roles import take_schema_and_tools
 from hermes_cli.core.conversation import Conversation, new_id
 from hermes_cli.engine.params import GenerationResult, check_sampling
@@ -356,7 +356,7 @@ class ChatSession:
         """/model REF: load another model (downloading if needed) and keep the conversation;
         its history is re-tokenized for the new vocabulary. The old model stays loaded
         until the new one is ready, so a failure leaves the chat as it was."""
-        self.backend = self.backend.switch_model(opts, err)
+        self.backend = replace_model(self.backend, opts, err)
         for branch in self.conversation.synced_branches():
             for msg in branch.messages:
                 msg.token_ids = None  # ids of the old vocabulary mean nothing here

@@ -11,7 +11,6 @@ from hermes_cli.core.gpu_hint import gpu_hint, gpu_present
 from hermes_cli.errors import ServerError, UsageError
 
 if TYPE_CHECKING:  # the engine and the Hub where a model is loaded: `--endpoint` never pays for them
-    from hermes_cli.core.backends import Backend
     from hermes_cli.engine.model import Engine
     from hermes_cli.served.backend import ServedBackend
 
@@ -51,23 +50,6 @@ def load_engine(opts: LoadOptions, *, err: TextIO, vocab_only: bool = False,
     if not opts.quiet and not vocab_only:
         _say_what_the_gpu_does(engine, err, opts.gpu_hint)
     return engine
-
-
-def open_backend(opts: LoadOptions, *, endpoints: list[str] | None, key_env: str, served_model: str | None,
-                 err: TextIO, vocab_only: bool = False) -> Backend:
-    """What writes the replies: the served engine when `endpoints` are given, else the
-    model `opts` names, loaded here. The one place a command chooses between them."""
-    from hermes_cli.core.backends import EndpointBackend, LocalBackend
-
-    if endpoints:
-        return EndpointBackend(connect(endpoints, served_model, key_env))
-    engine = load_engine(opts, err=err, vocab_only=vocab_only)
-    cache = None
-    if opts.prompt_cache and not vocab_only:
-        from hermes_cli.engine.prompt_cache import PromptCache
-
-        cache = PromptCache(env.cache_dir() / "prompts")
-    return LocalBackend(engine, model=opts.model, prompt_cache=cache)
 
 
 def connect(endpoints: list[str], model: str | None, key_env: str, *, buffered: bool = False,
