@@ -128,6 +128,12 @@ class SomeLinesFailed(HermesError):
     exit_code = 1
 
 
+class NothingFound(HermesError):
+    """A search found nothing (`hermes history --grep`): exit 1, as grep's."""
+
+    exit_code = 1
+
+
 class OutputWriteError(HermesError):
     """The results file cannot take another record (a full disk): the records before it
     are whole, and running the command again resumes."""

@@ -81,6 +81,7 @@ def test_bad_lines_are_reported_and_the_rest_goes_on(hermes_exe, models, tmp_pat
     out = tmp_path / "out.jsonl"
     proc = hermes(hermes_exe, "batch", str(tmp_path / "in.jsonl"), "-o", str(out), "-m", str(models["hi"]))
     assert proc.returncode == 1
+    assert "Error: 3 lines failed; the error records in the output say why" in proc.stderr  # the outcome, once
     got = {r["id"]: r for r in records(out)}
     assert got[1]["output"] == got[5]["output"] == "Hi!"
     assert "line 2 is not valid JSON" in got[2]["error"] and got[2]["line"] == 2

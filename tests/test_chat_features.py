@@ -192,7 +192,9 @@ def test_history_shows_branches_grep_searches_and_export_writes(hermes_exe, hi, 
     rows = run(hermes_exe, "history", env=env).stdout.splitlines()
     starts = {row.index(text) for row in rows for text in ("the yak question", "a plain question") if text in row}
     assert len(starts) == 1, rows  # the first-line column lines up with and without a branch count
-    assert run(hermes_exe, "history", "--grep", "nowhere", env=env).returncode == 1
+    nothing = run(hermes_exe, "history", "--grep", "nowhere", env=env)
+    assert nothing.returncode == 1 and nothing.stdout == ""  # as grep: exit 1, said on stderr
+    assert "no saved message contains 'nowhere'" in nothing.stderr
     md = run(hermes_exe, "export", d.conversation.id, env=env).stdout
     assert md.startswith(f"# Conversation {d.conversation.id}") and "the yak question" in md
     assert "# Branch 0" in md and "the zebra question" in md

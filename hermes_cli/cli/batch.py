@@ -30,7 +30,7 @@ from hermes_cli.cli.options import (
     settings,
     with_options,
 )
-from hermes_cli.errors import SomeLinesFailed, UsageError
+from hermes_cli.errors import UsageError
 from hermes_cli.modes.tools.tool import DEFAULT_MAX_ROUNDS, DEFAULT_TIMEOUT
 
 # llama.cpp holds at most 256 sequences in a context; one holds the shared prefix.
@@ -150,9 +150,7 @@ def _run(load: LoadFlags, chosen: Any, items: list[Any], output: Path | None, op
 
     done = batch_mod.repair_and_read_done(output) if output else set()
     if load.endpoints:
-        summary = _served(load, items, output, done, opts, concurrency, request_timeout)
-        if summary.failed:
-            raise typer.Exit(SomeLinesFailed.exit_code)
+        _served(load, items, output, done, opts, concurrency, request_timeout).raise_if_failed()
         return
     opts_load = replace(load_options(load, chosen), grammars=needs_grammars(items, done, opts))
     engine = load_engine(opts_load, err=sys.stderr, n_seq_max=parallel + 1 if parallel > 1 else 1)
@@ -168,8 +166,7 @@ def _run(load: LoadFlags, chosen: Any, items: list[Any], output: Path | None, op
                          hint="raise --ctx or lower --parallel")
     summary = _with_writer(load, output, len(items),
                            lambda writer, progress: run_batch(engine, items, writer, done, opts, progress=progress))
-    if summary.failed:
-        raise typer.Exit(SomeLinesFailed.exit_code)
+    summary.raise_if_failed()
 
 
 def _with_writer(load: LoadFlags, output: Path | None, total: int,

@@ -18,7 +18,7 @@ def config(
     import subprocess
 
     from hermes_cli.core.config import TEMPLATE, config_path, load_config
-    from hermes_cli.errors import UsageError
+    from hermes_cli.errors import HermesError, UsageError
 
     path = config_path()
     if action == "path":
@@ -40,7 +40,7 @@ def config(
             raise UsageError(f"cannot start the editor {editor!r}: {e.strerror or e}",
                              hint="set $EDITOR") from None
         if code:
-            raise typer.Exit(code)
+            raise HermesError(f"the editor {editor!r} exited with status {code}; {path} was not checked")
         load_config(path)  # say now, not at the next chat, if the edit broke it
     else:
         raise UsageError(f"unknown action {action!r}: path, edit or show")

@@ -26,6 +26,7 @@ def history(
 ) -> None:
     """List saved conversations (resume one with `hermes chat --resume ID`)."""
     from hermes_cli.core import sessions
+    from hermes_cli.errors import NothingFound
 
     if grep is not None:
         matches = sessions.grep(grep)
@@ -33,9 +34,8 @@ def history(
         pad = max(map(len, wheres), default=0)
         for m, where in zip(matches, wheres):  # columns line up whatever the branch numbers
             print(f"{m.id}  {where:<{pad}}{'  ' if pad else ''}{m.role:<9} {_shown(m.snippet)}")
-        if not matches:
-            print(f"no saved message contains {grep!r}")
-            raise typer.Exit(1)
+        if not matches:  # as grep: nothing found is exit 1, said on stderr
+            raise NothingFound(f"no saved message contains {grep!r}")
         return
     found = sessions.list_sessions()
     if not found:

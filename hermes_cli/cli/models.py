@@ -68,7 +68,7 @@ def models(
             if not sys.stdin or not sys.stdin.isatty():
                 raise HermesError(f"not deleting {ref} without confirmation", hint="add --yes")
             if not typer.confirm(f"Delete {ref} ({human_size(size)})?"):
-                raise typer.Exit(1)
+                raise HermesError(f"{ref} was not deleted")
         cache.remove_cached(ref)
         print(f"deleted {ref} ({human_size(size)})")
         return

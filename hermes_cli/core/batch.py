@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from hermes_cli import jsontext
 from hermes_cli.engine.params import SAMPLING_LIMITS, SamplingParams, sampling_problem
-from hermes_cli.errors import OutputWriteError, UsageError
+from hermes_cli.errors import OutputWriteError, SomeLinesFailed, UsageError
 from hermes_cli.prompt.messages import ROLES, Message
 
 if TYPE_CHECKING:
@@ -340,6 +340,14 @@ class Summary:
     tokens: int = 0
     seconds: float = 0.0
     failed_lines: list[int] = field(default_factory=list)
+
+    def raise_if_failed(self) -> None:
+        """SomeLinesFailed (exit 1) when a line ended in an error record: the command's
+        outcome, said once, where every batch driver ends."""
+        if self.failed:
+            lines = "line" if self.failed == 1 else "lines"
+            raise SomeLinesFailed(f"{self.failed} {lines} failed; the error records in the output say why",
+                                  hint="a record counts as done: remove it from the output to ask that line again")
 
     def line(self) -> str:
         where = f" (lines {', '.join(map(str, self.failed_lines[:10]))}" + (
