@@ -11,7 +11,6 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -269,11 +268,12 @@ def test_show_prompt_prints_the_json_the_server_receives(hermes_exe, server) -> 
 
 
 def test_stats_say_unknown_when_a_server_sends_no_usage() -> None:
-    from hermes_cli.core.backends import EndpointBackend
+    from hermes_cli.core import figures
+    from hermes_cli.core.backends import BackendFacts
     from hermes_cli.engine.params import GenerationResult
 
     result = GenerationResult("hi", [], "stop", 0, 0, 0, 0.1, 0.2, generated=3, usage_known=False)
-    line = EndpointBackend(SimpleNamespace(model="hi")).stats_line(result)  # type: ignore[arg-type]
+    line = figures.stats_line(result, BackendFacts(name="hi", where="http://127.0.0.1:1"))
     assert "prompt tokens unknown (the server sent no usage)" in line and "~3 (stream events)" in line
     assert "prompt 0 tokens" not in line
 

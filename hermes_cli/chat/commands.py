@@ -367,7 +367,9 @@ def _stats(s: ChatSession, ui: ChatUI, arg: str) -> None:
     if s.last_result is None:
         ui.say("no reply yet")
         return
-    ui.say(s.backend.stats_line(s.last_result))
+    from hermes_cli.core import figures
+
+    ui.say(figures.stats_line(s.last_result, s.backend.facts()))
     ui.say(f"this session: {s.total_tokens} tokens generated")
 
 

@@ -23,6 +23,7 @@ from hermes_cli import env
 from hermes_cli.chat import commands
 from hermes_cli.chat.streaming_terminal import keys_not_echoed
 from hermes_cli.chat.visible import visible
+from hermes_cli.core import figures
 from hermes_cli.core.chat_session import ChatSession
 from hermes_cli.core.conversation import Conversation
 from hermes_cli.engine.params import GenerationResult
@@ -74,7 +75,8 @@ class Repl:
         self._chat = chat
         if not self.plain and self.console.is_terminal:
             import rich.markdown  # noqa: F401  (load it now, not inside the first reply)
-        self.say(f"hermes chat · {chat.backend.title()} · /help for commands · Ctrl-D to quit", style="dim")
+        self.say(f"hermes chat · {figures.title(chat.backend.facts())} · /help for commands · Ctrl-D to quit",
+                 style="dim")
         if self.conversation.messages:
             restored = chat.restore_state()
             self.say(f"resumed conversation {self.conversation.id} "
@@ -158,12 +160,10 @@ class Repl:
         elif reply.stopped == "round_limit":
             self.say(f"(stopped after {reply.rounds} tool rounds; the model still wanted tools)",
                      style="yellow")
-        from hermes_cli.core.backends import closed_note
-
-        closed = closed_note(reply.last)
+        closed = figures.closed_note(reply.last)
         if closed:
             self.say(f"({closed.removeprefix('note: ')})", style="yellow")
-        line, warning = self.chat_session.backend.footer(reply.last)
+        line, warning = figures.footer(reply.last, self.chat_session.backend.facts())
         self.say(line, style="dim")
         if warning:
             self.say(warning, style="yellow")

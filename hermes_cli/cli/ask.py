@@ -329,17 +329,17 @@ class _Printer:
                                           hint="ask for the code in a ``` block, or drop -x")
         if not self.ends_with_newline:  # the answer's line ends before anything else is said
             self.write("\n")
-        from hermes_cli.core.backends import closed_note
+        from hermes_cli.core import figures
 
         for result in reply.results:
-            note = closed_note(result)
+            note = figures.closed_note(result)
             if note and not self.quiet:
                 self.err.write(note + "\n")
         if self.stats:
             label = "attempt" if self.mode == "json" else "round"
             for i, result in enumerate(reply.results, 1):
                 prefix = f"{label} {i}: " if len(reply.results) > 1 or self.mode != "text" else ""
-                self.err.write(prefix + self.backend.stats_line(result) + "\n")
+                self.err.write(prefix + figures.stats_line(result, self.backend.facts()) + "\n")
         if reply.stopped == "interrupted":
             raise KeyboardInterrupt
         if self.mode == "json":

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 from hermes_cli.core.attachments import Sized, check_fit
 from hermes_cli.core.reply import Stream
-from hermes_cli.engine.params import GenerationResult, SamplingParams, common_prefix_length
+from hermes_cli.engine.params import SamplingParams, common_prefix_length
 from hermes_cli.errors import HermesError, UsageError
 from hermes_cli.modes.tools.loop import ToolOptions
 from hermes_cli.prompt.call_format import FORMATS, choose, gguf_names
@@ -32,7 +33,19 @@ if TYPE_CHECKING:  # the engine is imported where a model is loaded: `ask --endp
     from hermes_cli.prompt.template import PromptFormat
     from hermes_cli.served.backend import ServedBackend
 
-CONTEXT_WARNING = 0.8  # the footer warns once the conversation fills this share of the context
+
+
+@dataclass(frozen=True)
+class BackendFacts:
+    """What a backend is, as facts: the front ends word them (core/figures.py)."""
+
+    name: str  # a model file's name, or a served model's
+    where: str  # the model file's path, or the server's URL
+    n_ctx: int | None = None  # None: a served engine's, unknown here
+    n_ctx_train: int | None = None
+    gpu_layers: int | None = None
+    threads: int | None = None
+    gpu_offload_supported: bool = False
 
 
 class Backend(Protocol):
@@ -70,14 +83,8 @@ class Backend(Protocol):
     def show_prompt(self, messages: list[Message], params: SamplingParams) -> tuple[str, list[int] | None]:
         """Exactly what is sent: the rendered prompt and its ids, or the request's JSON."""
 
-    def title(self) -> str: ...
-
-    def describe(self) -> str: ...
-
-    def stats_line(self, result: GenerationResult) -> str: ...
-
-    def footer(self, result: GenerationResult) -> tuple[str, str | None]:
-        """The chat's line after a reply, and a warning when the context is nearly full."""
+    def facts(self) -> BackendFacts:
+        """What it is, for the front ends to word (core/figures.py)."""
 
     def prepare_grammars(self) -> None: ...
 
@@ -99,37 +106,6 @@ class Backend(Protocol):
     def restore_state(self, conversation_id: str) -> int: ...
 
     def close(self) -> None: ...
-
-
-def prompt_room(backend: Backend, tokens: int | None) -> str:
-    """" · prompt N of CTX tokens" where both are known, else nothing (a served engine)."""
-    n_ctx = backend.n_ctx
-    return f" · prompt {tokens:,} of {n_ctx:,} tokens" if tokens is not None and n_ctx else ""
-
-
-def _limit_name(closed_by: str | None) -> str:
-    return "the context" if closed_by == "context" else "--max-tokens"
-
-
-def closed_note(result: GenerationResult) -> str | None:
-    """The line saying that an answer was closed early to fit its limit, if it was."""
-    if not result.closed:
-        return None
-    return (f"note: the answer neared {_limit_name(result.closed_by)}; the grammar closed what was "
-            f"open in its last {_tokens(result.closed)} (strings ended, brackets closed), so it is whole "
-            "and valid, but shorter than the model meant")
-
-
-def _tokens(n: int) -> str:
-    return "token" if n == 1 else f"{n} tokens"
-
-
-def _speed(result: GenerationResult) -> str:
-    """"N tokens · R tok/s"; from a server that sends no usage the count is its stream
-    events, an estimate, and the line says so."""
-    if not result.usage_known:
-        return f"~{result.completion_tokens} tokens (stream events) · ~{result.tokens_per_second:.1f} tok/s"
-    return f"{result.completion_tokens} tokens · {result.tokens_per_second:.1f} tok/s"
 
 
 class LocalBackend:
@@ -204,36 +180,11 @@ class LocalBackend:
     def model_names(self) -> tuple[str | None, ...]:
         return gguf_names(self.engine.info.metadata, self.engine.info.path.name)
 
-    def title(self) -> str:
-        return f"{self.engine.info.path.name} · context {self.n_ctx}"
-
-    def describe(self) -> str:
+    def facts(self) -> BackendFacts:
         info = self.engine.info
-        return (f"{info.path} · context {info.n_ctx} (trained {info.n_ctx_train}) · GPU layers "
-                f"{info.n_gpu_layers}{'' if info.gpu_offload_supported else ' (no GPU)'} · "
-                f"threads {info.n_threads}")
-
-    def stats_line(self, r: GenerationResult) -> str:
-        notes = [f"{r.forced} forced by the grammar"] if r.forced else []
-        if r.closed:
-            notes.append(f"the last {_tokens(r.closed)} closing what was open, to fit {_limit_name(r.closed_by)}")
-        forced = f" ({'; '.join(notes)})" if notes else ""
-        reused = (f"{r.prompt_reused} reused, {r.prompt_loaded} of them from the prompt cache"
-                  if r.prompt_loaded else f"{r.prompt_reused} reused")
-        return (f"prompt {r.prompt_tokens} tokens ({r.prompt_evaluated} evaluated, {reused}) in "
-                f"{r.prompt_seconds:.2f} s [{r.prompt_tokens_per_second:.1f} tok/s] · reply "
-                f"{r.completion_tokens} tokens{forced} in {r.generation_seconds:.2f} s "
-                f"[{r.tokens_per_second:.1f} tok/s] · stop: {r.finish_reason} · context "
-                f"{r.prompt_tokens + r.completion_tokens}/{self.n_ctx} · threads "
-                f"{self.engine.info.n_threads} · gpu layers {self.engine.info.n_gpu_layers}")
-
-    def footer(self, result: GenerationResult) -> tuple[str, str | None]:
-        used, n_ctx = result.prompt_tokens + result.completion_tokens, self.n_ctx
-        warning = None
-        if used > CONTEXT_WARNING * n_ctx:
-            warning = (f"warning: the context is {100 * used // n_ctx}% full; the oldest turns will "
-                       "be left out of what the model sees (/reset starts afresh)")
-        return f"{_speed(result)} · context {used}/{n_ctx}", warning
+        return BackendFacts(name=info.path.name, where=str(info.path), n_ctx=info.n_ctx,
+                            n_ctx_train=info.n_ctx_train, gpu_layers=info.n_gpu_layers,
+                            threads=info.n_threads, gpu_offload_supported=info.gpu_offload_supported)
 
     def prepare_grammars(self) -> None:
         self.engine.prefetch_grammars()
@@ -295,21 +246,8 @@ class EndpointBackend:
     def model_names(self) -> tuple[str | None, ...]:
         return (self.served.model,)
 
-    def title(self) -> str:
-        return self.describe()
-
-    def describe(self) -> str:
-        return f"{self.served.model} at {self.served.pool.primary.base_url}"
-
-    def stats_line(self, r: GenerationResult) -> str:
-        prompt = (f"prompt {r.prompt_tokens} tokens ({r.prompt_reused} cached on the server)"
-                  if r.usage_known else "prompt tokens unknown (the server sent no usage)")
-        reply = f"{r.completion_tokens}" if r.usage_known else f"~{r.completion_tokens} (stream events)"
-        return (f"{prompt} · time to first token {r.prompt_seconds:.2f} s · reply {reply} tokens in "
-                f"{r.generation_seconds:.2f} s [{r.tokens_per_second:.1f} tok/s] · stop: {r.finish_reason}")
-
-    def footer(self, result: GenerationResult) -> tuple[str, None]:
-        return f"{_speed(result)} · first token after {result.prompt_seconds:.2f} s", None
+    def facts(self) -> BackendFacts:
+        return BackendFacts(name=self.served.model, where=self.served.pool.primary.base_url)
 
     def prepare_grammars(self) -> None:
         return None  # the server builds its own (and ours check every answer)

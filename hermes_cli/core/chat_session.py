@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hermes_cli.core import branches, compaction, locks, sessions
+from hermes_cli.core import branches, compaction, figures, locks, sessions
 from hermes_cli.core.attachments import Sized, expand_mentions, measure, read_files, with_files
-from hermes_cli.core.backends import Backend, prompt_room, replace_model, with_call_format
+from hermes_cli.core.backends import Backend, replace_model, with_call_format
 from hermes_cli.core.chat_roles import take_schema_and_tools
 from hermes_cli.core.conversation import Conversation, new_id
 from hermes_cli.engine.params import GenerationResult, check_sampling
@@ -204,7 +204,7 @@ class ChatSession:
 
     def describe(self) -> str:
         """What the chat runs on, for /model."""
-        return self.backend.describe()
+        return figures.describe(self.backend.facts())
 
     def prompt_text(self) -> str:
         """Exactly what the model is sent: the rendered prompt, or the request's JSON."""
@@ -310,7 +310,7 @@ class ChatSession:
 
     def room(self, tokens: int | None) -> str:
         """" · prompt N of CTX tokens" where both are known, else nothing."""
-        return prompt_room(self.backend, tokens)
+        return figures.prompt_room(self.backend.facts(), tokens)
 
     def attach(self, specs: list[str]) -> list[Sized]:
         """/read: files for the next message, measured and checked against the context now."""
@@ -364,7 +364,7 @@ class ChatSession:
         if self.conversation.json_mode or self.tools:
             self._prefetch()
         self.save()
-        return self.backend.title().split(" · ")[0]
+        return self.backend.facts().name
 
     # -- saving --------------------------------------------------------------------------
 

@@ -13,8 +13,9 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from hermes_cli.core import figures
 from hermes_cli.core.attachments import Sized, describe, measure, read_files, with_files
-from hermes_cli.core.backends import Backend, prompt_room, with_call_format
+from hermes_cli.core.backends import Backend, with_call_format
 from hermes_cli.core.reply import stream
 from hermes_cli.engine.params import SamplingParams
 from hermes_cli.errors import UsageError
@@ -70,7 +71,7 @@ class Prepared:
         sized: list[Sized] = measure(self.attachments, backend.count)
         total = backend.prompt_tokens(self.messages)
         backend.check_files_fit(sized, None if total is None else total - sum(s.tokens or 0 for s in sized))
-        return f"with {describe(sized)}{prompt_room(backend, total)}"
+        return f"with {describe(sized)}{figures.prompt_room(backend.facts(), total)}"
 
     def bound(self, backend: Backend) -> Prepared:
         """The question as this backend's model is asked it: tool calls in the format it
