@@ -189,7 +189,7 @@ def test_the_issue_command_exits_0_with_the_answer_or_6_and_never_runs_a_call_cl
     """`hermes ask --tool-choice calculate` as issues 19 and 31 ran it: on most seeds
     SmolLM2 wrote `"expression": "17*23}}</tool_call>Here, we…"` and the tool ran on
     that. Whatever a seed gives, a call is never printed, and a call that ran had no tag
-    inside its arguments."""
+    inside its arguments (read as the model meant it: `17*23`, issue 31 item 4)."""
     tools, log = tmp_path / "tools.py", tmp_path / "ran.jsonl"
     # the example tools, with `calculate` writing down each expression it is run with
     tools.write_text(EXAMPLE_TOOLS.read_text() + f"""
@@ -214,8 +214,10 @@ def calculate(expression: str) -> float:
     assert not any("tool_call>" in expression for expression in ran), ran
     if proc.returncode == 0:
         assert "← calculate" in proc.stderr or "✗ calculate" in proc.stderr
-    else:
-        assert proc.stdout == "" and ("cut" in proc.stderr or "inside a string" in proc.stderr)
+    else:  # a later round's call cut by the limit, or every attempt closed in its string with no evident end
+        assert "cut" in proc.stderr or (proc.stdout == "" and "inside a string" in proc.stderr)
+    if "closed inside its string" in proc.stderr:  # read as meant: what ran is what came before the brackets
+        assert ran and all(expression and not expression.endswith(("}", "]")) for expression in ran), ran
 
 
 def _calculate_doc() -> str:

@@ -12,6 +12,7 @@ import pytest
 
 from hermes_cli.core.backends import LocalBackend
 from hermes_cli.core.reply import run as drive
+from hermes_cli.core.reply import stream
 from hermes_cli.engine.params import GenerationResult, SamplingParams
 from hermes_cli.errors import OutputContractError, ServerError, UsageError
 from hermes_cli.modes.tools.loading import check_unique, load_tools_file
@@ -382,7 +383,8 @@ def test_malformed_and_invalid_calls_are_asked_again_as_calls_and_never_answer(l
     assert tool_content(loop) == {"name": "add", "content": 3}
 
 
-TAG_IN_STRING = ('<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2, "note": "2}}</tool_call>Here, we"}}'
+# No closing bracket before the tag: no evident end, so the call stays malformed.
+TAG_IN_STRING = ('<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2, "note": "2 </tool_call>Here, we"}}'
                  '\n</tool_call>')
 
 
@@ -402,6 +404,28 @@ def test_a_call_closed_inside_its_argument_string_is_asked_again_never_run(loop_
         drive(RecordingBackend([TAG_IN_STRING] * 3),
               tools_reply(history, opts, SamplingParams(), approve=lambda c: ran.append(c) or True))
     assert len(ran) == 1
+
+
+def test_a_call_closed_inside_its_string_after_its_brackets_runs_as_the_model_meant(loop_setup) -> None:
+    """Issue 31 item 4: `"b": "2}}</tool_call>Here, we…"` is the call `{"a": 1, "b": "2"}`
+    closed where the model ended it (the quote it skipped belongs before `}}`), read so,
+    said so, and kept in the conversation as the call it meant."""
+    from hermes_cli.modes.events import Final, Notice
+
+    engine, chat, tools, history = loop_setup
+    ran: list = []
+    text = '<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": "2}} </tool_call>Here, we add."}}\n</tool_call>'
+    schemaless = {"add": Tool("add", "Add.", {"type": "object", "properties": {}}, remote=lambda a, t: (True, a))}
+    opts = ToolOptions(schemaless, choice="add", max_rounds=1)
+    events = list(stream(RecordingBackend([text, "Done."]),
+                         tools_reply(history, opts, SamplingParams(), approve=lambda c: ran.append(c) or True)))
+    assert [c.arguments for c in ran] == [{"a": 1, "b": "2"}]
+    notes = [e.text for e in events if isinstance(e, Notice)]
+    assert any("closed inside its string" in n and '"b": "2"' in n for n in notes), notes
+    reply = next(e.reply for e in events if isinstance(e, Final))
+    call_turn = reply.messages[0].content
+    assert "Here, we add" not in call_turn and json.loads(call_turn.split("\n")[1]) == {
+        "name": "add", "arguments": {"a": 1, "b": "2"}}
 
 
 def test_calls_still_malformed_after_the_retries_are_exit_6_locally(loop_setup) -> None:

@@ -217,6 +217,9 @@ class CallScanner:
 class ToolCall:
     name: str
     arguments: dict[str, Any]
+    # The model closed the call inside an argument string; `arguments` are read up to
+    # where it evidently meant the string to end (`meant_arguments`).
+    meant: bool = False
 
 
 @dataclass
@@ -235,8 +238,9 @@ def tag_inside(arguments: Any) -> str | None:
 
     The call grammar lets a string hold anything, so a model that meant to end its call
     without closing the string (SmolLM2: `"expression": "17*23}}</tool_call>Here, we…"`)
-    wrote a "valid" call, and the tool ran on garbage. Such a call is the model's call
-    closed in the wrong place: the tools loop asks for it again (modes/tools/loop.py)."""
+    wrote a "valid" call, and the tool ran on garbage. Such a call is read as the model
+    meant it where it can be (`meant_arguments`); otherwise it is the model's call closed
+    in the wrong place, and the tools loop asks for it again (modes/tools/loop.py)."""
     stack = [arguments]
     while stack:
         value = stack.pop()
@@ -250,6 +254,56 @@ def tag_inside(arguments: Any) -> str | None:
         elif isinstance(value, list):
             stack.extend(value)
     return None
+
+
+_CLOSERS = "}] \t\r\n"
+
+
+def meant_arguments(arguments: dict[str, Any]) -> dict[str, Any] | None:
+    """The arguments as the model meant them when one of its strings holds the call's own
+    tag after the brackets that would have closed the call: `{"expression": "17*23}}
+    </tool_call>Here, we…"}` → `{"expression": "17*23"}`. The model skipped the closing
+    quote, wrote the call's end, and went on writing an answer inside the string (the
+    grammar lets a string hold anything); the quote it skipped belongs before those
+    brackets, and what follows them is not the call. Keys after that string were written
+    after the model thought the call ended, and are dropped. None when no string holds a
+    tag, or the text before the tag is not a value and then closing brackets (no evident
+    end: the call stays malformed and is asked for again)."""
+    cut = _cut_at_tag(arguments)
+    return cut[0] if cut is not None and cut[1] else None
+
+
+def _cut_at_tag(value: Any) -> tuple[Any, bool] | None:
+    """(value cut at the first tag in document order, whether a tag was found); None
+    when the tag found has no closing bracket before it."""
+    if isinstance(value, str):
+        found = [i for i in (value.find(CLOSE), value.find(OPEN)) if i >= 0]
+        if not found:
+            return value, False
+        before = value[:min(found)].rstrip()
+        meant = before.rstrip(_CLOSERS)
+        return (meant, True) if meant and meant != before else None  # a value, then its closers
+    if isinstance(value, dict):
+        kept: dict[str, Any] = {}
+        for key, item in value.items():
+            cut = _cut_at_tag(item)
+            if cut is None:
+                return None
+            kept[key] = cut[0]
+            if cut[1]:
+                return kept, True
+        return value, False
+    if isinstance(value, list):
+        items: list[Any] = []
+        for item in value:
+            cut = _cut_at_tag(item)
+            if cut is None:
+                return None
+            items.append(cut[0])
+            if cut[1]:
+                return items, True
+        return value, False
+    return value, False
 
 
 def parse_tool_calls(text: str) -> ParsedReply:
@@ -295,7 +349,8 @@ def parse_block(block: Block, out: ParsedReply) -> None:
     if not isinstance(args, dict):
         out.errors.append(f"the arguments of {obj['name']} are not a JSON object")
         return
-    out.calls.append(ToolCall(obj["name"], args))
+    meant = meant_arguments(args) if tag_inside(args) is not None else None
+    out.calls.append(ToolCall(obj["name"], args) if meant is None else ToolCall(obj["name"], meant, meant=True))
 
 
 def response_blocks(text: str) -> list[str]:

@@ -25,7 +25,8 @@ from hermes_cli.modes.tools.runner import run_call
 from hermes_cli.modes.tools.tool import DEFAULT_MAX_ROUNDS, DEFAULT_TIMEOUT, Tool
 from hermes_cli.prompt.call_format import AUTO, decided
 from hermes_cli.prompt.messages import Message
-from hermes_cli.prompt.tool_calls import ParsedReply, ToolCall, parse_tool_calls, tag_inside
+from hermes_cli.prompt.tool_calls import OPEN as CALL_OPEN
+from hermes_cli.prompt.tool_calls import ParsedReply, ToolCall, call_block, parse_tool_calls, tag_inside
 
 Approve = Callable[[ToolCall], bool]
 
@@ -105,6 +106,12 @@ def tools_reply(history: list[Message], opts: ToolOptions, params: SamplingParam
         retry = None
         if parsed is None or not parsed.calls:
             return Reply(result.text, [*added, reply], results, stopped="answer", rounds=rounds)
+        if any(c.meant for c in parsed.calls):  # read as the model meant (prompt/tool_calls.py)
+            reply = _as_meant(reply, parsed.calls, fmt)
+            for call in parsed.calls:
+                if call.meant:
+                    yield Notice(f"the call to {call.name} was closed inside its string; read up to where the "
+                                 f"model ended it: {short(call.arguments)}")
         if rounds >= opts.max_rounds:
             return Reply(result.text, [*added, reply], results, stopped="round_limit", rounds=rounds)
         schema_only = [c for c in parsed.calls if not tools[c.name].runnable]
@@ -123,6 +130,16 @@ def tools_reply(history: list[Message], opts: ToolOptions, params: SamplingParam
         tool_turn = Message("tool", "\n".join(blocks))
         added += [reply, tool_turn]
         messages += [reply, tool_turn]
+
+
+def _as_meant(reply: Message, calls: list[ToolCall], call_format: str) -> Message:
+    """The assistant turn with its calls as read: the text before the first call, then
+    each call written whole (the text the model wrote inside a string after it meant to
+    end its call is not kept, so the next round's prompt reads as a call and its result)."""
+    at = reply.content.find(CALL_OPEN)
+    before = reply.content[:at] if at >= 0 else ""
+    blocks = "\n".join(call_block(c.name, c.arguments, call_format) for c in calls)
+    return Message("assistant", before + blocks)
 
 
 def _call_problems(parsed: ParsedReply | None, tools: dict[str, Tool], must_call: bool) -> list[str]:
