@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hermes_cli.core.backends import LocalBackend
-from hermes_cli.core.reply import run as drive
+from hermes_cli.core.turn import run as drive
 from hermes_cli.engine.params import SamplingParams
 from hermes_cli.modes.tools.loop import ToolOptions, tools_reply
 from hermes_cli.modes.tools.protocol import call_schema, system_prompt, validate_arguments

@@ -10,8 +10,9 @@ import pytest
 
 from hermes_cli.core import sessions
 from hermes_cli.core.backends import LocalBackend
-from hermes_cli.core.chat_session import ChatSession, TurnNote
+from hermes_cli.core.chat_session import ChatSession
 from hermes_cli.core.conversation import Conversation
+from hermes_cli.core.turn import TurnNote
 from hermes_cli.engine.params import SamplingParams
 from hermes_cli.errors import ContextOverflowError
 from hermes_cli.modes import events as ev
@@ -38,16 +39,59 @@ def test_a_turn_streams_its_text_and_is_recorded_and_saved_before_final(load) ->
     assert session.last_result is not None and session.total_tokens == 3
 
 
-def test_ctrl_c_thrown_into_a_turn_keeps_the_partial_reply(load) -> None:
-    session = ChatSession(LocalBackend(load("endless")), Conversation(model="tiny"), autosave=False)
-    events = session.send("go")
-    seen = ""
-    while len(seen) < 20:
-        seen += next(events).text  # type: ignore[union-attr]
-    final = events.throw(KeyboardInterrupt())  # as the REPL does when Ctrl-C lands while drawing
-    assert isinstance(final, ev.Final) and final.reply.stopped == "interrupted"
-    kept = session.conversation.messages[-1]
-    assert kept.role == "assistant" and kept.content.startswith(seen) and "abab" in kept.content
+def test_a_cancelled_turn_ends_with_final_and_keeps_the_partial_reply(load) -> None:
+    for how in ("cancel", "throw"):
+        session = ChatSession(LocalBackend(load("endless")), Conversation(model="tiny"), autosave=False)
+        turn = session.send("go")
+        events = iter(turn)
+        seen = ""
+        while len(seen) < 20:
+            seen += next(events).text  # type: ignore[union-attr]
+        if how == "cancel":  # what the REPL does on Ctrl-C
+            turn.cancel()
+            final = next(events)
+        else:  # a reader that throws Ctrl-C in is heard the same way
+            final = events.throw(KeyboardInterrupt())
+        assert isinstance(final, ev.Final) and final.reply.stopped == "interrupted", how
+        assert turn.reply is final.reply and turn.ended
+        kept = session.conversation.messages[-1]
+        assert kept.role == "assistant" and kept.content.startswith(seen) and "abab" in kept.content
+
+
+class FailingBackend(LocalBackend):
+    """A model whose generations fail (llama.cpp erring mid-turn), after `good` that work."""
+
+    def __init__(self, engine, good: int = 0) -> None:
+        super().__init__(engine)
+        self.good = good
+
+    def start(self, messages, params, grammar):
+        if self.good <= 0:
+            raise RuntimeError("llama_decode failed")
+        self.good -= 1
+        return super().start(messages, params, grammar)
+
+
+def test_a_failed_turn_takes_back_the_users_message_and_a_failed_retry_restores_the_reply(load) -> None:
+    session = ChatSession(FailingBackend(load("hi"), good=1), Conversation(model="tiny"))
+    turn(session, "first")
+    with pytest.raises(RuntimeError):
+        list(session.send("second"))
+    assert [m.content for m in session.conversation.messages] == ["first", "Hi!"]  # no message without reply
+    assert [m.content for m in sessions.load(session.conversation.id).messages] == ["first", "Hi!"]
+    with pytest.raises(RuntimeError):
+        list(session.retry())
+    assert [m.content for m in session.conversation.messages] == ["first", "Hi!"]  # the old reply is back
+
+
+def test_retry_and_edit_are_one_turn_each(load) -> None:
+    session = ChatSession(LocalBackend(load("hi")), Conversation(model="tiny"), autosave=False)
+    turn(session, "first")
+    assert isinstance(list(session.retry())[-1], ev.Final)
+    assert [m.content for m in session.conversation.messages] == ["first", "Hi!"]
+    shown = list(session.edit(1, "changed"))
+    assert isinstance(shown[0], TurnNote) and shown[0].text.startswith("branch 1")
+    assert [m.content for m in session.conversation.messages] == ["changed", "Hi!"]
 
 
 def test_files_are_announced_with_their_size_before_the_reply(load, tmp_path: Path, monkeypatch) -> None:
@@ -124,3 +168,25 @@ def test_a_chat_compiles_its_schema_once_however_many_turns_use_it(load, monkeyp
         assert isinstance(reply.value, dict) and isinstance(reply.value["a"], int)
     session.prompt_text()
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("kind", ["fake", "engine"])
+def test_an_ask_a_chat_turn_and_a_batch_line_go_through_one_backend_and_one_turn(load, kind: str) -> None:
+    """Issue 32's goal: no terminal, no monkeypatching; the same Backend object answers
+    all three, each driven as a Turn (core/turn.py)."""
+    from hermes_cli.core.batch import BatchOptions, Item
+    from hermes_cli.core.batch_run import answer_line
+    from hermes_cli.core.one_shot import Question, prepare
+    from hermes_cli.core.turn import Turn
+    from hermes_cli.prompt.messages import Message
+    from tests.fake_backend import FakeBackend
+
+    backend = FakeBackend("Hi!") if kind == "fake" else LocalBackend(load("hi"))
+    asked = prepare(Question("hello")).answer(backend, approve=lambda call: False)
+    assert isinstance(asked, Turn) and asked.result().text == "Hi!"
+    session = ChatSession(backend, Conversation(model="tiny"), autosave=False)
+    chat = session.send("hello")
+    assert isinstance(chat, Turn) and [e for e in chat][-1].reply.text == "Hi!"
+    assert [m.content for m in session.conversation.messages] == ["hello", "Hi!"]
+    record = answer_line(backend, Item(id=1, line=1, messages=[Message("user", "hello")]), BatchOptions())
+    assert record["output"] == "Hi!" and record["id"] == 1

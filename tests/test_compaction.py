@@ -8,10 +8,11 @@ import pytest
 
 from hermes_cli.core import sessions
 from hermes_cli.core.backends import LocalBackend
-from hermes_cli.core.chat_session import ChatSession, TurnNote
+from hermes_cli.core.chat_session import ChatSession
 from hermes_cli.core.compaction import compact
 from hermes_cli.core.config import Config
 from hermes_cli.core.conversation import NOTE_HEADER, Conversation
+from hermes_cli.core.turn import TurnNote
 from hermes_cli.errors import UsageError
 from hermes_cli.modes import events as ev
 

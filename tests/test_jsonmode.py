@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hermes_cli.core.backends import LocalBackend
-from hermes_cli.core.reply import run
+from hermes_cli.core.turn import run
 from hermes_cli.engine.params import SamplingParams
 from hermes_cli.engine.slot import CLOSING_WINDOW
 from hermes_cli.errors import OutputContractError, UsageError

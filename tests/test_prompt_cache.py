@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from hermes_cli.core.backends import LocalBackend
-from hermes_cli.core.reply import run
+from hermes_cli.core.turn import run
 from hermes_cli.engine.grammars import _pieces_cache
 from hermes_cli.engine.model import Engine
 from hermes_cli.engine.params import SamplingParams

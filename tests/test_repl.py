@@ -321,9 +321,10 @@ def test_a_failing_turn_is_one_line_and_the_chat_goes_on(load, monkeypatch, tmp_
     d = Driven(load("hi"))
     out = d.run("first", "second")
     assert "error: RuntimeError: llama_decode failed" in out and "Traceback" not in out
-    assert [m.content for m in d.conversation.messages] == ["first", "second", "Hi!"]
+    # the message that got no reply is taken back (never kept without its reply)
+    assert [m.content for m in d.conversation.messages] == ["second", "Hi!"]
     saved = sessions.load(d.conversation.id)
-    assert [m.content for m in saved.messages] == ["first", "second", "Hi!"]
+    assert [m.content for m in saved.messages] == ["second", "Hi!"]
 
 
 def test_loading_a_session_with_a_bad_schema_is_one_line(load, tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ from typing import Annotated, Literal, Optional
 import pytest
 
 from hermes_cli.core.backends import LocalBackend
-from hermes_cli.core.reply import run as drive
 from hermes_cli.core.reply import stream
+from hermes_cli.core.turn import run as drive
 from hermes_cli.engine.params import GenerationResult, SamplingParams
 from hermes_cli.errors import OutputContractError, ServerError, UsageError
 from hermes_cli.modes.tools.loading import check_unique, load_tools_file

@@ -198,8 +198,7 @@ def _undo(s: ChatSession, ui: ChatUI, arg: str) -> None:
 
 @command("/retry", "/retry", "regenerate the last reply")
 def _retry(s: ChatSession, ui: ChatUI, arg: str) -> None:
-    s.prepare_retry()
-    ui.show_turn(s.respond())
+    ui.show_turn(s.retry())
 
 
 @command("/edit", "/edit [N]", "edit your last message, or user message N, and continue on a new branch")
@@ -219,9 +218,7 @@ def _edit(s: ChatSession, ui: ChatUI, arg: str) -> None:
     if text is None or not text.strip():
         ui.say("edit cancelled")
         return
-    k = s.edit(n, text)
-    ui.say(f"branch {k} (the old one is kept: /branches)", style="dim")
-    ui.show_turn(s.respond())
+    ui.show_turn(s.edit(n, text))
 
 
 @command("/fork", "/fork", "start a new branch here (the current one is kept)")

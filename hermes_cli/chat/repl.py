@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +25,7 @@ from hermes_cli.chat.visible import visible
 from hermes_cli.core import figures
 from hermes_cli.core.chat_session import ChatSession
 from hermes_cli.core.conversation import Conversation
+from hermes_cli.core.turn import Turn
 from hermes_cli.engine.params import GenerationResult
 from hermes_cli.errors import HermesError
 
@@ -145,7 +145,7 @@ class Repl:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
-    def show_turn(self, turn: Generator[Any, None, None]) -> None:
+    def show_turn(self, turn: Turn) -> None:
         """Show one turn of the session (its reply is recorded by the session), then what
         became of it and the footer. Keys typed meanwhile wait, unseen, for the prompt."""
         from hermes_cli.chat.reply_view import ReplyView

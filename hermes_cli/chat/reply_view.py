@@ -10,14 +10,13 @@ partial reply whatever was being shown at the time.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
 from typing import Any
 
 from hermes_cli.chat.live_area import LiveArea
 from hermes_cli.chat.render import MarkdownRenderer, PlainRenderer
 from hermes_cli.chat.streaming_terminal import InterruptsBetweenFrames
 from hermes_cli.chat.visible import visible
-from hermes_cli.core.chat_session import TurnNote
+from hermes_cli.core.turn import Turn, TurnNote
 from hermes_cli.modes import events as ev
 from hermes_cli.modes.tools.loop import short
 
@@ -37,12 +36,14 @@ class ReplyView:
         self._thinking: list[str] = []  # a reasoning model's thinking, streamed dim, then folded
         self._area: LiveArea | None = None
 
-    def show(self, events: Generator[ev.Event | TurnNote, None, None]) -> ev.Reply:
-        """Consume the events; return the reply (Ctrl-C ends it early, partial kept).
+    def show(self, turn: Turn) -> ev.Reply:
+        """Show a turn's events; return its reply (Ctrl-C cancels it, the partial reply
+        kept: the turn's Final still comes).
 
         Ctrl-C while the model computes stops it at once; while an event is being drawn
         it waits until the frame is complete (chat/streaming_terminal.py)."""
         event: ev.Event | TurnNote | None = None
+        events = iter(turn)
         with InterruptsBetweenFrames() as interrupts:
             while True:
                 try:
@@ -57,7 +58,10 @@ class ReplyView:
                         self._show(event)
                     event = None
                 except KeyboardInterrupt:
-                    event = events.throw(KeyboardInterrupt())  # the logic keeps what was written
+                    if turn.ended:  # it came out of the turn (a question, a tool): the turn is over
+                        raise
+                    turn.cancel()  # the logic keeps what was written
+                    event = None
                 except StopIteration:
                     raise AssertionError("a reply ended without a Final event") from None
 

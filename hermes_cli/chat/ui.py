@@ -3,8 +3,10 @@ a test or another front end can implement it without a terminal."""
 
 from __future__ import annotations
 
-from collections.abc import Generator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from hermes_cli.core.turn import Turn
 
 
 class ChatUI(Protocol):
@@ -21,8 +23,8 @@ class ChatUI(Protocol):
     def ask(self, prompt: str, default: str = "") -> str | None:
         """A line from the user; None when they cancel (Ctrl-C, Ctrl-D)."""
 
-    def show_turn(self, turn: Generator[Any, None, None]) -> None:
-        """Show a turn's events (ChatSession.send or .respond) as they come."""
+    def show_turn(self, turn: Turn) -> None:
+        """Show a turn's events (ChatSession.send, .retry, .edit, .continue_reply) as they come."""
 
     def show_json(self, value: Any) -> None:
         """A JSON value, highlighted on a terminal."""

@@ -211,7 +211,7 @@ def run_ask(question: Question, load: LoadOptions, *, endpoints: list[str] | Non
         printer = _Printer(out, err, backend, question.mode.name, stats=stats, verbose=load.verbose,
                            show_thinking=show_thinking, extract=extract,
                            schema_only=question.schema_only, quiet=load.quiet)
-        printer.show(prepared.answer(backend, _approver(question.tools, err)))
+        printer.show(iter(prepared.answer(backend, _approver(question.tools, err))))
     finally:
         backend.close()
     return 0

@@ -139,12 +139,12 @@ def _explain(backend: Any, command: str, machine: Any, params: Any) -> None:
     from dataclasses import replace
 
     from hermes_cli.chat.visible import visible
-    from hermes_cli.core.reply import stream
     from hermes_cli.core.shell_command import explanation_logic
+    from hermes_cli.core.turn import Turn
     from hermes_cli.modes.events import TextDelta
 
     limit = params.max_tokens or EXPLAIN_TOKENS
-    for event in stream(backend, explanation_logic(command, machine, replace(params, max_tokens=limit))):
+    for event in Turn.of(backend, explanation_logic(command, machine, replace(params, max_tokens=limit))):
         if isinstance(event, TextDelta):
             sys.stderr.write(visible(event.text))
             sys.stderr.flush()

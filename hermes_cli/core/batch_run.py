@@ -19,7 +19,8 @@ from typing import Any
 
 from hermes_cli.core.backends import LocalBackend
 from hermes_cli.core.batch import BatchOptions, Item, Progress, Recorder, ResultWriter, Summary
-from hermes_cli.core.reply import ReplySource, advance, run
+from hermes_cli.core.reply import ReplySource, advance
+from hermes_cli.core.turn import run
 from hermes_cli.engine.model import Engine
 from hermes_cli.engine.parallel import ParallelDecoder, ParallelJob
 from hermes_cli.engine.params import GenerationResult, SamplingParams, common_prefix_length, sampling_from

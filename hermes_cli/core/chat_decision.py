@@ -12,18 +12,18 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING
 
 from hermes_cli.core.decision import decide, decision_messages
+from hermes_cli.core.turn import TurnNote
 from hermes_cli.engine.params import GenerationResult
 from hermes_cli.errors import HermesError
 from hermes_cli.modes.events import Event, Final, Reply, TextDelta
 from hermes_cli.prompt.messages import Message
 
 if TYPE_CHECKING:
-    from hermes_cli.core.chat_session import ChatSession, TurnNote
+    from hermes_cli.core.chat_session import ChatSession
 
 
 def decision_turn(session: ChatSession, text: str, labels: list[str]) -> Generator[Event | TurnNote, None, None]:
     """The user's message, then the label as the reply and a line of probabilities."""
-    from hermes_cli.core.chat_session import TurnNote
 
     conv = session.conversation
     content, _files = session.compose(text)

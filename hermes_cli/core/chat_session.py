@@ -9,19 +9,18 @@ terminal.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hermes_cli.core import branches, compaction, figures, locks, sessions
+from hermes_cli.core import branches, chat_turn, figures, locks, sessions
 from hermes_cli.core.attachments import Sized, expand_mentions, measure, read_files, with_files
 from hermes_cli.core.backends import Backend, replace_model, with_call_format
 from hermes_cli.core.chat_roles import take_schema_and_tools
 from hermes_cli.core.conversation import Conversation, new_id
+from hermes_cli.core.turn import Turn, TurnNote
 from hermes_cli.engine.params import GenerationResult, check_sampling
-from hermes_cli.errors import ContextOverflowError, UsageError
-from hermes_cli.modes.events import Event, Final, continue_reply
+from hermes_cli.errors import UsageError
 from hermes_cli.modes.json_mode import JsonMode, load_schema
 from hermes_cli.modes.reply_mode import ReplyMode
 from hermes_cli.modes.tools.loop import ToolOptions
@@ -33,15 +32,6 @@ if TYPE_CHECKING:
     from hermes_cli.core.config import Config, Role
     from hermes_cli.core.loading import LoadOptions
     from hermes_cli.mcp_servers.toolset import McpToolset
-
-
-@dataclass(frozen=True)
-class TurnNote:
-    """Something a turn tells the user besides the reply (files attached, turns left out
-    of the window); `warning` when it is a problem."""
-
-    text: str
-    warning: bool = False
 
 
 class ChatSession:
@@ -82,26 +72,33 @@ class ChatSession:
 
     # -- a turn ---------------------------------------------------------------------------
 
-    def send(self, text: str) -> Generator[Event | TurnNote, None, None]:
+    def send(self, text: str) -> Turn:
         """One turn, end to end: the user's message (with its files), then the reply's
-        events, ending with `Final`. By then the reply is in the conversation and saved;
-        Ctrl-C thrown in keeps the partial reply. Raises HermesError, with nothing
-        changed, when the message cannot be sent (files that overflow the context)."""
-        from hermes_cli.core.attachments import describe
-
+        events, ending with `Final`; by then the reply is in the conversation and saved.
+        Cancelled (Ctrl-C), the partial reply is kept. When the turn fails (files that
+        overflow the context, a generation that errs) the user's message is taken back:
+        it is never kept without its reply (core/chat_turn.py)."""
         if self.choices:  # decision mode (/choices, a role's choices)
             from hermes_cli.core.chat_decision import decision_turn
 
-            yield from decision_turn(self, text, self.choices)
-            return
-        content, files = self.compose(text)  # @path and /read files, fenced
-        if files:
-            yield TurnNote(f"with {describe(files)}{self.room(self.prompt_tokens(content))}")
-        self.conversation.add("user", content)
-        self.save()
-        yield from self.respond()
+            return Turn(decision_turn(self, text, self.choices))
+        return chat_turn.send(self, text)
 
-    def continue_reply(self) -> Generator[Event | TurnNote, None, None]:
+    def retry(self) -> Turn:
+        """/retry: the last reply again (the old one comes back if this one fails)."""
+        before = list(self.conversation.messages)
+        if self.conversation.drop_reply() is None:
+            raise UsageError("nothing to retry")
+        return chat_turn.respond(self, restore=before[len(self.conversation.messages):])
+
+    def edit(self, n: int, text: str) -> Turn:
+        """/edit: user message N as `text`, on a new branch (the old one is kept), and the
+        reply to it."""
+        k = branches.edit(self.conversation, n, text)
+        self.save()
+        return chat_turn.respond(self, note=TurnNote(f"branch {k} (the old one is kept: /branches)"))
+
+    def continue_reply(self) -> Turn:
         """/continue: the model goes on with the last reply (cut by --max-tokens or Ctrl-C),
         from the KV state already there; the reply stays one turn. Text replies only."""
         conv = self.conversation
@@ -109,54 +106,8 @@ class ChatSession:
             raise UsageError("nothing to continue: the last message is not a reply")
         if self.reply_mode().name != "text":
             raise UsageError("/continue goes on with text replies (not with JSON mode or tools)")
-        yield from self.respond(continuing=conv.messages.pop())
-
-    def respond(self, continuing: Message | None = None) -> Generator[Event | TurnNote, None, None]:
-        """The reply to the conversation as it stands (it ends with a user turn), in the
-        chat's mode, or the rest of `continuing` (taken off the end: put back if no reply
-        comes); recorded and saved before `Final` is yielded."""
-        from hermes_cli.core.reply import stream
-
-        conv = self.conversation
-        mode = self.reply_mode()
-        system = mode.system_prompt(conv.system)
-        try:
-            sent, left_out = self.backend.window(conv, system, conv.params.max_tokens or 1024)
-        except ContextOverflowError as e:
-            if continuing is not None:
-                conv.messages.append(continuing)
-                raise
-            conv.undo()
-            self.save()
-            raise ContextOverflowError(e.prompt_tokens, e.n_ctx,
-                                       message=f"{e}; the message was not sent") from None
-        done = compaction.before_turn(self, left_out) if continuing is None else None
-        if done is not None:  # the oldest turns, summarized into a note the window keeps
-            yield TurnNote(done.line())
-            sent, left_out = self.backend.window(conv, system, conv.params.max_tokens or 1024)
-        if left_out:
-            yield TurnNote(compaction.left_out_text(left_out), warning=True)
-        logic = mode.logic(sent, conv.params, approve=self.approve) if continuing is None else continue_reply(
-            [*sent, Message("assistant", continuing.content, token_ids=continuing.token_ids, open=True)], conv.params)
-        events = stream(self.backend, logic)
-        try:
-            event = next(events)
-            while not isinstance(event, Final):
-                try:
-                    yield event
-                except KeyboardInterrupt:  # shown while drawing: the logic keeps what was written
-                    event = events.throw(KeyboardInterrupt())
-                    continue
-                event = next(events)
-        except BaseException:
-            if continuing is not None:  # no reply came: the part there was stays
-                conv.messages.append(continuing)
-            raise
-        conv.messages.extend(event.reply.messages)
-        self.record(event.reply.last, event.reply.completion_tokens)
-        self.last_reasoning = event.reply.reasoning  # /think shows it; the answer is what is kept
-        self.save()
-        yield event
+        continuing = conv.messages.pop()
+        return chat_turn.respond(self, continuing=continuing, restore=[continuing])
 
     def may_run(self, command: str) -> bool:
         """/read '!cmd': asked as a call of `command` would be (--yes lets it run)."""
@@ -283,10 +234,6 @@ class ChatSession:
             self.save()
         return len(dropped)
 
-    def prepare_retry(self) -> None:
-        if self.conversation.drop_reply() is None:
-            raise UsageError("nothing to retry")
-
     def load_file(self, path: Path) -> int:
         """Load a saved conversation as a copy (the file is not overwritten)."""
         loaded = Conversation.load(path)
@@ -303,7 +250,6 @@ class ChatSession:
     def prompt_tokens(self, extra: str = "") -> int | None:
         """Tokens the prompt takes now (with `extra` as one more user turn); None when
         the backend cannot count them."""
-        from hermes_cli.prompt.messages import Message
 
         messages = self.conversation.seen(self.effective_system())
         return self.backend.prompt_tokens([*messages, Message("user", extra)] if extra else messages)
@@ -337,11 +283,6 @@ class ChatSession:
 
     def fork(self) -> int:
         k = branches.fork(self.conversation)
-        self.save()
-        return k
-
-    def edit(self, n: int, text: str) -> int:
-        k = branches.edit(self.conversation, n, text)
         self.save()
         return k
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hermes_cli.core.conversation import Compaction, digest
-from hermes_cli.core.reply import run
+from hermes_cli.core.turn import run
 from hermes_cli.errors import HermesError, UsageError
 from hermes_cli.modes.events import text_reply
 from hermes_cli.prompt.messages import Message

@@ -9,17 +9,16 @@ and batch_run.answer_line for a batch line.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hermes_cli.core import figures
 from hermes_cli.core.attachments import Sized, describe, measure, read_files, with_files
 from hermes_cli.core.backends import Backend, with_call_format
-from hermes_cli.core.reply import stream
+from hermes_cli.core.turn import Turn
 from hermes_cli.engine.params import SamplingParams
 from hermes_cli.errors import UsageError
-from hermes_cli.modes.events import Event
 from hermes_cli.modes.reply_mode import ReplyMode
 from hermes_cli.prompt.messages import Message
 
@@ -82,13 +81,13 @@ class Prepared:
         question = dataclasses.replace(self.question, tools=tools)
         return Prepared(question, question.mode.messages(question.system, self.messages[-1:]), self.attachments)
 
-    def answer(self, backend: Backend, approve: Any) -> Generator[Event, None, None]:
-        """The reply's events on `backend`, ending with Final (Ctrl-C thrown in keeps the
-        partial reply)."""
+    def answer(self, backend: Backend, approve: Any) -> Turn:
+        """The reply on `backend`, as a Turn (its events end with Final; cancelled, the
+        partial reply is kept)."""
         mode = self.question.mode
         if mode.name != "text":
             backend.prepare_grammars()  # built while the prompt is evaluated
-        return stream(backend, mode.logic(self.messages, self.question.params, approve=approve))
+        return Turn.of(backend, mode.logic(self.messages, self.question.params, approve=approve))
 
 
 def prepare(question: Question) -> Prepared:

@@ -123,15 +123,3 @@ def advance(logic: Logic, result: GenerationResult | None, show: Callable[[Event
         reply: Reply = done.value
         return reply
     return step
-
-
-def run(backend: ReplySource, logic: Logic) -> Any:
-    """Drive a logic without showing anything; return its Reply. Ctrl-C propagates
-    (KeyboardInterrupt): nobody watches this reply, so a partial one is not an answer
-    (a batch must not record a cut line as done, or a resume would never answer it)."""
-    for event in stream(backend, logic):
-        if isinstance(event, Final):
-            if event.reply.stopped == "interrupted":
-                raise KeyboardInterrupt
-            return event.reply
-    raise AssertionError("a reply logic ended without a reply")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hermes_cli.core.backends import Backend
-from hermes_cli.core.reply import run
+from hermes_cli.core.turn import run
 from hermes_cli.engine.params import SamplingParams
 from hermes_cli.errors import OutputContractError
 from hermes_cli.modes.events import Logic, text_reply

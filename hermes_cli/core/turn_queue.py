@@ -40,9 +40,11 @@ class QueueFull(Exception):
 
 
 @dataclass(eq=False)
-class Turn:
-    """One caller's turn. `emit` gets its events on the worker thread, then `Final` or
-    the error that ended it; nothing after that."""
+class QueuedTurn:
+    """One caller's turn, as the queue holds it. Unlike a Turn (core/turn.py), which its
+    reader pulls events from, many of these interleave on the engine's slots, so their
+    events are pushed: `emit` gets them on the worker thread, then `Final` or the error
+    that ended it; nothing after that. The reply logics and their stop rules are the same."""
 
     logic: Logic
     emit: Emit
@@ -59,9 +61,9 @@ class TurnQueue:
         self.parallel, self.waiting = parallel, waiting
         self._decoder = ParallelDecoder(engine, parallel, prefix=False)  # no shared-prefix sequence
         self._lock = threading.Condition()
-        self._new: deque[Turn] = deque()  # admitted, logic not started
-        self._requests: deque[tuple[Turn, Request]] = deque()  # worker thread only
-        self._running: set[Turn] = set()  # a job in a slot (worker thread only)
+        self._new: deque[QueuedTurn] = deque()  # admitted, logic not started
+        self._requests: deque[tuple[QueuedTurn, Request]] = deque()  # worker thread only
+        self._running: set[QueuedTurn] = set()  # a job in a slot (worker thread only)
         self._admitted = 0
         self._closing = False
         self._thread = threading.Thread(target=self._work, name="hermes-slots", daemon=True)
@@ -72,9 +74,9 @@ class TurnQueue:
         """Turns admitted and not finished."""
         return self._admitted
 
-    def submit(self, turn: Turn) -> Turn:
+    def submit(self, turn: QueuedTurn) -> QueuedTurn:
         """Admit `turn` (QueueFull when there is no room); its events go to `turn.emit`.
-        The caller makes the Turn, so its `emit` may refer to it (to halt it)."""
+        The caller makes the QueuedTurn, so its `emit` may refer to it (to halt it)."""
         with self._lock:
             if self._closing:
                 raise QueueFull("the server is shutting down")
@@ -85,13 +87,13 @@ class TurnQueue:
             self._lock.notify()
         return turn
 
-    def cancel(self, turn: Turn) -> None:
+    def cancel(self, turn: QueuedTurn) -> None:
         """Nobody wants this turn any more: it leaves its slot at the next token."""
         turn.cancelled = True
         with self._lock:
             self._lock.notify()
 
-    def halt(self, turn: Turn) -> None:
+    def halt(self, turn: QueuedTurn) -> None:
         """End the turn's generation now and keep what it wrote (a stop string)."""
         turn.halted = True
 
@@ -131,7 +133,7 @@ class TurnQueue:
 
     def _next_job(self) -> ParallelJob | None:
         while True:
-            turn: Turn
+            turn: QueuedTurn
             request: Request | None
             if self._requests:
                 turn, request = self._requests.popleft()
@@ -155,12 +157,12 @@ class TurnQueue:
                 self._running.add(turn)
                 return ParallelJob(turn, prompt, request.params, request.grammar)
 
-    def _on_text(self, turn: Turn, text: str) -> None:
+    def _on_text(self, turn: QueuedTurn, text: str) -> None:
         if not turn.cancelled and turn.events is not None:
             for event in turn.events.feed(text):
                 turn.emit(event)
 
-    def _finished(self, turn: Turn, result: GenerationResult | ContextOverflowError) -> None:
+    def _finished(self, turn: QueuedTurn, result: GenerationResult | ContextOverflowError) -> None:
         if isinstance(result, ContextOverflowError):
             self._fail(turn, result)
         elif turn.cancelled:
@@ -171,7 +173,7 @@ class TurnQueue:
                 turn.emit(event)
             self._advance(turn, result)
 
-    def _advance(self, turn: Turn, result: GenerationResult | None) -> None:
+    def _advance(self, turn: QueuedTurn, result: GenerationResult | None) -> None:
         """Give the turn's logic its result; queue its next request, or end the turn."""
         try:
             step = advance(turn.logic, result, turn.emit)
@@ -184,12 +186,12 @@ class TurnQueue:
             turn.emit(Final(step))
             self._end(turn)
 
-    def _fail(self, turn: Turn, error: BaseException) -> None:
+    def _fail(self, turn: QueuedTurn, error: BaseException) -> None:
         if not turn.done:
             turn.emit(error)
         self._end(turn)
 
-    def _end(self, turn: Turn) -> None:
+    def _end(self, turn: QueuedTurn) -> None:
         with self._lock:
             if not turn.done:
                 turn.done = True

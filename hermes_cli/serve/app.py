@@ -29,7 +29,7 @@ from starlette.routing import Route
 
 from hermes_cli.core import openai_request as wire
 from hermes_cli.core.openai_reply import Completion, StopText
-from hermes_cli.core.turn_queue import QueueFull, Turn, TurnQueue
+from hermes_cli.core.turn_queue import QueuedTurn, QueueFull, TurnQueue
 from hermes_cli.engine.params import SamplingParams
 from hermes_cli.modes.events import Final, TextDelta
 from hermes_cli.serve.replies import error_body, error_for
@@ -176,7 +176,7 @@ async def _answer(service: Service, request: Request, parsed: wire.ChatRequest) 
                 box.put(TextDelta(text))
         box.put(event)
 
-    turn = Turn(logic, emit, thinking=parsed.thinking)
+    turn = QueuedTurn(logic, emit, thinking=parsed.thinking)
     started = time.perf_counter()
     try:
         service.turns.submit(turn)
@@ -190,7 +190,7 @@ async def _answer(service: Service, request: Request, parsed: wire.ChatRequest) 
     return await _whole(service, request, turn, box, completion, started)
 
 
-async def _whole(service: Service, request: Request, turn: Turn, box: Mailbox,
+async def _whole(service: Service, request: Request, turn: QueuedTurn, box: Mailbox,
                  completion: Completion, started: float) -> Response:
     """Wait for the reply, or for the client to go away (its slot is then freed)."""
 
@@ -225,7 +225,7 @@ async def _whole(service: Service, request: Request, turn: Turn, box: Mailbox,
     return JSONResponse(whole)
 
 
-async def _events(service: Service, turn: Turn, box: Mailbox, completion: Completion,
+async def _events(service: Service, turn: QueuedTurn, box: Mailbox, completion: Completion,
                   include_usage: bool, started: float) -> AsyncIterator[str]:
     """The reply as server-sent events; a failure mid-stream is one `error` event."""
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hermes_cli.core.backends import LocalBackend
 from hermes_cli.core.decision import decide, decision_messages
-from hermes_cli.core.reply import run
+from hermes_cli.core.turn import run
 from hermes_cli.engine.model import Engine
 from hermes_cli.engine.params import SamplingParams
 from hermes_cli.modes.events import text_reply

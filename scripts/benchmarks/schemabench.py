@@ -75,7 +75,7 @@ def _valid(text: str, schema: dict) -> bool:
 def _hermes(engine, schema: dict) -> tuple[str, float]:
     """outcome ("valid", "invalid", "cut", "refused") and seconds."""
     from hermes_cli.core.backends import LocalBackend
-    from hermes_cli.core.reply import run
+    from hermes_cli.core.turn import run
     from hermes_cli.engine.params import SamplingParams
     from hermes_cli.errors import HermesError
     from hermes_cli.modes.json_mode import JsonMode, json_reply
