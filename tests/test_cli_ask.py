@@ -143,9 +143,10 @@ def test_ctrl_c_mid_reply_exits_130_and_keeps_what_was_printed(hermes_exe, model
         [*hermes_exe, "ask", "x", "--model", str(models["endless"]), "--ctx", "0"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
-    first = proc.stdout.read(2)  # the reply is streaming: synchronise on real output
-    proc.send_signal(signal.SIGINT)
-    rest, err = proc.communicate(timeout=60)
+    with children.ended(proc):  # killed however the test ends
+        first = proc.stdout.read(2)  # the reply is streaming: synchronise on real output
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=60)
     assert first == b"ab"
     assert proc.returncode == 130, err
     assert b"Interrupted" in err and b"Traceback" not in err

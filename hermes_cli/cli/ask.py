@@ -146,10 +146,9 @@ def ask(
         question = Question(prompt, stdin_text=read_stdin(), system=chosen.system, params=chosen.params,
                             files=files or [], json_mode=json_mode, tools=tool_opts, run_command=command_asker(yes),
                             think=think)
-        from dataclasses import replace
-
         keep = config.prompt_cache if prompt_cache is None else prompt_cache
-        code = run_ask(question, replace(load_options(load, chosen), prompt_cache=keep), endpoints=load.endpoints,
+        loading = load_options(load, chosen, prompt_cache=keep, grammars=question.mode.name != "text")
+        code = run_ask(question, loading, endpoints=load.endpoints,
                        api_key_env=load.api_key_env, served_model=load.model, stats=stats,
                        show_prompt=show_prompt, show_tokens=tokens, show_thinking=show_thinking,
                        extract=extract)
@@ -183,15 +182,12 @@ def run_ask(question: Question, load: LoadOptions, *, endpoints: list[str] | Non
             show_prompt: bool = False, show_tokens: bool = False, out: TextIO | None = None,
             err: TextIO | None = None, show_thinking: bool = False, extract: bool = False) -> int:
     """Ask one question (core/one_shot.py) and print the answer; return the exit status."""
-    from dataclasses import replace
-
     from hermes_cli.core.backends import open_backend
     from hermes_cli.core.one_shot import prepare
 
     out = out or sys.stdout
     err = err or sys.stderr
     prepared = prepare(question)  # a bad file or schema fails before any model loads
-    load = replace(load, grammars=question.mode.name != "text")
     backend = open_backend(load, endpoints=endpoints, key_env=api_key_env, served_model=served_model,
                            err=err, vocab_only=show_prompt)
     try:

@@ -142,7 +142,6 @@ def batch(
 
 def _run(load: LoadFlags, chosen: Any, items: list[Any], output: Path | None, opts: Any, parallel: int,
          concurrency: int, request_timeout: float) -> None:
-    from dataclasses import replace
 
     from hermes_cli.core import batch as batch_mod
     from hermes_cli.core.batch_run import needs_grammars, run_batch
@@ -152,7 +151,7 @@ def _run(load: LoadFlags, chosen: Any, items: list[Any], output: Path | None, op
     if load.endpoints:
         _served(load, items, output, done, opts, concurrency, request_timeout).raise_if_failed()
         return
-    opts_load = replace(load_options(load, chosen), grammars=needs_grammars(items, done, opts))
+    opts_load = load_options(load, chosen, grammars=needs_grammars(items, done, opts))
     engine = load_engine(opts_load, err=sys.stderr, n_seq_max=parallel + 1 if parallel > 1 else 1)
     from hermes_cli.core.backends import LocalBackend, with_call_format
     from hermes_cli.prompt.call_format import choose

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import Annotated, Any, Optional
 
 import typer
@@ -61,28 +62,45 @@ def chat(
         if saved is not None:  # read it again under the lock
             lock.hold(sessions.path_for(saved.id), f"conversation {saved.id}")
             saved = sessions.load(saved.id)
-        _chat(saved, sampling, load, role, system, config, plain, mcp, yes, lock, call_format or config.call_format,
-              think=think)
+        _chat(_Asked(saved, sampling, load, role, system, config, plain, mcp, yes, lock,
+                     call_format or config.call_format, think))
     finally:
         lock.release()
 
 
-def _chat(saved: Any, sampling: dict[str, Any], load: LoadFlags, role: str | None, system: str | None,
-          config: Any, plain: bool, mcp: McpFlags, yes: bool, lock: Any, call_format: str, *,
-          think: bool | None = None) -> None:
+@dataclass(frozen=True)
+class _Asked:
+    """What the command line (and the config it read, the lock it holds) asks of the chat."""
+
+    saved: Any  # the conversation resumed, or None
+    sampling: dict[str, Any]
+    load: LoadFlags
+    role: str | None
+    system: str | None
+    config: Any
+    plain: bool
+    mcp: McpFlags
+    yes: bool
+    lock: Any
+    call_format: str
+    think: bool | None
+
+
+def _chat(asked: _Asked) -> None:
+    saved, load, config, mcp = asked.saved, asked.load, asked.config, asked.mcp
     from hermes_cli.chat.repl import Repl, make_session
     from hermes_cli.core.backends import open_backend
     from hermes_cli.core.chat_session import ChatSession
     from hermes_cli.core.conversation import Conversation
     from hermes_cli.core.mcp_tools import toolset_for
 
-    chosen = settings(sampling, load, role=role, system=system, session=saved, config=config)
+    chosen = settings(asked.sampling, load, role=asked.role, system=asked.system, session=saved, config=config)
     if saved is not None:
         conversation = saved
         conversation.system, conversation.params = chosen.system, chosen.params
     else:
         conversation = Conversation(system=chosen.system, params=chosen.params)
-    plain = plain or env.no_color()
+    plain = asked.plain or env.no_color()
     repl = Repl(console=_console(plain), session=make_session(env.data_dir() / "history"), plain=plain)
 
     def warn(message: str) -> None:
@@ -98,11 +116,11 @@ def _chat(saved: Any, sampling: dict[str, Any], load: LoadFlags, role: str | Non
         backend = open_backend(opts, endpoints=load.endpoints, key_env=load.api_key_env,
                                served_model=load.model, err=sys.stderr)
         conversation.model = backend.model
-        if think is not None:
-            backend.think(think)
+        if asked.think is not None:
+            backend.think(asked.think)
         session = ChatSession(backend, conversation, warn=repl.error, confirm=repl.confirm,
-                              auto_approve=yes, config=config, load_options=opts, role=chosen.role,
-                              mcp=toolset, lock=lock, call_format=call_format)
+                              auto_approve=asked.yes, config=config, load_options=opts, role=chosen.role,
+                              mcp=toolset, lock=asked.lock, call_format=asked.call_format)
         if toolset is not None:
             for line in toolset.clashes(session.tools):
                 repl.say(line, style="yellow")

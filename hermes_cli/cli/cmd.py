@@ -45,8 +45,7 @@ def cmd(
     if not text:
         raise UsageError("say what the command should do: hermes cmd \"find files over 100 MB\"")
     chosen = settings(sampling, load, config=load_config())
-    opts = load_options(load, chosen)
-    opts.grammars = True
+    opts = load_options(load, chosen, grammars=True)
     machine = this_machine()
     backend = open_backend(opts, endpoints=load.endpoints, key_env=load.api_key_env, served_model=load.model,
                            err=sys.stderr)

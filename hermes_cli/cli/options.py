@@ -244,12 +244,15 @@ def settings(sampling: dict[str, Any], load: LoadFlags, *, role: str | None = No
     return resolve(given, config if config is not None else load_config(), session)
 
 
-def load_options(flags: LoadFlags, chosen: Settings) -> LoadOptions:
+def load_options(flags: LoadFlags, chosen: Settings, *, grammars: bool = False,
+                 prompt_cache: bool = False) -> LoadOptions:
+    """How to load the model, in one step from what was typed and what was resolved;
+    `grammars` and `prompt_cache` are what the command knows of its replies."""
     from hermes_cli.core.loading import LoadOptions
 
     return LoadOptions(model=chosen.model, n_ctx=chosen.ctx, n_gpu_layers=chosen.gpu_layers,
                        n_threads=chosen.threads, verbose=flags.verbose, quiet=flags.quiet,
-                       gpu_hint=chosen.gpu_hint)
+                       gpu_hint=chosen.gpu_hint, grammars=grammars, prompt_cache=prompt_cache)
 
 
 

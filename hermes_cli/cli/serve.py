@@ -74,8 +74,7 @@ def serve(
     from hermes_cli.core.turn_queue import TurnQueue
     from hermes_cli.prompt.call_format import choose
 
-    opts = load_options(load, chosen)
-    opts.grammars = True  # any request may bring a schema or tools
+    opts = load_options(load, chosen, grammars=True)  # any request may bring a schema or tools
     # a KV stream per slot: a token attends over its own slot's cells only (engine/model.py)
     engine = load_engine(opts, err=sys.stderr, n_seq_max=parallel, kv_unified=parallel == 1)
     try:
