@@ -107,6 +107,14 @@ class OutputContractError(HermesError):
     exit_code = 6
 
 
+def cut_short(subject: str, consequence: str, finish_reason: str, tokens: int) -> OutputContractError:
+    """`subject` (the JSON reply, a tool call) cut by the reply's limit, and what that
+    meant: the one wording for exit 6 by length, for JSON and tools alike."""
+    why = "--max-tokens" if finish_reason == "length" else "the context size"
+    return OutputContractError(f"{subject} was cut after {tokens} tokens by {why}: {consequence}",
+                               hint="raise --max-tokens (or --ctx)")
+
+
 class GrammarDeadEnd(OutputContractError):
     """The grammar allows no token at all (it cannot happen with a well-formed grammar;
     if it does, the answer cannot meet its contract: exit 6, not the "bug" message)."""

@@ -19,7 +19,7 @@ from typing import Any
 from hermes_cli import inputs, jsontext
 from hermes_cli.engine.params import SamplingParams, sampling_from
 from hermes_cli.errors import ContextOverflowError, UsageError
-from hermes_cli.prompt.messages import ROLES, Message
+from hermes_cli.prompt.messages import ROLES, Message, with_system
 from hermes_cli.prompt.template import PromptFormat
 
 FORMAT_VERSION = 1
@@ -138,13 +138,13 @@ class Conversation:
 
     def with_system(self, system: str | None) -> list[Message]:
         """Every message of the branch after the system prompt (a transcript's view)."""
-        return ([Message("system", system)] if system else []) + self.messages
+        return with_system(system, self.messages)
 
     def seen(self, system: str | None) -> list[Message]:
         """What the model is sent before any trimming: a compaction's note in place of
         the turns it covers."""
         system, base = self.compacted(system)
-        return ([Message("system", system)] if system else []) + self.messages[base:]
+        return with_system(system, self.messages[base:])
 
     def window(self, template: PromptFormat, system: str | None, n_ctx: int, reserve: int) -> tuple[list[Message], int]:
         """What the model sees: the system prompt and the newest turns that leave
@@ -159,7 +159,7 @@ class Conversation:
         start = base
         while True:
             shown = self.messages[start:]
-            view = ([Message("system", system)] if system else []) + shown
+            view = with_system(system, shown)
             ids = template.render(view)
             if len(ids) + reserve <= n_ctx:
                 return view, start - base

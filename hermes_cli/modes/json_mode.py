@@ -22,7 +22,7 @@ from typing import Any
 
 from hermes_cli import jsontext
 from hermes_cli.engine.params import GenerationResult, SamplingParams
-from hermes_cli.errors import OutputContractError, UsageError
+from hermes_cli.errors import OutputContractError, UsageError, cut_short
 from hermes_cli.modes.events import Logic, Notice, Reply, Request, answer_message
 from hermes_cli.modes.json_grammar import ANY_OBJECT, compile_schema
 from hermes_cli.modes.json_schema import load_schema as _load_schema
@@ -96,12 +96,8 @@ def check_reply(result: GenerationResult, mode: JsonMode) -> tuple[Any, list[str
             JSON is never repaired or retried into something that looks whole.
     """
     if result.finish_reason in ("length", "context"):
-        why = "--max-tokens" if result.finish_reason == "length" else "the context size"
-        raise OutputContractError(
-            f"the JSON reply was cut after {result.completion_tokens} tokens by {why}: "
-            "it is incomplete, so nothing was printed",
-            hint="raise --max-tokens (or --ctx)",
-        )
+        raise cut_short("the JSON reply", "it is incomplete, so nothing was printed", result.finish_reason,
+                        result.completion_tokens)
     try:
         value = json.loads(result.text)
     except json.JSONDecodeError as e:

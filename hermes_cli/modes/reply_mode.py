@@ -15,7 +15,7 @@ from hermes_cli.modes.json_mode import JsonMode, json_reply
 from hermes_cli.modes.tools.loop import Approve, ToolOptions, tools_reply
 from hermes_cli.modes.tools.protocol import system_prompt as tools_system_prompt
 from hermes_cli.prompt.call_format import decided
-from hermes_cli.prompt.messages import Message
+from hermes_cli.prompt.messages import Message, with_system
 
 
 def _refuse(_call: object) -> bool:
@@ -48,7 +48,7 @@ class ReplyMode:
 
     def messages(self, user_system: str | None, turns: list[Message]) -> list[Message]:
         system = self.system_prompt(user_system)
-        return ([Message("system", system)] if system else []) + list(turns)
+        return with_system(system, turns)
 
     def logic(self, messages: list[Message], params: SamplingParams, *,
               approve: Approve = _refuse) -> Logic:

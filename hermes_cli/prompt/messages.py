@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,3 +26,8 @@ class Message:
 
     def to_dict(self) -> dict[str, str]:
         return {"role": self.role, "content": self.content}
+
+
+def with_system(system: str | None, messages: Sequence[Message]) -> list[Message]:
+    """`messages` after the system prompt, when there is one (the one way it is put first)."""
+    return ([Message("system", system)] if system else []) + list(messages)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hermes_cli.engine.params import GenerationResult, SamplingParams
-from hermes_cli.errors import HermesError, OutputContractError, ServerError, UsageError
+from hermes_cli.errors import HermesError, OutputContractError, ServerError, UsageError, cut_short
 from hermes_cli.modes.events import Logic, Notice, Reply, Request, ToolResultEvent, answer_message
 from hermes_cli.modes.json_mode import DEFAULT_RETRIES
 from hermes_cli.modes.tools.protocol import forced_call_grammar, lazy_call_grammar, response_block, validate_arguments
@@ -90,10 +90,7 @@ def tools_reply(history: list[Message], opts: ToolOptions, params: SamplingParam
         parsed = parse_tool_calls(result.text) if choice != "none" or must_call else None
         if result.finish_reason in ("length", "context") and (
                 result.grammar_open or (parsed is not None and parsed.open)):
-            why = "--max-tokens" if result.finish_reason == "length" else "the context size"
-            raise OutputContractError(
-                f"a tool call was cut after {result.completion_tokens} tokens by {why}: it was "
-                "not run", hint="raise --max-tokens (or --ctx)")
+            raise cut_short("a tool call", "it was not run", result.finish_reason, result.completion_tokens)
         problems = _call_problems(parsed, tools, must_call)
         if problems:
             failed += 1
