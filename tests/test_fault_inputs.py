@@ -13,6 +13,7 @@ from rich.console import Console
 
 from hermes_cli.chat.reply_view import ReplyView
 from hermes_cli.core.conversation import Conversation
+from hermes_cli.core.turn import Turn
 from hermes_cli.engine import gguf
 from hermes_cli.errors import HermesError, ModelError, UsageError
 from hermes_cli.modes import events as ev
@@ -197,7 +198,7 @@ def test_escape_sequences_from_a_reply_are_shown_not_interpreted_on_a_terminal()
     for plain in (True, False):
         out = io.StringIO()
         console = Console(file=out, width=80, force_terminal=True, color_system=None)
-        ReplyView(console, plain=plain).show(_escape_events())
+        ReplyView(console, plain=plain).show(Turn(_escape_events()))
         text = out.getvalue()
         assert "\x1b[2J" not in text and "\x07" not in text and "\x9b" not in text and "\x1b]52" not in text
         assert "^[[2J" in text and "^G" in text and "<U+009B>" in text

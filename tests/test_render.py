@@ -193,7 +193,9 @@ def test_ctrl_c_while_a_block_is_printed_prints_it_once() -> None:
 
     out = _SigintOnWrite("Paragraph 2.")
     console = Console(file=out, width=80, height=30, color_system=None, force_terminal=True)
-    reply = ReplyView(console, plain=False).show(_paragraph_events(50))
+    from hermes_cli.core.turn import Turn
+
+    reply = ReplyView(console, plain=False).show(Turn(_paragraph_events(50)))
     assert out.sent and reply.stopped == "interrupted"
     shown = [row for row in vt100_rows(out.getvalue()) if row]
     assert shown == [f"Paragraph {i}." for i in range(len(shown))]  # each once, in order
