@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from hermes_cli.prompt.reasoning import ThinkSplitter, split_reasoning
@@ -103,18 +103,23 @@ def test_a_call_written_while_thinking_is_not_run(hermes_exe, tmp_path: Path) ->
     ("<think>cut short", ("cut short", "")),
     ("no thinking <think>x</think>", (None, "no thinking <think>x</think>")),  # only at the start
     ("OK", (None, "OK")),
+    ("<scratch_pad>\nplan\n</scratch_pad>\nOK", ("plan", "OK")),  # Hermes 3's section
+    ("<scratch_pad>a</think>b", ("a</think>b", "")),  # each section ends with its own tag
 ])
 def test_split_reasoning(text: str, expected) -> None:
     assert split_reasoning(text) == expected
 
 
-@settings(max_examples=200, deadline=None)
-@given(thinking=st.text(alphabet=st.sampled_from("ab<>/think\n "), max_size=30).filter(lambda t: "</think>" not in t),
+@settings(max_examples=300, deadline=None)
+@given(thinking=st.text(alphabet=st.sampled_from("ab<>/think_sp\n "), max_size=30),
        answer=st.text(alphabet=st.sampled_from("ab<>/think "), max_size=30),
-       cuts=st.lists(st.integers(0, 80), max_size=8))
-def test_the_streaming_split_matches_the_whole_split_however_the_text_is_cut(thinking, answer, cuts) -> None:
-    text = f"<think>{thinking}</think>\n\n{answer}"
+       cuts=st.lists(st.integers(0, 80), max_size=8),
+       tags=st.sampled_from([("<think>", "</think>"), ("<scratch_pad>", "</scratch_pad>")]))
+def test_the_streaming_split_matches_the_whole_split_however_the_text_is_cut(thinking, answer, cuts, tags) -> None:
+    assume(tags[1] not in thinking)
+    text = f"{tags[0]}{thinking}{tags[1]}\n\n{answer}"
     points = sorted({0, len(text), *(c % (len(text) + 1) for c in cuts)})
+    assert split_reasoning(text)[0] is not None
     splitter, got = ThinkSplitter(), {"thinking": "", "answer": ""}
     for a, b in zip(points, points[1:]):
         for kind, piece in splitter.feed(text[a:b]):
@@ -124,3 +129,17 @@ def test_the_streaming_split_matches_the_whole_split_however_the_text_is_cut(thi
     reasoning, whole_answer = split_reasoning(text)
     assert got["answer"] == whole_answer
     assert got["thinking"].strip("\n") == (reasoning or "")
+
+
+def test_hermes_3s_scratch_pad_is_kept_apart_as_reasoning(hermes_exe, tmp_path_factory) -> None:
+    """Hermes 3 plans in `<scratch_pad>…</scratch_pad>` before it answers (issue 31 item 3)."""
+    tokens = (*tm.USER_TOKENS, "<scratch_pad>", "</scratch_pad>")
+    vocab = tm.vocabulary(tokens)
+    open_, close, end = vocab.index("<scratch_pad>"), vocab.index("</scratch_pad>"), vocab.index("<|im_end|>")
+    b = tm.byte_token
+    steps = [b(0x0A), open_, b(ord("p")), b(ord("l")), b(ord("a")), b(ord("n")), close, b(ord("O")), b(ord("K")), end]
+    model = tm.write_model(tmp_path_factory.mktemp("pad") / "pad.gguf", kind="bigram",
+                           bigram=dict(zip(steps, steps[1:])), user_tokens=tokens)
+    shown = run(hermes_exe, "ask", "x", "-m", str(model), "--show-thinking")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == "OK\n" and shown.stderr.strip() == "plan"

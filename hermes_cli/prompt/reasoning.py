@@ -1,7 +1,7 @@
 """A reasoning model's thinking, kept apart from its answer.
 
 Hermes 4, Qwen3, DeepSeek-R1 distills, SmolLM3 and others may write `<think>…</think>`
-before they answer. It was printed as the answer, saved as the answer and sent back as
+before they answer (Hermes 3, `<scratch_pad>…</scratch_pad>`). It was printed as the answer, saved as the answer and sent back as
 history. Here a reply that begins with `<think>` (blanks before it allowed) is split:
 the section is the reasoning, what follows is the answer. A served engine that sends
 its reasoning as `reasoning_content` gets the same treatment (served/backend.py writes
@@ -19,6 +19,9 @@ from hermes_cli.engine.params import GenerationResult
 
 OPEN = "<think>"
 CLOSE = "</think>"
+# Hermes 3's own reasoning section (its card: "you may use <scratch_pad>" when asked to
+# plan), kept apart the same way when a reply begins with it.
+SECTIONS = ((OPEN, CLOSE), ("<scratch_pad>", "</scratch_pad>"))
 # What a reply starts with when thinking is turned off (`--no-think`): an empty section, as
 # Qwen3's own template writes it for `enable_thinking=False`; the model then answers.
 EMPTY = f"{OPEN}\n\n{CLOSE}\n\n"
@@ -26,15 +29,17 @@ EMPTY = f"{OPEN}\n\n{CLOSE}\n\n"
 
 def split_reasoning(text: str) -> tuple[str | None, str]:
     """(reasoning, answer) of a whole reply; (None, text) when it does not begin with a
-    thinking section. Thinking cut short (no `</think>`): all of it is reasoning."""
+    thinking section (`<think>`, or Hermes 3's `<scratch_pad>`). Thinking cut short (no
+    closing tag): all of it is reasoning."""
     stripped = text.lstrip()
-    if not stripped.startswith(OPEN):
+    tags = next(((o, c) for o, c in SECTIONS if stripped.startswith(o)), None)
+    if tags is None:
         return None, text
-    body = stripped[len(OPEN):]
-    end = body.find(CLOSE)
+    body = stripped[len(tags[0]):]
+    end = body.find(tags[1])
     if end < 0:
         return body.strip("\n"), ""
-    return body[:end].strip("\n"), body[end + len(CLOSE):].lstrip("\n")
+    return body[:end].strip("\n"), body[end + len(tags[1]):].lstrip("\n")
 
 
 def with_reasoning(result: GenerationResult) -> GenerationResult:
@@ -58,6 +63,7 @@ class ThinkSplitter:
     def __init__(self) -> None:
         self._state = "start"  # "start": nothing seen but blanks; "thinking"; "answer"
         self._held = ""
+        self._close = CLOSE  # the closing tag of the section that opened
 
     @property
     def thinking(self) -> bool:
@@ -69,24 +75,25 @@ class ThinkSplitter:
         self._held = ""
         if self._state == "start":
             shown = data.lstrip()
-            if shown.startswith(OPEN):
-                self._state, data = "thinking", shown[len(OPEN):].lstrip("\n")
-            elif OPEN.startswith(shown):
-                self._held = data  # blanks, or the start of the tag: not clear yet
+            opened = next(((o, c) for o, c in SECTIONS if shown.startswith(o)), None)
+            if opened is not None:
+                self._state, data, self._close = "thinking", shown[len(opened[0]):].lstrip("\n"), opened[1]
+            elif any(o.startswith(shown) for o, _c in SECTIONS):
+                self._held = data  # blanks, or the start of a tag: not clear yet
                 return out
             else:
                 self._state = "answer"
         if self._state == "thinking":
-            end = data.find(CLOSE)
+            end = data.find(self._close)
             if end < 0:
-                keep = _partial(data, CLOSE)
+                keep = _partial(data, self._close)
                 piece, self._held = data[:len(data) - keep], data[len(data) - keep:]
                 if piece:
                     out.append(("thinking", piece))
                 return out
             if end:
                 out.append(("thinking", data[:end]))
-            self._state, data = "answer", data[end + len(CLOSE):].lstrip("\n")
+            self._state, data = "answer", data[end + len(self._close):].lstrip("\n")
             self._held = ""
             if not data:
                 self._state = "answer_start"  # blank lines after the tag are not the answer's
