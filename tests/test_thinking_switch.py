@@ -67,6 +67,20 @@ def test_a_template_with_the_switch_is_given_enable_thinking(load) -> None:
     assert engine.detokenize(plain.render(messages)).endswith("<think>\n\n</think>\n\n")
 
 
+def test_a_template_whose_switch_is_a_bare_thinking_variable_is_given_that(load) -> None:
+    """Hermes 4's templates take `thinking=True` (not Qwen3's `enable_thinking`)."""
+    engine = load("llama3_hi")
+    hermes4 = SWITCHED.replace("{% if enable_thinking is defined and not enable_thinking %}[answer directly]",
+                               "{% if thinking %}[think first]")
+    template = JinjaTemplate(engine, hermes4)
+    messages = [Message("user", "hi")]
+    assert "[think first]" not in engine.detokenize(template.render(messages))
+    template.thinking = True
+    assert engine.detokenize(template.render(messages)).endswith("[think first]")
+    template.thinking = False  # its switch off: no empty section is added
+    assert not engine.detokenize(template.render(messages)).endswith(("[think first]", "</think>\n\n"))
+
+
 def test_a_served_engine_is_sent_the_switch_and_hermes_serve_reads_it(hermes_exe) -> None:
     from tests.scripted_server import EndlessServer
 

@@ -52,7 +52,11 @@ class JinjaTemplate:
         except TemplateError as e:
             raise ModelError(f"the model's chat template does not compile: {e}") from None
         self.thinking: bool | None = None  # --think/--no-think; None: the template's default
-        self._has_switch = "enable_thinking" in source
+        # The template's own switch: Qwen3's and SmolLM3's `enable_thinking`, or a bare
+        # `thinking` variable (Hermes 4's templates take `thinking=True`).
+        self._switch = "enable_thinking" if "enable_thinking" in source else (
+            "thinking" if re.search(r"(?<![\w.])thinking(?!\w)", source) else None)
+        self._has_switch = self._switch is not None
         self._tok = tokenizer
         self.source = source
         controls = tokenizer.control_tokens()
@@ -66,7 +70,7 @@ class JinjaTemplate:
         from jinja2 import TemplateError
 
         try:
-            switch = {} if self.thinking is None else {"enable_thinking": self.thinking}  # Qwen3's, SmolLM3's
+            switch = {} if self.thinking is None or self._switch is None else {self._switch: self.thinking}
             text = str(self._template.render(messages=messages, add_generation_prompt=add_generation_prompt,
                                              bos_token=self._bos, eos_token=self._eos, **switch))
             if self.thinking is False and add_generation_prompt and not self._has_switch:
