@@ -17,6 +17,14 @@ resting at the bottom:
   the footer and prompt on the top rows and the rest of the screen blank. Here the area
   is erased first, then the lines are printed.
 
+A frame is written in one write (erase, rows, the move back to its top): a resize that
+landed between drawing the rows and moving up left the cursor under the frame.
+
+Not solved: under tmux, narrowing the window while a frame of several rows streams can
+still leave its first rows above the cursor (tmux rewraps them and moves the cursor's
+row; measured with `tmux resize-window -x 50` at 750 words/s: the first two of eight
+rows stayed). A plain pty and terminals that do not reflow are not affected.
+
 The erase is line by line (erase line, cursor down, for the screen's height, inside a
 saved and restored cursor), not "erase to the end of the screen": from the top-left
 corner that is a whole-screen clear, which tmux (`scroll-on-clear`, on by default)
@@ -50,13 +58,17 @@ class LiveArea:
         then rest the cursor on its first row."""
         from rich.segment import Segment, Segments
 
+        lines = [_trimmed(line) for line in lines]
         frame: list[Any] = []
-        for i, line in enumerate(map(_trimmed, lines)):
+        for i, line in enumerate(lines):
             frame += [*line, Segment.line()] if i < len(lines) - 1 else line
-        self._write((_HIDE_CURSOR if not self._hidden else "") + self._erase_below())
+        with self.console.capture() as captured:
+            self.console.print(Segments(frame), end="")
+        # One write: a resize that lands between drawing the frame and moving back to its
+        # top would leave the cursor under the frame, and the frame on screen twice.
+        self._write((_HIDE_CURSOR if not self._hidden else "") + self._erase_below() + captured.get()
+                    + "\r" + (f"\x1b[{len(lines) - 1}A" if len(lines) > 1 else ""))
         self._hidden = True
-        self.console.print(Segments(frame), end="")
-        self._write("\r" + (f"\x1b[{len(lines) - 1}A" if len(lines) > 1 else ""))
         self._drawn = True
 
     def print_above(self, renderable: Any) -> None:

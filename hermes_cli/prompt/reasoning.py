@@ -1,8 +1,9 @@
 """A reasoning model's thinking, kept apart from its answer.
 
 Hermes 4, Qwen3, DeepSeek-R1 distills, SmolLM3 and others may write `<think>…</think>`
-before they answer (Hermes 3, `<scratch_pad>…</scratch_pad>`). It was printed as the answer, saved as the answer and sent back as
-history. Here a reply that begins with `<think>` (blanks before it allowed) is split:
+before they answer (Hermes 3, `<scratch_pad>…</scratch_pad>`). It was printed as the
+answer, saved as the answer and sent back as history. Here a reply that begins with
+such a section (blanks before it allowed) is split:
 the section is the reasoning, what follows is the answer. A served engine that sends
 its reasoning as `reasoning_content` gets the same treatment (served/backend.py writes
 it between the same tags), so every front end sees one shape.
