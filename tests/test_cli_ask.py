@@ -106,6 +106,7 @@ def test_max_tokens_and_stats(hermes_exe, models) -> None:
     stats = proc.stderr.strip()
     assert "reply 16 tokens" in stats and "tok/s" in stats and "stop: length" in stats
     assert "evaluated" in stats and "context 3" in stats
+    assert "note: the answer was cut at --max-tokens (16)" in stats  # the count, local as served
 
 
 def test_same_seed_same_answer(hermes_exe, models) -> None:

@@ -354,7 +354,7 @@ class _Printer:
                            "and was cut\n")
         elif reply.last.finish_reason == "length" and self.mode == "text" and not self.quiet:
             # whoever generated it: a served engine that ignores max_tokens is cut by us
-            self.err.write(f"note: the answer was cut at --max-tokens ({reply.last.generated})\n")
+            self.err.write(f"note: the answer was cut at --max-tokens ({reply.last.completion_tokens})\n")
 
 
 def write_json(value: Any, out: TextIO) -> None:
