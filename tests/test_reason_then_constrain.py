@@ -110,9 +110,16 @@ def test_think_budget_holds_before_a_schema_and_through_hermes_serve(hermes_exe,
     with serving(hermes_exe, models["ponder"]) as served:
         status, body = post(served.port, {"messages": [{"role": "user", "content": "x"}], "thinking_budget": 5,
                                           "max_tokens": 60})
+        assert status == 200, body
+        message = body["choices"][0]["message"]
+        assert (message["content"], message["reasoning_content"]) == ("OK", "whywh")
+        # a schema through the API: thought first (within the budget), then the answer under the grammar
+        status, body = post(served.port, {"messages": [{"role": "user", "content": "x"}], "thinking_budget": 3,
+                                          "max_tokens": 60, "response_format": {
+                                              "type": "json_schema", "json_schema": {"name": "a", "schema": SCHEMA}}})
     assert status == 200, body
     message = body["choices"][0]["message"]
-    assert (message["content"], message["reasoning_content"]) == ("OK", "whywh")
+    assert (json.loads(message["content"]), message["reasoning_content"]) == ({"a": "yes"}, "why")
 
 
 def test_a_prompt_that_opens_the_section_starts_the_reply_inside_it(hermes_exe, models, tmp_path: Path) -> None:
