@@ -385,3 +385,17 @@ def test_the_served_client_goes_through_a_proxy_when_the_environment_names_one(h
     finally:
         proxy.shutdown()
         proxy.server_close()
+
+
+def test_parallel_is_for_a_model_loaded_here_and_says_so_with_an_endpoint(hermes_exe, tmp_path: Path) -> None:
+    """One Backend door for batch: what it can do decides (--parallel needs the engine's
+    slots; a served engine takes --concurrency), said in one line, exit 2."""
+    from tests.scripted_server import EndlessServer
+
+    (tmp_path / "in.jsonl").write_text('{"id": 1, "prompt": "x"}\n')
+    with EndlessServer(reply="ok") as server:
+        proc = hermes(hermes_exe, "batch", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl"),
+                      "--endpoint", server.url, "--model", "m", "--parallel", "2")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--parallel decodes prompts together in a model loaded here" in proc.stderr
+    assert "--concurrency" in proc.stderr

@@ -142,29 +142,31 @@ def batch(
 
 def _run(load: LoadFlags, chosen: Any, items: list[Any], output: Path | None, opts: Any, parallel: int,
          concurrency: int, request_timeout: float) -> None:
-
+    """The lines on one Backend (a model loaded here, or the served engines): opened here,
+    run by core/batch_run.py as far as the backend allows (--parallel, --concurrency)."""
     from hermes_cli.core import batch as batch_mod
+    from hermes_cli.core.backends import open_backend, with_call_format
     from hermes_cli.core.batch_run import needs_grammars, run_batch
-    from hermes_cli.core.loading import load_engine
-
-    done = batch_mod.repair_and_read_done(output) if output else set()
-    if load.endpoints:
-        _served(load, items, output, done, opts, concurrency, request_timeout).raise_if_failed()
-        return
-    opts_load = load_options(load, chosen, grammars=needs_grammars(items, done, opts))
-    engine = load_engine(opts_load, err=sys.stderr, n_seq_max=parallel + 1 if parallel > 1 else 1)
-    from hermes_cli.core.backends import LocalBackend, with_call_format
     from hermes_cli.prompt.call_format import choose
 
-    local = LocalBackend(engine)
-    opts.tools = with_call_format(opts.tools, local)  # calls in this model's format
-    opts.call_format = choose(opts.call_format, *local.model_names())[0]
-    if parallel > 1 and engine.n_ctx // parallel < MIN_SLOT_TOKENS:
-        raise UsageError(f"--parallel {parallel} gives each prompt {engine.n_ctx // parallel} of the "
-                         f"{engine.n_ctx}-token context; at least {MIN_SLOT_TOKENS} are needed",
-                         hint="raise --ctx or lower --parallel")
-    summary = _with_writer(load, output, len(items),
-                           lambda writer, progress: run_batch(engine, items, writer, done, opts, progress=progress))
+    done = batch_mod.repair_and_read_done(output) if output else set()
+    opts_load = load_options(load, chosen, grammars=needs_grammars(items, done, opts))
+    # buffered: a served answer cut short is asked again, since nobody watches a batch line stream
+    backend = open_backend(opts_load, endpoints=load.endpoints, key_env=load.api_key_env, served_model=load.model,
+                           err=sys.stderr, buffered=True, timeout=request_timeout,
+                           n_seq_max=parallel + 1 if parallel > 1 else 1)
+    try:
+        opts.tools = with_call_format(opts.tools, backend)  # calls in this model's format
+        opts.call_format = choose(opts.call_format, *backend.model_names())[0]
+        n_ctx = backend.n_ctx
+        if parallel > 1 and n_ctx is not None and n_ctx // parallel < MIN_SLOT_TOKENS:
+            raise UsageError(f"--parallel {parallel} gives each prompt {n_ctx // parallel} of the "
+                             f"{n_ctx}-token context; at least {MIN_SLOT_TOKENS} are needed",
+                             hint="raise --ctx or lower --parallel")
+        summary = _with_writer(load, output, len(items), lambda writer, progress: run_batch(
+            backend, items, writer, done, opts, concurrency=concurrency, progress=progress))
+    finally:
+        backend.close()  # the model, or the served pool's connections
     summary.raise_if_failed()
 
 
@@ -209,27 +211,6 @@ def progress_bar(total_items: int, err: TextIO) -> tuple[Callable[[int, int, int
                         rate=f"{tokens / elapsed:.1f} tok/s" if elapsed > 0 else "")
 
     return update, progress.stop
-
-
-def _served(load: LoadFlags, items: list[Any], output: Path | None, done: set[str], opts: Any,
-            concurrency: int, timeout: float) -> Any:
-    """The batch against served engines (several: the lines are shared among them)."""
-    from hermes_cli.core.batch_served import run_served_batch
-    from hermes_cli.core.loading import connect
-
-    # buffered: a cut answer is asked again, since nobody watches a batch line stream
-    backend = connect(load.endpoints, load.model, load.api_key_env, buffered=True, timeout=timeout)
-    backend.thinking = opts.thinking
-    from hermes_cli.core.backends import EndpointBackend, with_call_format
-    from hermes_cli.prompt.call_format import choose
-
-    opts.tools = with_call_format(opts.tools, EndpointBackend(backend))  # calls in the served model's format
-    opts.call_format = choose(opts.call_format, backend.model)[0]
-    try:
-        return _with_writer(load, output, len(items), lambda writer, progress: run_served_batch(
-            backend, items, writer, done, opts, concurrency=concurrency, progress=progress))
-    finally:
-        backend.pool.close()
 
 
 def _nothing() -> None:

@@ -101,6 +101,15 @@ class Backend(Protocol):
         """Whether another model can be loaded in its place (`/model`): a served engine
         serves what it serves."""
 
+    @property
+    def concurrent(self) -> bool:
+        """Whether replies may be asked for from several threads at once (a served engine:
+        `batch --concurrency`); a model here decodes several only in one batch."""
+
+    def parallel_slots(self, n: int) -> LocalBackend:
+        """The model and prompt format that decode `n` prompts together (`batch
+        --parallel`); UsageError where that cannot be."""
+
     def save_state(self, conversation_id: str) -> None: ...
 
     def restore_state(self, conversation_id: str) -> int: ...
@@ -197,6 +206,13 @@ class LocalBackend:
         return self.template.thinking
 
     loads_models = True
+    concurrent = False
+
+    def parallel_slots(self, n: int) -> LocalBackend:
+        if self.engine.n_seq_max < n + 1:
+            raise UsageError(f"the model was loaded for {self.engine.n_seq_max} sequences; --parallel {n} "
+                             f"needs {n + 1}")
+        return self
 
     def save_state(self, conversation_id: str) -> None:
         from hermes_cli.core import sessions
@@ -260,6 +276,11 @@ class EndpointBackend:
         return self.served.thinking
 
     loads_models = False
+    concurrent = True
+
+    def parallel_slots(self, n: int) -> LocalBackend:
+        raise UsageError("--parallel decodes prompts together in a model loaded here; a served engine "
+                         "takes several requests at once with --concurrency")
 
     def save_state(self, conversation_id: str) -> None:
         return None  # the server's KV cache is its own
@@ -272,14 +293,18 @@ class EndpointBackend:
 
 
 def open_backend(opts: LoadOptions, *, endpoints: list[str] | None, key_env: str, served_model: str | None,
-                 err: TextIO, vocab_only: bool = False) -> Backend:
+                 err: TextIO, vocab_only: bool = False, buffered: bool = False, timeout: float | None = None,
+                 n_seq_max: int = 1) -> Backend:
     """What writes the replies: the served engine when `endpoints` are given, else the
-    model `opts` names, loaded here. The one place a command chooses between them."""
+    model `opts` names, loaded here. The one place a command chooses between them.
+    `buffered` and `timeout` are for a served engine (answers read whole, a batch's), and
+    `n_seq_max` for a model loaded here (sequences decoded together, `batch --parallel`):
+    each applies where it means something."""
     from hermes_cli.core.loading import connect, load_engine
 
     if endpoints:
-        return EndpointBackend(connect(endpoints, served_model, key_env))
-    engine = load_engine(opts, err=err, vocab_only=vocab_only)
+        return EndpointBackend(connect(endpoints, served_model, key_env, buffered=buffered, timeout=timeout))
+    engine = load_engine(opts, err=err, vocab_only=vocab_only, n_seq_max=n_seq_max)
     cache = None
     if opts.prompt_cache and not vocab_only:
         from hermes_cli import env

@@ -1,11 +1,14 @@
-"""Running a batch: every line's reply logic (text, JSON or tools, modes/), one line at a
-time or `--parallel N` together, each result written as soon as its line is done.
+"""Running a batch on one Backend: every line's reply logic (text, JSON or tools,
+modes/), each result written as soon as its line is done. How many lines run at once is
+what the backend can do, not which kind it is:
 
-One line at a time, each line streams through core/reply.py like an `ask`. In parallel,
-the lines' logics share the engine's context through engine/parallel.py: whenever a
-logic needs the model (a first answer, a JSON retry, the answer after tool results)
-its request joins the queue, and a free slot takes it, each slot with its own sampler
-and grammar state.
+- one at a time: each line a Turn (core/turn.py), like an `ask`;
+- `--parallel N` (a backend with `parallel_slots`: a model loaded here): the lines'
+  logics share the engine's context through engine/parallel.py; whenever a logic needs
+  the model (a first answer, a JSON retry, the answer after tool results) its request
+  joins the queue, and a free slot takes it, each slot with its own sampler and grammar;
+- `--concurrency N` (a `concurrent` backend: a served engine): N lines in flight on
+  worker threads (core/batch_threads.py).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from hermes_cli.core.backends import LocalBackend
+from hermes_cli.core.backends import Backend
 from hermes_cli.core.batch import BatchOptions, Item, Progress, Recorder, ResultWriter, Summary
 from hermes_cli.core.reply import ReplySource, advance
 from hermes_cli.core.turn import run
@@ -28,7 +31,7 @@ from hermes_cli.errors import ContextOverflowError, HermesError, ServerError
 from hermes_cli.modes.events import Logic, Reply, Request
 from hermes_cli.modes.json_mode import JsonMode
 from hermes_cli.modes.reply_mode import ReplyMode
-from hermes_cli.prompt.template import PromptFormat, template_for
+from hermes_cli.prompt.template import PromptFormat
 
 
 def _approve_all(_call: Any) -> bool:
@@ -145,29 +148,31 @@ def needs_grammars(items: list[Item], done: set[str], opts: BatchOptions) -> boo
                if it.error is None and it.key not in done)
 
 
-def run_batch(engine: Engine, items: list[Item], writer: ResultWriter, done: set[str],
-              opts: BatchOptions, *, progress: Progress | None = None) -> Summary:
+def run_batch(backend: Backend, items: list[Item], writer: ResultWriter, done: set[str],
+              opts: BatchOptions, *, concurrency: int = 1, progress: Progress | None = None) -> Summary:
     """Answer every item not in `done`, writing one record each as it completes."""
-    template = template_for(engine)
-    template.thinking = opts.thinking
     todo = [it for it in items if it.key not in done]
     finished = Recorder(writer, len(todo), len(items) - len(todo), progress, opts.shape)
     summary = finished.summary
+    backend.think(opts.thinking)
     if needs_grammars(todo, set(), opts):
-        engine.prefetch_grammars()
-
-    backend = LocalBackend(engine, template)
+        backend.prepare_grammars()
     if opts.parallel > 1:
+        local = backend.parallel_slots(opts.parallel)
         # decision lines are scored, not sampled: one at a time, before the slots start
         decisions = [it for it in todo if it.error is None and _labels(it, opts)]
         for item in decisions:
-            finished(item, answer_line(backend, item, opts))
-        engine.forget()
+            finished(item, answer_line(local, item, opts))
+        local.engine.forget()
         scored = {id(it) for it in decisions}
-        _Parallel(engine, template, opts, finished).run([it for it in todo if id(it) not in scored])
-        return summary
-    for item in todo:
-        finished(item, answer_line(backend, item, opts))
+        _Parallel(local.engine, local.template, opts, finished).run([it for it in todo if id(it) not in scored])
+    elif concurrency > 1 and backend.concurrent:
+        from hermes_cli.core.batch_threads import run_threads
+
+        run_threads(backend, todo, lambda item: answer_line(backend, item, opts), finished, concurrency)
+    else:
+        for item in todo:
+            finished(item, answer_line(backend, item, opts))
     return summary
 
 

@@ -184,6 +184,10 @@ class GenerationResult:
     # A served engine that sent no usage: prompt counts unknown, the reply's counted in
     # stream events (an estimate), and said so rather than shown as 0.
     usage_known: bool = True
+    # Whether a grammar of ours held the text (a model loaded here). A served engine's text
+    # was only checked here: a bad answer is then the writer's fault, not the schema's
+    # limit (its backend says so by setting this; the reply logics read it).
+    enforced: bool = True
     # A reasoning model's `<think>` section, apart from `text`, the answer (prompt/reasoning.py;
     # set by core/reply.py). `token_ids` are all the reply's, thinking included.
     reasoning: str | None = None

@@ -135,6 +135,6 @@ def json_reply(messages: list[Message], mode: JsonMode, params: SamplingParams, 
         f"the reply still broke the schema after {retries + 1} attempts: {problems[0]}"
         + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
         hint="the server enforces the schema with its own grammar, or none: try a server that supports "
-        "json_schema response_format" if results[-1].from_server else
+        "json_schema response_format" if not results[-1].enforced else
         "the schema uses keywords a grammar cannot enforce (see `hermes ask --help`)",
     )

@@ -323,7 +323,7 @@ class ServedStream(LazyStream):
                 prompt_evaluated=prompt_tokens - int(cached), prompt_reused=int(cached),
                 prompt_seconds=ttft, generation_seconds=end - (first or end),
                 generated=int(getattr(usage, "completion_tokens", 0) or 0) if usage else sent,
-                usage_known=usage is not None)
+                usage_known=usage is not None, enforced=False)
 
 
 

@@ -36,8 +36,10 @@ def section(models_dir: Path, n_prompts: int) -> None:
     items = batch_mod.read_items(io.StringIO("\n".join(questions) + "\n"))
     out = io.StringIO()
     t0 = time.perf_counter()
-    summary = run_batch(engine, items, batch_mod.ResultWriter(None, out), set(),
-                                  batch_mod.BatchOptions(system=system, params=params))
+    from hermes_cli.core.backends import LocalBackend
+
+    summary = run_batch(LocalBackend(engine), items, batch_mod.ResultWriter(None, out), set(),
+                        batch_mod.BatchOptions(system=system, params=params))
     batch_s = time.perf_counter() - t0
     recs = [json.loads(x) for x in out.getvalue().splitlines()]
     evaluated = [r["prompt_evaluated"] for r in recs]

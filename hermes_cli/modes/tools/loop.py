@@ -163,10 +163,10 @@ def _call_problems(parsed: ParsedReply | None, tools: dict[str, Tool], must_call
 
 
 def _failed_calls(result: GenerationResult, attempts: int, problems: list[str]) -> HermesError:
-    """The error once retries run out: the server's fault when a server wrote the calls
-    (it had no grammar of ours), else the answer's contract broken (exit 6)."""
+    """The error once retries run out: the writer's fault when no grammar of ours held the
+    calls (a served engine's, exit 5), else the answer's contract broken (exit 6)."""
     what = f"the tool call was still malformed after {attempts} attempts: {problems[0]}"
-    if result.from_server:
+    if not result.enforced:
         return ServerError(f"the server wrote no valid tool call: {what}",
                            hint="serve a model trained for tool calls, or one whose server enforces schemas")
     if "inside a string" in problems[0]:
