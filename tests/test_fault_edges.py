@@ -519,3 +519,28 @@ def test_a_served_forced_call_is_wrapped_once_however_the_server_splits_it(own_t
     out += wrap.finish(calls=False) + wrap.ending()
     assert out.count("<tool_call>") == 1 and out.count("</tool_call>") == 1
     assert out.split() == f"<tool_call>\n{body}\n</tool_call>".split()  # the server's blanks may stay
+
+
+def test_a_chats_kv_state_from_another_llama_cpp_build_is_not_restored(tmp_path: Path, models, monkeypatch) -> None:
+    """One scheme keys every kept state (engine/prompt_cache.py: state_shape): a chat's KV
+    state written by another llama.cpp build is discarded, as a kept prompt's is."""
+    from hermes_cli.core import sessions
+    from hermes_cli.engine import prompt_cache
+    from hermes_cli.engine.model import Engine
+    from hermes_cli.engine.params import SamplingParams
+    from hermes_cli.prompt.messages import Message
+    from hermes_cli.prompt.template import template_for
+
+    engine = Engine.load(models["hi"], n_threads=1)
+    try:
+        ids = template_for(engine).render([Message("user", "hello")])
+        for _ in engine.generate(ids, SamplingParams(max_tokens=3)):
+            pass
+        sessions.save_state(engine, "conv2")
+        assert sessions.restore_state(engine, "conv2") > 0
+        sessions.save_state(engine, "conv2")
+        monkeypatch.setattr(prompt_cache, "_version", "0.0.0-another-build")
+        assert sessions.restore_state(engine, "conv2") == 0
+        assert not sessions.path_for("conv2").with_suffix(".kv").exists()  # discarded, not kept to fail again
+    finally:
+        engine.close()

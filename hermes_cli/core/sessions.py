@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hermes_cli import env, fileid, jsontext
+from hermes_cli import env, jsontext
 from hermes_cli.core.conversation import Conversation, valid_id
 from hermes_cli.errors import HermesError, UsageError
 
@@ -103,7 +103,7 @@ def load(conversation_id: str | None) -> Conversation:
 # Only the most recent conversations keep a llama.cpp state (a KV cache snapshot; for an
 # 8B model about 0.13 MB per token, so ~400 MB for 3,000 tokens): this bounds disk use.
 STATES_KEPT = 3
-STATE_FORMAT = 2  # 2: the model is known by fileid (inode, ctime), not path, size and mtime
+STATE_FORMAT = 3  # 3: the engine's state shape (engine/prompt_cache.py), as the prompt cache keys its states
 
 
 def _state_paths(conversation_id: str) -> tuple[Path, Path]:
@@ -112,11 +112,12 @@ def _state_paths(conversation_id: str) -> tuple[Path, Path]:
 
 
 def _signature(engine: Any) -> dict[str, Any]:
-    """What a state depends on: the model file, the context size, the chat tokens."""
+    """What a state depends on: the engine's state shape (the model file, the context, the
+    llama.cpp build: one scheme with the prompt cache's) and the chat's template."""
+    from hermes_cli.engine.prompt_cache import state_shape
     from hermes_cli.prompt.template import template_for
 
-    return {"format": STATE_FORMAT, "model": fileid.identity(engine.info.path), "n_ctx": engine.n_ctx,
-            "template": template_for(engine).signature()}
+    return {"format": STATE_FORMAT, "shape": state_shape(engine), "template": template_for(engine).signature()}
 
 
 def save_state(engine: Any, conversation_id: str) -> None:

@@ -133,10 +133,16 @@ class KeptPrefix:
     length: int
 
 
-def _key(engine: StateEngine, prefix: Sequence[int]) -> str:
+def state_shape(engine: StateEngine) -> list[Any]:
+    """What a saved KV state fits: the model file (by identity: a file replaced in place is
+    another), the context and its sequences, and the llama.cpp build that wrote it. The one
+    scheme for every kept state: a system prompt's here, a chat's (core/sessions.py)."""
     identity = fileid.identity(engine.info.path) or [str(engine.info.path)]
-    shape = [_FORMAT, *identity, engine.n_ctx, engine.n_seq_max, _llama_version()]
-    h = hashlib.sha256(json.dumps(shape).encode())
+    return [_FORMAT, *identity, engine.n_ctx, engine.n_seq_max, _llama_version()]
+
+
+def _key(engine: StateEngine, prefix: Sequence[int]) -> str:
+    h = hashlib.sha256(json.dumps(state_shape(engine)).encode())
     h.update(array("i", prefix).tobytes())
     return h.hexdigest()[:32]
 
