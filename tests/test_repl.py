@@ -42,7 +42,7 @@ class Driven:
             pipe.close()  # end of input = Ctrl-D
             session = PromptSession(input=pipe, output=DummyOutput(), history=InMemoryHistory())
             # the pipe stands for a person typing at a terminal
-            self.repl = Repl(console=self.console, session=session, keyboard_is_terminal=True)
+            self.repl = Repl(console=self.console, keyboard=session, keyboard_is_terminal=True)
             backend = self.chat.backend if self.chat is not None else LocalBackend(self.engine)
             self.chat = ChatSession(backend, self.conversation, warn=self.repl.error,
                                     confirm=self.repl.confirm, **self.session_options)

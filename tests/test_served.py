@@ -210,7 +210,7 @@ def test_chat_against_the_server_in_every_mode(server, tmp_path: Path) -> None:
             "/prompt"]))
         pipe.close()
         session = PromptSession(input=pipe, output=DummyOutput(), history=InMemoryHistory())
-        repl = Repl(console=Console(file=out, width=100, color_system=None), session=session)
+        repl = Repl(console=Console(file=out, width=100, color_system=None), keyboard=session)
         chat = ChatSession(EndpointBackend(served), Conversation(model="hi"), warn=repl.error,
                            confirm=repl.confirm)
         assert repl.run(chat) == 0

@@ -37,17 +37,17 @@ _ANSWERS = frozenset({"y", "yes", "n", "no", "a", "always", ""})  # "": Enter al
 
 
 class Repl:
-    """The chat loop over a ChatSession. `session` reads a line (prompt_toolkit's
+    """The chat loop over a ChatSession. `keyboard` reads a line (prompt_toolkit's
     PromptSession, or a test double with the same `prompt()`); `console` is a rich
-    Console. `confirm` and `error` are what the session is given to ask and warn with.
-    `keyboard_is_terminal`: whether `session` reads what a person types (stdin is a
+    Console. `confirm` and `error` are what the chat session is given to ask and warn with.
+    `keyboard_is_terminal`: whether `keyboard` reads what a person types (stdin is a
     terminal, or a test types for one); approvals are asked there, else on the
     controlling terminal (chat/tty.py), never read from piped input."""
 
-    def __init__(self, *, console: Any, session: Any, plain: bool = False,
+    def __init__(self, *, console: Any, keyboard: Any, plain: bool = False,
                  keyboard_is_terminal: bool | None = None) -> None:
         self.console = console
-        self.session = session
+        self.keyboard = keyboard
         self.plain = plain
         if keyboard_is_terminal is None:
             keyboard_is_terminal = sys.stdin is not None and sys.stdin.isatty()
@@ -86,7 +86,7 @@ class Repl:
         try:
             while self._ended is None:
                 try:
-                    line = self.session.prompt("> ")
+                    line = self.keyboard.prompt("> ")
                 except KeyboardInterrupt:
                     continue  # Ctrl-C at the prompt clears the line (a signal ends the loop)
                 except EOFError:
@@ -220,16 +220,17 @@ class Repl:
 
     def ask(self, prompt: str, default: str = "") -> str | None:
         try:
-            return str(self.session.prompt(prompt, default=default))
+            return str(self.keyboard.prompt(prompt, default=default))
         except (KeyboardInterrupt, EOFError):
             return None
 
 
-def make_session(history_file: Path) -> Any:
-    """A prompt_toolkit session: persistent history, slash-command completion, Emacs
-    keys; Enter sends, Esc Enter (Alt-Enter) inserts a newline; pasted text keeps its
-    newlines. Not Ctrl-J: a line typed ahead while a reply streams passes through the
-    terminal's cooked mode, where Enter arrives as Ctrl-J, and must still be sent."""
+def make_keyboard(history_file: Path) -> Any:
+    """The line reader (prompt_toolkit's PromptSession; here "session" means a chat):
+    persistent history, slash-command completion, Emacs keys; Enter sends, Esc Enter
+    (Alt-Enter) inserts a newline; pasted text keeps its newlines. Not Ctrl-J: a line
+    typed ahead while a reply streams passes through the terminal's cooked mode, where
+    Enter arrives as Ctrl-J, and must still be sent."""
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import FileHistory
     from prompt_toolkit.key_binding import KeyBindings

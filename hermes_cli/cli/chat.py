@@ -88,7 +88,7 @@ class _Asked:
 
 def _chat(asked: _Asked) -> None:
     saved, load, config, mcp = asked.saved, asked.load, asked.config, asked.mcp
-    from hermes_cli.chat.repl import Repl, make_session
+    from hermes_cli.chat.repl import Repl, make_keyboard
     from hermes_cli.core.backends import open_backend
     from hermes_cli.core.chat_session import ChatSession
     from hermes_cli.core.conversation import Conversation
@@ -101,7 +101,7 @@ def _chat(asked: _Asked) -> None:
     else:
         conversation = Conversation(system=chosen.system, params=chosen.params)
     plain = asked.plain or env.no_color()
-    repl = Repl(console=_console(plain), session=make_session(env.data_dir() / "history"), plain=plain)
+    repl = Repl(console=_console(plain), keyboard=make_keyboard(env.data_dir() / "history"), plain=plain)
 
     def warn(message: str) -> None:
         sys.stderr.write(f"warning: {message}\n")
