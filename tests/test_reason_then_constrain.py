@@ -224,3 +224,16 @@ def test_plan_reads_the_prompts_end() -> None:
     assert plan(TAGS, [OPEN_ID, NL, CLOSE_ID, NL, NL], constrained=True, budget=3) is None  # --no-think
     assert plan(TAGS, [1, 2], constrained=False, budget=None) is None  # free text, no budget: no cost
     assert plan(TAGS, [1, 2], constrained=True, budget=None) == Thinking()
+
+
+def test_chat_set_think_budget_holds_for_the_next_turns(hermes_exe, models, tmp_path: Path) -> None:
+    import os
+
+    env = {**os.environ, "HERMES_DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.run([*hermes_exe, "chat", "-m", str(models["ponder"]), "--max-tokens", "40"],
+                          input="/set think_budget 2\nhi\n/think\n", capture_output=True, text=True,
+                          timeout=120, env=env, start_new_session=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "think_budget = 2" in proc.stdout and "OK" in proc.stdout
+    lines = [line.strip().removeprefix(">").strip() for line in proc.stdout.splitlines()]
+    assert "wh" in lines and "why" not in proc.stdout  # /think shows the 2 tokens it was allowed
