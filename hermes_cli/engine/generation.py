@@ -72,7 +72,8 @@ class Generation(LazyStream):
             loaded = kept.cache.restore(engine, prompt[:kept.length])  # the file's, or 0
             reused = loaded or engine.reuse_prefix(prompt)
         self._slot = Slot(engine.vocab, None, limit=limit, limit_reason=limit_reason,
-                          prompt_tokens=len(prompt), reused=reused, started=started, loaded=loaded)
+                          prompt_tokens=len(prompt), reused=reused, started=started, loaded=loaded,
+                          abandon=self._grammar.abandon if self._grammar is not None else None)
         try:
             if kept is not None and reused < kept.length:  # the prefix alone, kept, then the rest
                 engine.evaluate(prompt[reused:kept.length])

@@ -230,7 +230,8 @@ class ParallelDecoder:
         constraint = engine.grammars.constraint(job.prompt, job.params, job.grammar)
         sampler = Sampler(engine.vocab, job.params, constraint)
         slot = Slot(engine.vocab, sampler, limit=limit, limit_reason=reason,
-                    prompt_tokens=len(job.prompt), reused=plen, started=time.perf_counter())
+                    prompt_tokens=len(job.prompt), reused=plen, started=time.perf_counter(),
+                    abandon=job.grammar.abandon if job.grammar is not None else None)
         opened = slot.preface(constraint)
         if opened and on_text is not None:
             on_text(job.key, opened)

@@ -146,6 +146,10 @@ class Grammar:
     kind: str
     source: str
     trigger: str | None = None
+    # Text that, written while the grammar holds an unfinished span, ends the generation
+    # there: the model evidently ended the span itself (a call's closing tag written inside
+    # its argument string). The result says `abandoned`; the caller reads what was meant.
+    abandon: str | None = None
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,8 @@ class GenerationResult:
     # A reasoning model's `<think>` section, apart from `text`, the answer (prompt/reasoning.py;
     # set by core/reply.py). `token_ids` are all the reply's, thinking included.
     reasoning: str | None = None
+    # Ended early: the grammar's `abandon` text was written inside its unfinished span.
+    abandoned: bool = False
 
     @property
     def from_server(self) -> bool:

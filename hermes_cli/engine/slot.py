@@ -45,7 +45,8 @@ CLOSING_LONGEST = 512
 
 class Slot:
     def __init__(self, vocab: Vocab, sampler: Sampler | None, *, limit: int, limit_reason: str,
-                 prompt_tokens: int, reused: int, started: float, loaded: int = 0) -> None:
+                 prompt_tokens: int, reused: int, started: float, loaded: int = 0,
+                 abandon: str | None = None) -> None:
         self._vocab = vocab
         self._pieces = vocab.text_pieces
         self._eog = vocab.eog
@@ -66,6 +67,9 @@ class Slot:
         self._chunks: list[str] = []
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.finish: str | None = limit_reason if limit <= 0 else None
+        self._abandon = abandon  # the grammar's `abandon` text (engine/params.py: Grammar)
+        self._tail = ""  # the last characters written, while it is watched for
+        self.abandoned = False
 
     def preface(self, constraint: object) -> str:
         """The text a reply begins with before its first token: `<think>` when the prompt
@@ -99,10 +103,26 @@ class Slot:
         text = self._decoder.decode(piece)
         if text:
             self._chunks.append(text)
+            if self._abandon is not None and self._abandoned_here(text):
+                self.abandoned, self.finish = True, "stop"
+                return text + self._flush()
         if len(self.ids) >= self.limit:
             self.finish = self.limit_reason
             text += self._flush()
         return text
+
+    def _abandoned_here(self, text: str) -> bool:
+        """Whether the `abandon` text ends in what was just written, while the grammar holds
+        an unfinished span (not while a reasoning model thinks). O(1): the text's last
+        character must be the tag's before anything is searched."""
+        assert self._abandon is not None
+        tail = (self._tail + text)[-2 * len(self._abandon):]
+        self._tail = tail
+        if self._abandon[-1] not in text or self._abandon not in tail:
+            return False
+        constraint = self.sampler.constraint if self.sampler is not None else None
+        return (constraint is not None and constraint.open()
+                and not getattr(constraint, "thinking", False))
 
     def fast_forward(self, *, at_start: bool = False) -> tuple[list[int], str]:
         """Take the tokens the grammar forces next, or, near the limit, the ending that
@@ -216,6 +236,6 @@ class Slot:
             prompt_reused=self.reused, prompt_loaded=self.loaded, prompt_seconds=first - self.started,
             generation_seconds=end - first,
             resampled=self.sampler.resampled if self.sampler is not None else 0, forced=self.forced,
-            closed=self.closed, closed_by=self.limit_reason if self.closed else None,
+            closed=self.closed, closed_by=self.limit_reason if self.closed else None, abandoned=self.abandoned,
             grammar_open=self.sampler is not None and self.sampler.constraint is not None
             and self.sampler.constraint.open())

@@ -26,12 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hermes_cli.prompt.call_format import keys
-
-OPEN = "<tool_call>"
-CLOSE = "</tool_call>"
-# A tool turn's result blocks: modes/tools/protocol writes them, served/backend reads them.
-RESPONSE_OPEN = "<tool_response>\n"
-RESPONSE_CLOSE = "\n</tool_response>"
+from hermes_cli.prompt.call_tags import CLOSE, OPEN, RESPONSE_CLOSE, RESPONSE_OPEN
+from hermes_cli.prompt.meant_calls import meant_arguments, meant_body, tag_inside
 
 # Inside a string: its closing quote or a backslash. Outside: a quote or a bracket. Single
 # quotes open strings too, for served models that write Python dicts (never valid JSON
@@ -233,79 +229,6 @@ class ParsedReply:
         return bool(self.calls or self.errors)
 
 
-def tag_inside(arguments: Any) -> str | None:
-    """The call tag an argument string holds (`</tool_call>`, `<tool_call>`), if any.
-
-    The call grammar lets a string hold anything, so a model that meant to end its call
-    without closing the string (SmolLM2: `"expression": "17*23}}</tool_call>Here, we…"`)
-    wrote a "valid" call, and the tool ran on garbage. Such a call is read as the model
-    meant it where it can be (`meant_arguments`); otherwise it is the model's call closed
-    in the wrong place, and the tools loop asks for it again (modes/tools/loop.py)."""
-    stack = [arguments]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, str):
-            for tag in (CLOSE, OPEN):
-                if tag in value:
-                    return tag
-        elif isinstance(value, dict):
-            stack.extend(value.keys())
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-    return None
-
-
-_CLOSERS = "}] \t\r\n"
-
-
-def meant_arguments(arguments: dict[str, Any]) -> dict[str, Any] | None:
-    """The arguments as the model meant them when one of its strings holds the call's own
-    tag after the brackets that would have closed the call: `{"expression": "17*23}}
-    </tool_call>Here, we…"}` → `{"expression": "17*23"}`. The model skipped the closing
-    quote, wrote the call's end, and went on writing an answer inside the string (the
-    grammar lets a string hold anything); the quote it skipped belongs before those
-    brackets, and what follows them is not the call. Keys after that string were written
-    after the model thought the call ended, and are dropped. None when no string holds a
-    tag, or the text before the tag is not a value and then closing brackets (no evident
-    end: the call stays malformed and is asked for again)."""
-    cut = _cut_at_tag(arguments)
-    return cut[0] if cut is not None and cut[1] else None
-
-
-def _cut_at_tag(value: Any) -> tuple[Any, bool] | None:
-    """(value cut at the first tag in document order, whether a tag was found); None
-    when the tag found has no closing bracket before it."""
-    if isinstance(value, str):
-        found = [i for i in (value.find(CLOSE), value.find(OPEN)) if i >= 0]
-        if not found:
-            return value, False
-        before = value[:min(found)].rstrip()
-        meant = before.rstrip(_CLOSERS)
-        return (meant, True) if meant and meant != before else None  # a value, then its closers
-    if isinstance(value, dict):
-        kept: dict[str, Any] = {}
-        for key, item in value.items():
-            cut = _cut_at_tag(item)
-            if cut is None:
-                return None
-            kept[key] = cut[0]
-            if cut[1]:
-                return kept, True
-        return value, False
-    if isinstance(value, list):
-        items: list[Any] = []
-        for item in value:
-            cut = _cut_at_tag(item)
-            if cut is None:
-                return None
-            items.append(cut[0])
-            if cut[1]:
-                return items, True
-        return value, False
-    return value, False
-
-
 def parse_tool_calls(text: str) -> ParsedReply:
     """Every `<tool_call>` block, each ending where its JSON ends (`CallScanner` above);
     `json.loads`, then `ast.literal_eval` for Python-style dicts. A block the text ends
@@ -323,7 +246,14 @@ def parse_tool_calls(text: str) -> ParsedReply:
 def parse_block(block: Block, out: ParsedReply) -> None:
     body = block.body
     if not block.closed:
-        out.errors.append(f"a call that was never finished: {body[:200]}")
+        whole = meant_body(body)
+        if whole is None:
+            out.errors.append(f"a call that was never finished: {body[:200]}")
+            return
+        before = len(out.calls)
+        parse_block(Block(whole, closed=True), out)
+        if len(out.calls) > before:
+            out.calls[-1].meant = True
         return
     if not body:
         out.errors.append("an empty <tool_call> block")

@@ -24,9 +24,10 @@ from hermes_cli.modes.tools.protocol import forced_call_grammar, lazy_call_gramm
 from hermes_cli.modes.tools.runner import run_call
 from hermes_cli.modes.tools.tool import DEFAULT_MAX_ROUNDS, DEFAULT_TIMEOUT, Tool
 from hermes_cli.prompt.call_format import AUTO, decided
+from hermes_cli.prompt.meant_calls import tag_inside
 from hermes_cli.prompt.messages import Message
 from hermes_cli.prompt.tool_calls import OPEN as CALL_OPEN
-from hermes_cli.prompt.tool_calls import ParsedReply, ToolCall, call_block, parse_tool_calls, tag_inside
+from hermes_cli.prompt.tool_calls import ParsedReply, ToolCall, call_block, parse_tool_calls
 
 Approve = Callable[[ToolCall], bool]
 

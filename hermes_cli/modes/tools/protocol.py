@@ -127,10 +127,19 @@ def _call_rules(tools: list[Tool], call_format: str) -> str:
 def forced_call_grammar(tools: list[Tool], call_format: str = NAME_FIRST) -> ReplyGrammar:
     """Exactly one `<tool_call>` to one of `tools`, with schema-valid arguments."""
     return ReplyGrammar("lark", f"start: {json.dumps(OPEN)} rest\n" + _call_rules(tools, call_format),
-                        server_schema=call_schema(tools, call_format), server_wrap=(OPEN + "\n", "\n" + CLOSE))
+                        abandon=_abandon(call_format), server_schema=call_schema(tools, call_format),
+                        server_wrap=(OPEN + "\n", "\n" + CLOSE))
 
 
 def lazy_call_grammar(tools: list[Tool], call_format: str = NAME_FIRST) -> ReplyGrammar:
     """Free text; once the model writes `<tool_call>`, the call that follows is held to
     the tools' schemas (and the text is free again after `</tool_call>`)."""
-    return ReplyGrammar("lark", _call_rules(tools, call_format), trigger=OPEN)
+    return ReplyGrammar("lark", _call_rules(tools, call_format), trigger=OPEN, abandon=_abandon(call_format))
+
+
+def _abandon(call_format: str) -> str | None:
+    """A call's closing tag written inside its argument string ends the generation there,
+    and the call is read as meant (prompt/tool_calls.py: meant_body): the name came first,
+    so it is whole. Arguments first, the name is still to come: the grammar writes it, and
+    the string is read as meant once the call is done (meant_arguments)."""
+    return CLOSE if call_format == NAME_FIRST else None

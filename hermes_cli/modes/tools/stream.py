@@ -30,11 +30,10 @@ class ToolTextSplitter:
 def _events(segments: list[Segment]) -> list[Event]:
     events: list[Event] = []
     for segment in segments:
-        if isinstance(segment, Block):
-            if segment.closed:
-                parsed = ParsedReply()
-                parse_block(segment, parsed)
-                events += [ToolCallEvent(c.name, c.arguments) for c in parsed.calls]
+        if isinstance(segment, Block):  # an unfinished one shows only if read as meant
+            parsed = ParsedReply()
+            parse_block(segment, parsed)
+            events += [ToolCallEvent(c.name, c.arguments) for c in parsed.calls]
         elif segment.text:
             events.append(TextDelta(segment.text))
     return events
