@@ -269,9 +269,7 @@ def _read(s: ChatSession, ui: ChatUI, arg: str) -> None:
 
 @command("/role", "/role [NAME]", "apply a role from the config file (no NAME: list them)")
 def _role(s: ChatSession, ui: ChatUI, arg: str) -> None:
-    from hermes_cli.core.config import load_config
-
-    config = s.config or load_config()
+    config = s.settings_file()
     if not arg:
         if not config.roles:
             ui.say(f"no roles: add [roles.NAME] tables to {config.path or 'the config file'} "
@@ -376,15 +374,7 @@ def _model(s: ChatSession, ui: ChatUI, arg: str) -> None:
     if not arg:
         ui.say(s.describe())
         return
-    import dataclasses
-    import sys
-
-    from hermes_cli.core.config import load_config
-    from hermes_cli.core.loading import LoadOptions
-
-    config = s.config or load_config()
-    base = s.load_options or LoadOptions(model="")
-    name = s.switch_model(dataclasses.replace(base, model=config.resolve_model(arg)), sys.stderr)
+    name = s.switch_model(arg)
     ui.say(f"loaded {name}; the conversation ({len(s.conversation.messages)} messages) goes on with it")
 
 

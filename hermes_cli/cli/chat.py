@@ -120,7 +120,7 @@ def _chat(asked: _Asked) -> None:
             backend.think(asked.think)
         session = ChatSession(backend, conversation, warn=repl.error, confirm=repl.confirm,
                               auto_approve=asked.yes, config=config, load_options=opts, role=chosen.role,
-                              mcp=toolset, lock=asked.lock, call_format=asked.call_format)
+                              mcp=toolset, lock=asked.lock, call_format=asked.call_format, status=sys.stderr)
         if toolset is not None:
             for line in toolset.clashes(session.tools):
                 repl.say(line, style="yellow")

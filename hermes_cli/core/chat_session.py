@@ -9,9 +9,10 @@ terminal.
 from __future__ import annotations
 
 import dataclasses
+import io
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from hermes_cli.core import branches, chat_turn, figures, locks, sessions
 from hermes_cli.core.attachments import Sized, expand_mentions, measure, read_files, with_files
@@ -45,14 +46,15 @@ class ChatSession:
                  auto_approve: bool = False, config: Config | None = None,
                  load_options: LoadOptions | None = None, role: Role | None = None,
                  mcp: McpToolset | None = None, lock: locks.Holder | None = None,
-                 call_format: str = "auto") -> None:
+                 call_format: str = "auto", status: TextIO | None = None) -> None:
         self.backend = backend
         self.conversation = conversation
         self.autosave = autosave
         self.warn = warn
         self.confirm = confirm
         self.auto_approve = auto_approve
-        self.config = config  # roles and aliases, for /role and /model
+        self.config = config  # roles and aliases, for /role and /model (read when first needed)
+        self.status = status  # where loading another model says what it does (None: nowhere)
         self.load_options = load_options  # how the model was loaded, for /model
         self.mcp = mcp  # MCP servers, whose tools join `tools`
         self.lock = lock if lock is not None else locks.Holder()  # one writer per conversation
@@ -293,11 +295,24 @@ class ChatSession:
 
     # -- models (roles: core/chat_roles.py) --------------------------------------------------
 
-    def switch_model(self, opts: LoadOptions, err: Any) -> str:
-        """/model REF: load another model (downloading if needed) and keep the conversation;
-        its history is re-tokenized for the new vocabulary. The old model stays loaded
-        until the new one is ready, so a failure leaves the chat as it was."""
-        self.backend = replace_model(self.backend, opts, err)
+    def settings_file(self) -> Config:
+        """The config (roles, model aliases): the one given, else read now, once."""
+        if self.config is None:
+            from hermes_cli.core.config import load_config
+
+            self.config = load_config()
+        return self.config
+
+    def switch_model(self, ref: str) -> str:
+        """/model REF: load another model (an alias from the config, a path or a Hub
+        reference, downloading if needed), loaded as this one was, and keep the
+        conversation; its history is re-tokenized for the new vocabulary. The old model
+        stays loaded until the new one is ready, so a failure leaves the chat as it was."""
+        from hermes_cli.core.loading import LoadOptions
+
+        base = self.load_options or LoadOptions(model="")
+        opts = dataclasses.replace(base, model=self.settings_file().resolve_model(ref))
+        self.backend = replace_model(self.backend, opts, self.status or io.StringIO())
         for branch in self.conversation.synced_branches():
             for msg in branch.messages:
                 msg.token_ids = None  # ids of the old vocabulary mean nothing here
