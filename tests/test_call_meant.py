@@ -57,14 +57,21 @@ def closer(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tm.write_model(tmp_path_factory.mktemp("closer") / "closer.gguf", kind="bigram", bigram=table)
 
 
-def test_through_the_engine_the_forced_call_runs_with_the_value_the_model_meant(
-        hermes_exe, closer: Path, tmp_path: Path) -> None:
+def forced_echo(hermes_exe: list[str], model: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`ask` with the call to `echo` forced (200 tokens, one round); the file `echo` writes
+    each value it is run with to."""
     log = tmp_path / "ran.txt"
     (tmp_path / "t.py").write_text("def echo(s: str) -> str:\n    \"\"\"Echo.\"\"\"\n"
                                    f"    open({str(log)!r}, 'a').write(repr(s) + '\\n')\n    return s\n")
-    proc = subprocess.run([*hermes_exe, "ask", "x", "-m", str(closer), "--tools", str(tmp_path / "t.py"),
+    proc = subprocess.run([*hermes_exe, "ask", "x", "-m", str(model), "--tools", str(tmp_path / "t.py"),
                            "--tool-choice", "echo", "--yes", "--stats", "--max-tokens", "200", "--max-rounds", "1"],
                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return proc, log
+
+
+def test_through_the_engine_the_forced_call_runs_with_the_value_the_model_meant(
+        hermes_exe, closer: Path, tmp_path: Path) -> None:
+    proc, log = forced_echo(hermes_exe, closer, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert log.read_text() == "'x'\n"  # not "x}<tool_call>OK…": the string ends where the model closed it
     assert 'the call to echo was closed inside its string; read up to where the model ended it: {"s": "x"}' \
@@ -112,12 +119,7 @@ def test_the_generation_ends_where_the_model_closed_its_call_inside_the_string(
     """Issue 31 item 4: the decoding stops at the model's evident end of its call (not at
     the limit, as it did: the rest of the string was generated, then dropped), and the call
     runs with the value it meant."""
-    log = tmp_path / "ran.txt"
-    (tmp_path / "t.py").write_text("def echo(s: str) -> str:\n    \"\"\"Echo.\"\"\"\n"
-                                   f"    open({str(log)!r}, 'a').write(repr(s) + '\\n')\n    return s\n")
-    proc = subprocess.run([*hermes_exe, "ask", "x", "-m", str(ender), "--tools", str(tmp_path / "t.py"),
-                           "--tool-choice", "echo", "--yes", "--stats", "--max-tokens", "200", "--max-rounds", "1"],
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    proc, log = forced_echo(hermes_exe, ender, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert log.read_text() == "'x'\n"
     first = next(line for line in proc.stderr.splitlines() if line.startswith("round 1:"))

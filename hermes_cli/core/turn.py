@@ -57,10 +57,6 @@ class Turn:
         """Stop the reply where it is: the next event pulled is the reply's end."""
         self._cancel = True
 
-    @property
-    def cancelled(self) -> bool:
-        return self._cancel
-
     def __iter__(self) -> Iterator[Any]:
         if self._started:
             raise RuntimeError("a turn is shown once")

@@ -59,36 +59,34 @@ def meant_arguments(arguments: dict[str, Any]) -> dict[str, Any] | None:
     return cut[0] if cut is not None and cut[1] else None
 
 
+def _value_before_tag(text: str) -> str | None:
+    """What `text` holds before its first call tag, the brackets the model wrote to close
+    the call dropped; "" when there is no tag; None when the tag has no value and
+    bracket before it (no evident end)."""
+    found = [i for i in (text.find(CLOSE), text.find(OPEN)) if i >= 0]
+    if not found:
+        return ""
+    before = text[:min(found)].rstrip()
+    meant = before.rstrip(_CLOSERS)
+    return meant if meant and meant != before else None  # a value, then its closers
+
+
 def _cut_at_tag(value: Any) -> tuple[Any, bool] | None:
     """(value cut at the first tag in document order, whether a tag was found); None
     when the tag found has no closing bracket before it."""
     if isinstance(value, str):
-        found = [i for i in (value.find(CLOSE), value.find(OPEN)) if i >= 0]
-        if not found:
-            return value, False
-        before = value[:min(found)].rstrip()
-        meant = before.rstrip(_CLOSERS)
-        return (meant, True) if meant and meant != before else None  # a value, then its closers
-    if isinstance(value, dict):
-        kept: dict[str, Any] = {}
-        for key, item in value.items():
+        meant = _value_before_tag(value)
+        return None if meant is None else (value, False) if meant == "" else (meant, True)
+    if isinstance(value, (dict, list)):
+        pairs = value.items() if isinstance(value, dict) else enumerate(value)
+        kept: list[tuple[Any, Any]] = []
+        for key, item in pairs:
             cut = _cut_at_tag(item)
             if cut is None:
                 return None
-            kept[key] = cut[0]
+            kept.append((key, cut[0]))
             if cut[1]:
-                return kept, True
-        return value, False
-    if isinstance(value, list):
-        items: list[Any] = []
-        for item in value:
-            cut = _cut_at_tag(item)
-            if cut is None:
-                return None
-            items.append(cut[0])
-            if cut[1]:
-                return items, True
-        return value, False
+                return (dict(kept) if isinstance(value, dict) else [v for _key, v in kept]), True
     return value, False
 
 
@@ -98,12 +96,8 @@ def meant_body(body: str) -> str | None:
     generation is ended there: engine/slot.py, `Grammar.abandon`): the string is cut
     before those brackets and closed, then every open bracket; None when that is not what
     the text shows."""
-    found = [i for i in (body.find(CLOSE), body.find(OPEN)) if i >= 0]
-    if not found:
-        return None
-    before = body[:min(found)].rstrip()
-    meant = before.rstrip(_CLOSERS)
-    if not meant or meant == before:
+    meant = _value_before_tag(body)
+    if not meant:
         return None
     opened: list[str] = []
     in_string = escaped = False

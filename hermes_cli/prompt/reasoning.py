@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 
 from hermes_cli.engine.params import GenerationResult
+from hermes_cli.prompt.tool_calls import partial_length
 
 OPEN = "<think>"
 CLOSE = "</think>"
@@ -50,14 +51,6 @@ def with_reasoning(result: GenerationResult) -> GenerationResult:
     return result if reasoning is None else dataclasses.replace(result, text=answer, reasoning=reasoning)
 
 
-def _partial(text: str, tag: str) -> int:
-    """The longest end of `text` that begins `tag` (a tag that may be arriving)."""
-    for n in range(min(len(text), len(tag) - 1), 0, -1):
-        if tag.startswith(text[-n:]):
-            return n
-    return 0
-
-
 class ThinkSplitter:
     """Feed a reply's text as it streams; get ("thinking" | "answer", text) pieces."""
 
@@ -87,7 +80,7 @@ class ThinkSplitter:
         if self._state == "thinking":
             end = data.find(self._close)
             if end < 0:
-                keep = _partial(data, self._close)
+                keep = partial_length(data, self._close)
                 piece, self._held = data[:len(data) - keep], data[len(data) - keep:]
                 if piece:
                     out.append(("thinking", piece))
