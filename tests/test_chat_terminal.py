@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import select
+import shutil
 import struct
 import subprocess
 import termios
@@ -426,14 +427,17 @@ def test_help_wraps_at_words_with_a_hanging_indent_on_a_narrow_terminal(hermes_e
 
 
 @pytest.mark.parametrize("exported", [False, True])
-def test_narrowing_the_window_while_a_paragraph_streams_leaves_every_word_on_screen_once(
+def test_narrowing_a_truncating_terminal_while_a_paragraph_streams_shows_no_word_twice(
         hermes_exe, tmp_path: Path, exported: bool) -> None:
     """Issue 30, finding 1: narrowing the window mid-reply left the streaming paragraph in
     scrollback twice (cut mid-word, then whole). The window here is a pty resized from 100
     to 50 columns (the kernel sends SIGWINCH), read by a screen that is resized at the same
-    byte (pyte: no reflow, so what remains is the program's doing): every numbered word of
-    the paragraph is on screen, scrollback included, exactly once. `exported`: the shell
-    exports COLUMNS=100 and LINES=30 (rich took them as a fixed size: 479 words doubled)."""
+    byte and cuts its rows to the new width (pyte, like xterm: no reflow, so what remains is
+    the program's doing): no numbered word of the paragraph is on screen twice, they stay
+    in order, and a word is missing only where the terminal cut a row on display at the
+    resize (as it cuts all it printed before). `exported`:
+    the shell exports COLUMNS=100 and LINES=30 (rich took them as a fixed size: 479 words
+    doubled). A reflowing terminal: the tmux test below."""
     import fcntl
     import struct
     import termios
@@ -450,6 +454,8 @@ def test_narrowing_the_window_while_a_paragraph_streams_leaves_every_word_on_scr
         term.send("go\r")
         term.expect(r"w0150")  # mid-paragraph
         cut = len(term.raw)
+        before = _screen(term.raw)
+        on_display = set(re.findall(r"w\d{4}", " ".join(before[-30:])))
         fcntl.ioctl(term.fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 50, 0, 0))
         term.expect(r"tok/s[^\n]*\n[\s\S]*>", timeout=120)
         term.send("/exit\r")
@@ -463,4 +469,62 @@ def test_narrowing_the_window_while_a_paragraph_streams_leaves_every_word_on_scr
     seen = re.findall(r"w\d{4}", " ".join(rows))
     doubled = sorted({w for w in seen if seen.count(w) > 1})
     assert not doubled, f"{len(doubled)} words shown twice: {doubled[:10]}"
-    assert seen == words, "every word, once, in order"
+    assert seen == sorted(seen), "in order"
+    assert set(words) - set(seen) <= on_display, "words are missing only where the terminal cut its rows"
+    assert words[-1] in seen
+
+
+def _tmux(sock: Path, *args: str) -> str:
+    return subprocess.run(["tmux", "-S", str(sock), *args], capture_output=True, text=True, timeout=30).stdout
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+@pytest.mark.parametrize(("kind", "widths"), [("paragraph", [50]), ("paragraph", [25]),
+                                              ("paragraph", [50, 30, 80]), ("code", [40])])
+def test_narrowing_a_reflowing_terminal_while_a_block_streams_leaves_every_word_once(
+        hermes_exe, tmp_path: Path, kind: str, widths: list[int]) -> None:
+    """Issue 30, finding 1, on a terminal that reflows (tmux): narrowing keeps the bottom
+    of the screen in place and pushes rows above into scrollback, as many as the lines
+    below them gained, so a live area of 27 rows (a paragraph streaming) lost its top
+    rows there, out of reach, and they were shown twice (64 words at 100 → 50 columns).
+    The live area stays a few rows tall now (its head printed as it streams)."""
+    from tests.scripted_server import EndlessServer
+
+    count = 700 if kind == "paragraph" else 300
+    if kind == "paragraph":
+        reply = " ".join(f"w{i}" for i in range(count))
+    else:  # code lines of up to 80 columns, each numbered once
+        reply = "```\n" + "\n".join(f"w{i} = {i}  # " + "x" * (i % 60) for i in range(count)) + "\n```"
+    sock = tmp_path / "tmux.sock"
+    conf = tmp_path / "tmux.conf"
+    conf.write_text("set -g history-limit 50000\nset -g status off\n")
+    env = {k: v for k, v in env_for(tmp_path).items() if k not in ("COLUMNS", "LINES", "TMUX")}
+    with EndlessServer(reply=reply, pace=0.004, chunk=3) as server:
+        command = f"{' '.join(hermes_exe)} chat --endpoint {server.url} --model m; sleep 600"
+        subprocess.run(["tmux", "-S", str(sock), "-f", str(conf), "new-session", "-d", "-x", "100", "-y", "30",
+                        "-s", "t", command], env=env, check=True, timeout=30)
+        try:
+            def wait_for(pattern: str, timeout: float = 60) -> str:
+                deadline = time.monotonic() + timeout
+                while True:
+                    shown = _tmux(sock, "capture-pane", "-p", "-t", "t")
+                    if re.search(pattern, shown):
+                        return shown
+                    assert time.monotonic() < deadline, f"timed out waiting for {pattern!r}:\n{shown}"
+                    time.sleep(0.03)
+
+            wait_for(r"(^|\n)>")
+            _tmux(sock, "send-keys", "-t", "t", "go", "Enter")
+            for k, width in enumerate(widths):
+                shown = wait_for(rf"\bw{100 + 60 * k}\b")
+                assert "tok/s" not in shown, "the reply ended before the resize: make it longer"
+                _tmux(sock, "resize-window", "-t", "t", "-x", str(width))
+            wait_for(r"tok/s", timeout=180)
+            full = _tmux(sock, "capture-pane", "-p", "-J", "-S", "-50000", "-t", "t")
+        finally:
+            _tmux(sock, "kill-server")
+    seen = re.findall(r"\bw(\d+)\b", full)
+    counts = {int(n): seen.count(n) for n in set(seen)}
+    doubled = sorted(n for n, c in counts.items() if c > 1)
+    assert not doubled, f"{len(doubled)} words shown twice: {doubled[:10]}"
+    assert sorted(counts) == list(range(count)), "every word, once"

@@ -7,6 +7,8 @@ import re
 import signal
 
 import pytest
+from hypothesis import Phase, example, given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 from rich.markdown import Markdown
 
@@ -200,3 +202,71 @@ def test_ctrl_c_while_a_block_is_printed_prints_it_once() -> None:
     shown = [row for row in vt100_rows(out.getvalue()) if row]
     assert shown == [f"Paragraph {i}." for i in range(len(shown))]  # each once, in order
     assert 3 <= len(shown) < 50  # stopped soon after the Ctrl-C
+
+
+_PARAGRAPH = " ".join(f"word{i} **bold {i}** and `c{i}` [a link](https://x.org/{i})" if i % 7 == 0
+                      else f"w{i} **b{i}**" if i % 5 == 0 else f"word{i}" for i in range(300))
+_CODE = "```python\n" + "\n".join(f"x{i} = {i} * 2  # a comment, long enough to wrap at times {'y' * (i % 30)}"
+                                  for i in range(60)) + "\n```\n"
+_BULLETS = "\n".join(f"- item {i} " + " ".join(f"w{j}" for j in range(25)) for i in range(20))
+_NUMBERED = "\n".join(f"{i}. item {i} " + " ".join(f"w{j}" for j in range(25)) for i in range(1, 14))
+
+
+def live_stream(text: str, pieces: list[int]) -> tuple[list[str], list[int]]:
+    """Streamed into a live area on an 80x30 terminal in pieces of these sizes (cycled):
+    the screen at the end (scrollback included) and the live area's height at each draw."""
+    from hermes_cli.chat.live_area import LiveArea
+
+    heights: list[int] = []
+    console = Console(file=io.StringIO(), width=80, height=30, color_system=None, force_terminal=True)
+    renderer = MarkdownRenderer(console, live=True, refresh_per_second=1e9)
+    show = LiveArea.show
+
+    def counted(area: LiveArea, lines: list) -> None:
+        heights.append(len(lines))
+        show(area, lines)
+
+    LiveArea.show = counted  # type: ignore[method-assign]
+    try:
+        at = 0
+        while at < len(text):
+            size = pieces[len(heights) % len(pieces)]
+            renderer.feed(text[at:at + size])
+            at += size
+        renderer.finish()
+    finally:
+        LiveArea.show = show  # type: ignore[method-assign]
+    return vt100_rows(console.file.getvalue(), rows=3000), heights
+
+
+@settings(max_examples=12, deadline=None, phases=[Phase.explicit, Phase.generate])  # (shrinking: minutes)
+@example(pieces=[1], text=_PARAGRAPH)  # (a `**bold` starting a row fits the row above once closed)
+@given(pieces=st.lists(st.integers(1, 40), min_size=1, max_size=5),
+       text=st.sampled_from([_PARAGRAPH, _CODE, _BULLETS, _NUMBERED]))
+def test_a_tall_block_streams_in_a_live_area_of_a_few_rows_and_ends_as_a_one_shot_render(
+        pieces: list[int], text: str) -> None:
+    """Issue 30, finding 1: a live area as tall as the screen lost its top rows to
+    scrollback when a reflowing terminal narrowed. Its head is printed as it streams
+    now, cut in the source where printing it alone changes nothing: whatever the pieces
+    the reply comes in, the screen ends exactly as a one-shot render, and the live area
+    never grows past a few rows (a list: the item being written; a numbered list is
+    aligned for its last number, so its items stay live until a digit more is near)."""
+    shown, heights = live_stream(text, pieces)
+    assert shown == vt100_rows(oneshot_at(text, 80), rows=3000)
+    if text is not _NUMBERED:
+        assert max(heights) <= 5, heights
+
+
+def oneshot_at(text: str, width: int) -> str:
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    console.print(Markdown(text))
+    return console.file.getvalue()
+
+
+def test_a_head_is_not_cut_where_markup_could_still_close() -> None:
+    """`**bold` still open when a head would be cut: printing it would leave the
+    asterisks in scrollback and the rest unstyled once the bold closes."""
+    text = "intro " + " ".join(f"w{i}" for i in range(30)) + " **" + " ".join(f"b{i}" for i in range(60)) + "** end"
+    shown, heights = live_stream(text, [3])
+    assert shown == vt100_rows(oneshot_at(text, 80), rows=3000)
+    assert "**" not in "".join(shown)

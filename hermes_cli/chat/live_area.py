@@ -20,10 +20,11 @@ resting at the bottom:
 A frame is written in one write (erase, rows, the move back to its top): a resize that
 landed between drawing the rows and moving up left the cursor under the frame.
 
-Not solved: under tmux, narrowing the window while a frame of several rows streams can
-still leave its first rows above the cursor (tmux rewraps them and moves the cursor's
-row; measured with `tmux resize-window -x 50` at 750 words/s: the first two of eight
-rows stayed). A plain pty and terminals that do not reflow are not affected.
+A terminal that reflows (tmux) keeps the bottom of the screen in place when the window
+narrows and pushes rows above into scrollback, as many as the lines below them gained:
+a frame of many rows lost its top rows there, out of reach (measured with `tmux
+resize-window -x 50`: the first two of eight rows stayed). The Markdown renderer keeps
+its frames a few rows tall for that reason (chat/block_heads.py).
 
 The erase is line by line (erase line, cursor down, for the screen's height, inside a
 saved and restored cursor), not "erase to the end of the screen": from the top-left

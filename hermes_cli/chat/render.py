@@ -10,7 +10,10 @@ holds a newline); the redraw cost is bounded per second, not per token.
 
 A block is finished at a blank line outside a code fence once the next line shows that
 a new block starts (a list item after a list, or an indented line, continues it), or
-when its code fence closes.
+when its code fence closes. A block still streaming that grows past `_LIVE_ROWS` rows
+has its head printed for good (cut in the source: chat/block_heads.py), so the live
+area stays a few rows tall: a terminal that reflows a narrowed window pushes a tall
+live area's top into scrollback, out of reach.
 """
 
 from __future__ import annotations
@@ -20,10 +23,15 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from hermes_cli.chat import block_heads
 from hermes_cli.chat.live_area import LiveArea
 
 _FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
 _LIST_ITEM = re.compile(r"^\s{0,3}([-*+]|\d{1,9}[.)])\s")
+# A live block taller than this has its head printed, `_LIVE_KEEP` rows left live: a
+# narrowed window keeps such an area's top on screen unless the window narrows to less
+# than about _LIVE_ROWS / (rows on screen) of its width.
+_LIVE_ROWS, _LIVE_KEEP = 3, 1
 
 
 class PlainRenderer:
@@ -65,6 +73,9 @@ class MarkdownRenderer:
         self._prev_text: str | None = None  # the last committed block's source...
         self._prev_lines: list[Any] = []  # ...and its rendered lines
         self._separator: list[Any] = []  # the lines between it and the live block
+        self._continued = False  # the live block's head is already printed...
+        self._lead = 0  # ...and its render's first rows belong to the head (chat/block_heads.py)
+        self._next_cut = 0  # rows the live block must reach before a head is cut again
 
     # -- feeding ----------------------------------------------------------------------
 
@@ -121,7 +132,7 @@ class MarkdownRenderer:
                 self._commit(self._block)
                 self._block = []
             self._fence = fence.group(1)
-        if not self._block:
+        if not self._block and not self._continued:
             self._separator = self._separator_before(line)
         self._block.append(line)
 
@@ -167,7 +178,11 @@ class MarkdownRenderer:
         from rich.segment import Segment, Segments
 
         text = "\n".join(lines)
-        if self._prev_text is None:
+        if self._continued:  # its head is printed: the rest, right under it
+            rendered = self._render_lines(text)
+            new = rendered[self._lead:]
+            self._continued, self._lead, self._next_cut = False, 0, 0
+        elif self._prev_text is None:
             rendered = self._render_lines(text)
             new = rendered
         else:
@@ -202,7 +217,8 @@ class MarkdownRenderer:
         height = self._area.height
         text = "\n".join(lines)
         budget = height * max(20, self.console.width)  # more than the screen can show
-        if len(text) > budget:  # the newest part only, from a word boundary near the cut
+        cropped = len(text) > budget
+        if cropped:  # the newest part only, from a word boundary near the cut
             cut = len(text) - budget
             space = next((i for i in range(cut, min(len(text), cut + self.console.width)) if text[i].isspace()),
                          cut)  # a run with no space in reach (base64, a URL, a model repeating): cut in it
@@ -211,8 +227,37 @@ class MarkdownRenderer:
                 text = self._block[0] + "\n" + text  # still code: keep the fence opener
         # The newest lines of the block as the screen wraps them, however long one of
         # its paragraphs is.
-        rendered = self.console.render_lines(self._markdown(text), self.console.options, pad=False)
+        # (A cropped list or paragraph starts anywhere: its first row is not the lead.)
+        rendered = self._live_lines(text, lead=self._lead if not cropped or self._fence is not None else 0)
+        rows = len(rendered)
+        if not cropped and rows > _LIVE_ROWS and rows >= self._next_cut and self._cut_head(lines, rows):
+            rest = self._block + (["".join(self._partial)] if self._partial else [])
+            rendered = self._live_lines("\n".join(rest), lead=self._lead)
         self._area.show((self._separator + rendered)[-height:])
+
+    def _live_lines(self, text: str, *, lead: int) -> list[Any]:
+        return self.console.render_lines(self._markdown(text), self.console.options, pad=False)[lead:]
+
+    def _cut_head(self, lines: list[str], rows: int) -> bool:
+        """Print the head of the live block (`rows` tall) if one can be cut
+        (chat/block_heads.py), and keep its rest live. A block that cannot be cut is tried
+        again a quarter taller, so trying costs O(n) over the block."""
+        found = block_heads.cut(lines, self._render_lines, keep=_LIVE_KEEP, code=self._fence is not None,
+                                shown=self._lead)
+        if found is None:
+            self._next_cut = rows + max(1, rows // 4)
+            return False
+        from rich.segment import Segment, Segments
+
+        assert self._area is not None
+        self._area.print_above(Segments([seg for row in self._separator + found.head
+                                         for seg in (*row, Segment.line())]))
+        self._separator, self._continued, self._lead, self._next_cut = [], True, found.lead, 0
+        if self._partial:
+            self._block, self._partial = found.rest[:-1], [found.rest[-1]] if found.rest[-1] else []
+        else:
+            self._block = found.rest
+        return True
 
     def _stop_live(self) -> None:
         if self._area is not None:
