@@ -193,7 +193,7 @@ def test_tool_calls_show_as_made_with_approval_and_results(hermes_exe, models, t
     term = chat_with_add_tool(hermes_exe, models["caller"], "8192", tmp_path)
     term.send("go\r")
     term.expect(r"→ add \{\"a\": -?\d+")
-    term.expect(r"run add\(\{[^\n]*\}\)\? \[y\]es/\[n\]o/\[a\]lways:")
+    term.expect(r"→ add \{[^\n]*\}\s*\n\s*run add\? \[y\]es/\[n\]o/\[a\]lways:")  # the call, then the question by name
     term.send("a\r")
     term.expect(r"← add -?\d+")
     term.expect(r"stopped after 5 tool rounds")

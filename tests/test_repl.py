@@ -394,3 +394,44 @@ def test_an_open_last_turn_renders_as_the_closed_one_without_its_end(load, model
     left_open = template.render(opened)
     assert whole[:len(left_open)] == left_open and len(left_open) < len(whole)
     assert engine.detokenize(left_open).endswith("Hi there")
+
+
+class _Asked:
+    """A keyboard that records each question it is asked (prompt_toolkit draws them on a
+    DummyOutput here)."""
+
+    def __init__(self, keyboard) -> None:
+        self.keyboard, self.questions = keyboard, []
+
+    def prompt(self, message: str = "", **kwargs):
+        self.questions.append(message)
+        return self.keyboard.prompt(message, **kwargs)
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_the_approval_question_names_the_call_only_where_the_line_above_does_not(
+        tmp_path: Path, terminal: bool) -> None:
+    """Issue 30: the question repeated the call line right above it. On a terminal a call
+    shown whole on the line above is asked about by name; one shown cut (long arguments)
+    or not shown on a terminal is asked about whole: the user sees what would run."""
+    from tests.fake_backend import FakeBackend
+
+    (tmp_path / "t.py").write_text("def echo(text: str) -> str:\n    \"\"\"Echo.\"\"\"\n    return text\n")
+    long = "x" * 200
+
+    def call(text: str) -> str:
+        return f'<tool_call>\n{{"name": "echo", "arguments": {{"text": "{text}"}}}}\n</tool_call>'
+
+    backend = FakeBackend(call("hi"), "Done.", call(long), "Done again.")
+    console = Console(file=io.StringIO(), width=100, color_system=None, force_terminal=terminal)
+    with create_pipe_input() as pipe:
+        pipe.send_text(f"/tools {tmp_path / 't.py'}{ENTER}go{ENTER}y{ENTER}go{ENTER}y{ENTER}")
+        pipe.close()
+        keyboard = _Asked(PromptSession(input=pipe, output=DummyOutput(), history=InMemoryHistory()))
+        repl = Repl(console=console, keyboard=keyboard, keyboard_is_terminal=True)
+        assert repl.run(ChatSession(backend, Conversation(model="fake"), warn=repl.error, confirm=repl.confirm)) == 0
+    asked = [q for q in keyboard.questions if "[y]es" in q]
+    whole_hi = 'run echo({"text": "hi"})? [y]es/[n]o/[a]lways: '
+    assert asked == [("run echo? [y]es/[n]o/[a]lways: " if terminal else whole_hi),
+                     f'run echo({{"text": "{long}"}})? [y]es/[n]o/[a]lways: ']
+    assert console.file.getvalue().count("← echo") == 2  # both ran

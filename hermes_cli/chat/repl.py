@@ -30,6 +30,7 @@ from hermes_cli.engine.params import GenerationResult
 from hermes_cli.errors import HermesError
 
 if TYPE_CHECKING:
+    from hermes_cli.chat.reply_view import ReplyView
     from hermes_cli.prompt.tool_calls import ToolCall
 
 
@@ -54,6 +55,7 @@ class Repl:
         self.keyboard_is_terminal = keyboard_is_terminal
         self._chat: ChatSession | None = None
         self._ended: int | None = None  # the signal that ends the chat, once one came
+        self._view: ReplyView | None = None  # the reply being shown
 
     @property
     def chat_session(self) -> ChatSession:
@@ -150,8 +152,12 @@ class Repl:
         became of it and the footer. Keys typed meanwhile wait, unseen, for the prompt."""
         from hermes_cli.chat.reply_view import ReplyView
 
-        with keys_not_echoed(sys.stdin):
-            reply = ReplyView(self.console, plain=self.plain).show(turn)
+        self._view = ReplyView(self.console, plain=self.plain)
+        try:
+            with keys_not_echoed(sys.stdin):
+                reply = self._view.show(turn)
+        finally:
+            self._view = None
         if reply.stopped == "interrupted":
             self.say("(stopped; the partial reply is kept: /retry regenerates it, /undo drops "
                      "the exchange)", style="yellow")
@@ -169,11 +175,15 @@ class Repl:
             self.say(warning, style="yellow")
 
     def confirm(self, call: ToolCall) -> str | None:
-        """The session asks before a tool runs: y, n or a(lways), typed on the terminal."""
+        """The session asks before a tool runs: y, n or a(lways), typed on the terminal.
+        The question names the call whole, unless the line right above it (the call as
+        the model made it) already shows this call whole: the user sees what would run,
+        once."""
         from hermes_cli.chat.tty import ask_terminal, declined_note
 
         args = json.dumps(call.arguments, ensure_ascii=False)
-        question = f"run {call.name}({args})? [y]es/[n]o/[a]lways: "
+        shown = self._view is not None and self._view.call_on_screen == (call.name, args)
+        question = f"run {call.name}{'' if shown else f'({args})'}? [y]es/[n]o/[a]lways: "
         while True:  # an answer that is none of these is asked again, not taken as "no"
             answer = self.ask(question) if self.keyboard_is_terminal else ask_terminal(question)
             if answer is None:

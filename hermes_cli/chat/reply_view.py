@@ -9,6 +9,7 @@ partial reply whatever was being shown at the time.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -35,6 +36,9 @@ class ReplyView:
         self._drawn = 0.0  # when the live area was last drawn
         self._thinking: list[str] = []  # a reasoning model's thinking, streamed dim, then folded
         self._area: LiveArea | None = None
+        # The call the last line printed shows whole, on a terminal (name, arguments as
+        # JSON): its approval question need not repeat it (chat/repl.py: confirm).
+        self.call_on_screen: tuple[str, str] | None = None
 
     def show(self, turn: Turn) -> ev.Reply:
         """Show a turn's events; return its reply (Ctrl-C cancels it, the partial reply
@@ -68,6 +72,7 @@ class ReplyView:
     # -- one event --------------------------------------------------------------------------
 
     def _show(self, event: ev.Event | TurnNote) -> None:
+        self.call_on_screen = None
         if isinstance(event, ev.ThinkingDelta):
             self._think(event.text)
             return
@@ -87,6 +92,9 @@ class ReplyView:
         elif isinstance(event, ev.ToolCallEvent):
             self._end_text()
             self.line(f"→ {event.name} {short(event.arguments)}", "cyan")
+            whole = json.dumps(event.arguments, ensure_ascii=False)
+            if self.terminal and not self.plain and short(event.arguments) == whole:
+                self.call_on_screen = (event.name, whole)
         elif isinstance(event, ev.ToolResultEvent):
             self._end_text()
             mark = {"ok": "←", "error": "✗", "declined": "✗ declined"}[event.status]
