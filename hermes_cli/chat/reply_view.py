@@ -22,6 +22,10 @@ from hermes_cli.modes import events as ev
 from hermes_cli.modes.tools.loop import short
 
 _REDRAW_SECONDS = 1 / 12  # the live area's redraws, at most (the text renderer's rate too)
+# Thinking and raw JSON show their newest rows only while they stream (the JSON is then
+# printed whole, the thinking folded to a line): an area of a few rows is one a window
+# that reflows when narrowed (tmux) cannot push into scrollback (chat/block_heads.py).
+_PREVIEW_ROWS = 4
 
 
 class ReplyView:
@@ -110,7 +114,7 @@ class ReplyView:
     # -- thinking -----------------------------------------------------------------------------
 
     def _think(self, text: str) -> None:
-        """Thinking streams dim in the live area (its newest rows), set apart from the
+        """Thinking streams dim in the live area (its newest `_PREVIEW_ROWS`), set apart from the
         answer; piped or plain, nothing of it is printed (the answer is what is shown)."""
         self._thinking.append(text)
         if self.plain or not self._redraw_due():
@@ -156,7 +160,7 @@ class ReplyView:
 
     def _draw_json(self, text: str) -> None:
         """The newest lines of the JSON so far, in the live area: kept incrementally (the
-        finished lines, bounded to a screen, and the pieces of the line being written) and
+        finished lines, bounded to the rows shown, and the pieces of the line being written) and
         drawn at most 12 times a second. Joining the whole reply on every token was
         O(n^2): 21 s of host time for a 4,000-token answer."""
         first, *rest = text.split("\n")
@@ -169,7 +173,7 @@ class ReplyView:
             return
         budget = self._screen_chars()
         assert self._area is not None
-        del self._json_tail[:-self._area.height]
+        del self._json_tail[:-self._rows()]
         line = "".join(self._json_partial)
         if len(line) > budget:  # one long line (compact JSON): its newest part
             line = line[-budget:]
@@ -186,11 +190,15 @@ class ReplyView:
         self._drawn = now
         return True
 
+    def _rows(self) -> int:
+        assert self._area is not None
+        return min(_PREVIEW_ROWS, self._area.height)
+
     def _screen_chars(self) -> int:
-        """More characters than the live area can show (creating it on first use)."""
+        """More characters than the live area shows (creating it on first use)."""
         if self._area is None:
             self._area = LiveArea(self.console)
-        return self._area.height * max(20, self.console.width)
+        return self._rows() * max(20, self.console.width)
 
     def _show_tail(self, text: str, style: str) -> None:
         """The newest rows of `text`, as the screen wraps them, in the live area."""
@@ -198,7 +206,7 @@ class ReplyView:
 
         assert self._area is not None
         rows = self.console.render_lines(Text(self._safe(text), style=style), self.console.options, pad=False)
-        self._area.show(rows[-self._area.height:])
+        self._area.show(rows[-self._rows():])
 
     def _restart_json(self) -> None:
         if self._json and self.plain:
