@@ -96,9 +96,11 @@ def _cut_paragraph(lines: list[str], whole: Rows, render: Render, keep: int) -> 
 def _cut_code(lines: list[str], whole: Rows, render: Render, keep: int) -> Cut | None:
     """Before a line near the end (the last `keep` lines stay; one may be unfinished)."""
     opener, body = lines[0], lines[1:]
-    fence = re.match(r"\s*(`{3,}|~{3,})", opener).group(1)  # type: ignore[union-attr]
+    fence = re.match(r"\s{0,3}(`{3,}|~{3,})", opener)
+    if fence is None:  # (the renderer starts a code block at its fence: not expected)
+        return None
     for at in range(len(body) - keep, max(0, len(body) - keep - 3), -1):
-        head = "\n".join([opener, *body[:at], fence])  # (a head ending in blanks renders without them)
+        head = "\n".join([opener, *body[:at], fence.group(1)])  # (a head ending in blanks renders without them)
         found = _checked(head, "\n".join([opener, *body[at:]]), whole, render, markup=False)
         if found is not None:
             return found
