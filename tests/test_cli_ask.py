@@ -118,7 +118,7 @@ def test_same_seed_same_answer(hermes_exe, models) -> None:
 
 def test_each_sampling_option_reaches_the_sampler(hermes_exe, models) -> None:
     """At a high temperature, each truncation option on its own, set to keep only the most
-    likely token, gives the greedy answer; the penalty changes the greedy answer; a
+    likely token, gives the greedy answer; each penalty changes the greedy answer; a
     different seed changes the hot one. (Each works only if it reaches llama.cpp.)"""
     base = ["ask", "x", "--model", str(models["random"]), "--max-tokens", "24", "--repeat-penalty", "1"]
 
@@ -136,6 +136,8 @@ def test_each_sampling_option_reaches_the_sampler(hermes_exe, models) -> None:
     assert answer(*hot, "--seed", "3", "--top-p", "0.000001") == greedy
     assert answer(*hot, "--seed", "3", "--min-p", "1") == greedy
     assert answer("--temperature", "0", "--seed", "3", "--repeat-penalty", "5") != greedy
+    assert answer("--temperature", "0", "--seed", "3", "--frequency-penalty", "2") != greedy
+    assert answer("--temperature", "0", "--seed", "3", "--presence-penalty", "2") != greedy
     assert answer("--temperature", "0", "--max-tokens", "5").encode().count(b"\n") <= 6
 
 

@@ -53,6 +53,8 @@ def started(exe: list[str], *args: str, cwd: Path | None = None, stdin: int = su
     (["--temperature", "nan"], "--temperature must be between 0 and 100, not nan"),
     (["--repeat-penalty", "1e309"], "--repeat-penalty must be between 0 and 100, not inf"),
     (["--top-k", "2000000"], "--top-k must be between 0 and 1000000, not 2000000"),
+    (["--frequency-penalty", "3"], "--frequency-penalty must be between -2 and 2, not 3.0"),
+    (["--presence-penalty", "-inf"], "--presence-penalty must be between -2 and 2, not -inf"),
     (["--max-tokens", "99999999999999999999"], "--max-tokens must be between 1 and 10000000"),
     (["--seed", "99999999999999999999"], "--seed must be between 0 and 2147483647"),
 ])

@@ -252,25 +252,36 @@ def test_an_answer_longer_than_its_budget_is_closed_whole_and_valid(smol) -> Non
     assert closed >= 1, "the budget was reached on none of 5 seeds: ask for a longer story"
 
 
-@pytest.mark.parametrize("penalty", [1.1, 3.0])
-def test_greedy_with_a_repeat_penalty_picks_what_the_penalty_over_the_whole_vocabulary_would(smol, penalty) -> None:
-    """The greedy chain runs the penalty after a top-(64 + 1) cut, not over every token
-    (engine/sampler.py); a penalty above 1 only lowers logits, so the argmax is the same.
-    Checked against llama.cpp's own chain with the penalty over the whole vocabulary, on
-    SmolLM2's 49k (the cut is used on vocabularies over 1,024)."""
+@pytest.mark.parametrize(("penalty", "frequency", "presence"),
+                         [(1.1, 0.0, 0.0), (3.0, 0.0, 0.0), (1.0, 1.5, 0.0), (1.0, 0.0, 2.0), (1.1, 0.5, 0.5),
+                          (1.0, -1.0, 0.0)])
+def test_greedy_with_penalties_picks_what_the_penalties_over_the_whole_vocabulary_would(
+        smol, penalty, frequency, presence) -> None:
+    """The greedy chain runs penalties that only lower logits after a top-(64 + 1) cut,
+    not over every token (engine/sampler.py), so the argmax is the same; a negative one
+    (raising recent tokens) runs over the whole vocabulary. Checked against llama.cpp's
+    own chain with the penalties over the whole vocabulary, on SmolLM2's 49k (the cut is
+    used on vocabularies over 1,024). The frequency and presence penalties (OpenAI's)
+    must change what is written, or they did not reach llama.cpp."""
     from hermes_cli.engine.sampler import PENALTY_LAST_N
 
     engine = smol
     c = engine._c
     prompt = ChatML(engine).render([Message("user", "Repeat the word cat forever.")])
-    ours = engine.generate(prompt, SamplingParams(temperature=0, repeat_penalty=penalty, max_tokens=48,
-                                                  ignore_eos=True)).consume().token_ids
+
+    def greedy(**penalties: float) -> list[int]:
+        return engine.generate(prompt, SamplingParams(temperature=0, max_tokens=48, ignore_eos=True,
+                                                      **penalties)).consume().token_ids
+
+    ours = greedy(repeat_penalty=penalty, frequency_penalty=frequency, presence_penalty=presence)
+    if frequency or presence:
+        assert ours != greedy(repeat_penalty=penalty), "the penalties changed nothing"
     chain = c.llama_sampler_chain_init(c.llama_sampler_chain_default_params())
     eog = sorted(engine.vocab.eog)
     biases = (c.llama_logit_bias * len(eog))(*[c.llama_logit_bias(t, float("-inf")) for t in eog])
     c.llama_sampler_chain_add(chain, c.llama_sampler_init_logit_bias(engine.vocab.n_tokens, len(eog), biases))
     c.llama_sampler_chain_add(chain, c.llama_sampler_init_penalties(engine.vocab.n_tokens, PENALTY_LAST_N,
-                                                                    penalty, 0.0, 0.0))
+                                                                    penalty, frequency, presence))
     c.llama_sampler_chain_add(chain, c.llama_sampler_init_greedy())
     engine.forget()
     engine.evaluate(prompt)

@@ -74,6 +74,17 @@ def test_sampling_fields_come_from_the_request_over_the_servers_defaults() -> No
     assert isinstance(req.params.max_tokens, int)
 
 
+def test_openais_frequency_and_presence_penalties_are_taken_within_their_range() -> None:
+    """Refused with a 400 before (llama.cpp's penalty sampler takes both: the engine
+    passes them, tests/test_real_weights.py checks what they pick)."""
+    req = parse({"messages": [{"role": "user", "content": "x"}], "frequency_penalty": 0.5, "presence_penalty": -1})
+    assert (req.params.frequency_penalty, req.params.presence_penalty) == (0.5, -1)
+    for name in ("frequency_penalty", "presence_penalty"):
+        with pytest.raises(wire.BadRequest, match="between -2 and 2") as e:
+            parse({"messages": [{"role": "user", "content": "x"}], name: 2.5})
+        assert e.value.param == name
+
+
 @pytest.mark.parametrize(("body", "param"), [
     ({"messages": [{"role": "user", "content": "x"}], "top_k": 2.5}, "top_k"),
     ({"messages": [{"role": "user", "content": "x"}], "seed": -1}, "seed"),

@@ -255,7 +255,8 @@ def test_a_server_that_streams_the_key_back_in_its_answer_never_gets_it_printed(
 
 def test_show_prompt_prints_the_json_the_server_receives(hermes_exe, server) -> None:
     """Issue 21, row 15: sampling fields sat under "extra_body" and "stream" was missing."""
-    args = ["--endpoint", None, "--model", "hi", "--top-k", "7", "--max-tokens", "5", "--seed", "3"]
+    args = ["--endpoint", None, "--model", "hi", "--top-k", "7", "--max-tokens", "5", "--seed", "3",
+            "--frequency-penalty", "0.5", "--presence-penalty", "0.25"]
     faults = Faults()
     with FaultProxy(server.port, faults) as proxy:
         args[1] = proxy.url
@@ -264,6 +265,7 @@ def test_show_prompt_prints_the_json_the_server_receives(hermes_exe, server) -> 
     assert shown.returncode == 0 and sent.returncode == 0, sent.stderr
     printed = json.loads(shown.stdout)
     assert "extra_body" not in printed and printed["stream"] is True and printed["top_k"] == 7
+    assert (printed["frequency_penalty"], printed["presence_penalty"]) == (0.5, 0.25)  # OpenAI's own names
     assert json.loads(faults.bodies[-1]) == printed
 
 

@@ -85,6 +85,12 @@ SAMPLING = Group("sampling", (
     _opt("repeat_penalty", Annotated[Optional[float], typer.Option(
         help=f"Repetition penalty{_range('repeat_penalty')}; 1 = off. Default: {_DEFAULTS.repeat_penalty} "
         "(model card).", show_default=False)]),
+    _opt("frequency_penalty", Annotated[Optional[float], typer.Option(
+        help=f"Lower a token's logit by this for each time it came in the last 64 tokens"
+        f"{_range('frequency_penalty')}; negative raises it (OpenAI's). Default: 0 (off).", show_default=False)]),
+    _opt("presence_penalty", Annotated[Optional[float], typer.Option(
+        help=f"Lower a token's logit by this once it came in the last 64 tokens{_range('presence_penalty')}; "
+        "negative raises it (OpenAI's). Default: 0 (off).", show_default=False)]),
     _opt("max_tokens", Annotated[Optional[int], typer.Option(
         help=f"Stop after this many tokens{_range('max_tokens')}. Default: until the model ends or the "
         "context is full.", show_default=False)]),

@@ -40,6 +40,8 @@ TEMPLATE = """\
 # top_k = 40
 # min_p = 0.05
 # repeat_penalty = 1.1
+# frequency_penalty = 0.0
+# presence_penalty = 0.0
 # max_tokens = 1024
 
 # [aliases]

@@ -41,7 +41,7 @@ _IGNORED = {"user", "metadata", "store", "service_tier", "parallel_tool_calls", 
             "chat_template_kwargs", "messages", "model", "stream", "tools", "tool_choice", "response_format", "stop",
             "n"}
 _UNSUPPORTED = {"logprobs", "top_logprobs", "logit_bias", "audio", "modalities", "prediction",
-                "functions", "function_call", "web_search_options", "presence_penalty", "frequency_penalty"}
+                "functions", "function_call", "web_search_options"}
 
 
 class BadRequest(Exception):

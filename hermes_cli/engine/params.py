@@ -27,6 +27,10 @@ class SamplingParams:
     top_k: int = 40
     min_p: float = 0.05
     repeat_penalty: float = 1.1
+    # OpenAI's: a token's logit lowered by frequency_penalty per time it came in the last 64
+    # tokens, and by presence_penalty once it came at all (negative: raised). 0 = off.
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
     max_tokens: int | None = None  # None: until an end token or the context is full
     seed: int | None = None  # None: a fresh random seed for every generation
     # Never end by choice (llama.cpp's --ignore-eos): benchmarks compare equal lengths.
@@ -43,7 +47,8 @@ class SamplingParams:
 SAMPLING_LIMITS: dict[str, tuple[type, float, float | None, bool]] = {
     "temperature": (float, 0.0, 100.0, False), "top_p": (float, 0.0, 1.0, False),
     "top_k": (int, 0, 1_000_000, False), "min_p": (float, 0.0, 1.0, False),
-    "repeat_penalty": (float, 0.0, 100.0, False), "max_tokens": (int, 1, 10_000_000, True),
+    "repeat_penalty": (float, 0.0, 100.0, False), "frequency_penalty": (float, -2.0, 2.0, False),
+    "presence_penalty": (float, -2.0, 2.0, False), "max_tokens": (int, 1, 10_000_000, True),
     "seed": (int, 0, 2**31 - 1, True), "fast_forward": (bool, 0, 1, False),
     "think_budget": (int, 0, 10_000_000, True),
 }

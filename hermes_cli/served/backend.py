@@ -143,6 +143,9 @@ class ServedBackend:
             body["max_tokens"] = params.max_tokens
         if params.seed is not None:
             body["seed"] = params.seed
+        for name in ("frequency_penalty", "presence_penalty"):  # OpenAI's own: sent when set
+            if getattr(params, name):
+                body[name] = getattr(params, name)
         # Not in OpenAI's API, but what vLLM, llama.cpp and llama-cpp-python read.
         body |= {"top_k": params.top_k, "min_p": params.min_p, "repeat_penalty": params.repeat_penalty,
                  "repetition_penalty": params.repeat_penalty}
