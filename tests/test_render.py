@@ -241,6 +241,7 @@ def live_stream(text: str, pieces: list[int]) -> tuple[list[str], list[int]]:
 
 @settings(max_examples=12, deadline=None, phases=[Phase.explicit, Phase.generate])  # (shrinking: minutes)
 @example(pieces=[1], text=_PARAGRAPH)  # (a `**bold` starting a row fits the row above once closed)
+@example(pieces=[1], text="```\n\n```\nafter")  # (the rest, "``", became the fence: an empty block)
 @given(pieces=st.lists(st.integers(1, 40), min_size=1, max_size=5),
        text=st.sampled_from([_PARAGRAPH, _CODE, _BULLETS, _NUMBERED]))
 def test_a_tall_block_streams_in_a_live_area_of_a_few_rows_and_ends_as_a_one_shot_render(

@@ -40,6 +40,7 @@ _NOT_A_PARAGRAPH = re.compile(r"^\s{0,3}([#>|<]|[-*+]\s|\d{1,9}[.)]\s)|^( {4}|\t
 # Markup left as literal text in a rendered head that later text could still close.
 _STILL_OPEN = re.compile(r"`|\[|[*~](?=\S)|(?<!\w)_(?=\S)")
 _WORD = re.compile(r"\S+")
+_FENCE_OR_BLANK = re.compile(r"^\s*[`~]*\s*$")
 # Characters that markup, an entity or an escape can remove from a word once it is complete.
 _MAY_SHRINK = re.compile(r"[*_`~\[\]<>&\\]")
 
@@ -100,6 +101,8 @@ def _cut_code(lines: list[str], whole: Rows, render: Render, keep: int) -> Cut |
     if fence is None:  # (the renderer starts a code block at its fence: not expected)
         return None
     for at in range(len(body) - keep, max(0, len(body) - keep - 3), -1):
+        if all(_FENCE_OR_BLANK.match(line) for line in body[at:]):
+            continue  # the rest may yet close the block empty, which rich draws as a blank row
         head = "\n".join([opener, *body[:at], fence.group(1)])  # (a head ending in blanks renders without them)
         found = _checked(head, "\n".join([opener, *body[at:]]), whole, render, markup=False)
         if found is not None:
