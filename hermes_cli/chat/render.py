@@ -28,6 +28,10 @@ from hermes_cli.chat.live_area import LiveArea
 
 _FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
 _LIST_ITEM = re.compile(r"^\s{0,3}([-*+]|\d{1,9}[.)])\s")
+# A line that opens an HTML block (CommonMark's kinds 2-7, roughly: a whole tag first).
+_HTML_START = re.compile(r"^\s{0,3}(<!--|<\?|<![A-Z]|</?(address|article|aside|blockquote|details|div|dl|"
+                         r"fieldset|figure|footer|form|h[1-6]|header|hr|li|main|nav|ol|p|section|table|ul)\b"
+                         r"|</?[A-Za-z][A-Za-z0-9-]*(\s[^<>]*)?/?>\s*$)", re.IGNORECASE)
 # A live block taller than this has its head printed, `_LIVE_KEEP` rows left live: a
 # narrowed window keeps such an area's top on screen unless the window narrows to less
 # than about _LIVE_ROWS / (rows on screen) of its width.
@@ -111,7 +115,8 @@ class MarkdownRenderer:
         fence = _FENCE.match(line)
         if self._fence is not None:  # inside code: only the closing fence matters
             self._block.append(line)
-            if fence and fence.group(1)[0] == self._fence[0] and len(fence.group(1)) >= len(self._fence):
+            if (fence is not None and not line[fence.end():].strip()  # a closing fence has no info string
+                    and fence.group(1)[0] == self._fence[0] and len(fence.group(1)) >= len(self._fence)):
                 self._fence = None
                 self._commit(self._block)
                 self._block = []
@@ -127,6 +132,8 @@ class MarkdownRenderer:
             self._commit(self._block)
             self._block = []
         self._blank_pending = False
+        if fence and self._block and _HTML_START.match(self._block[0]):
+            fence = None  # inside an HTML block (until a blank line) a fence is text
         if fence:
             if self._block:  # a fence right under text still opens a new block
                 self._commit(self._block)
