@@ -35,7 +35,7 @@ from typing import Any
 Rows = list[list[Any]]  # rendered rows of rich Segments
 Render = Callable[[str], Rows]
 
-_LIST_ITEM = re.compile(r"^(\s{0,3})([-*+]|\d{1,9}[.)])\s")
+LIST_ITEM = re.compile(r"^(\s{0,3})([-*+]|\d{1,9}[.)])\s")  # a list item's line: indent, marker
 _NOT_A_PARAGRAPH = re.compile(r"^\s{0,3}([#>|<]|[-*+]\s|\d{1,9}[.)]\s)|^( {4}|\t)")
 # Markup left as literal text in a rendered head that later text could still close.
 _STILL_OPEN = re.compile(r"`|\[|[*~](?=\S)|(?<!\w)_(?=\S)")
@@ -66,8 +66,8 @@ def cut(lines: list[str], render: Render, *, keep: int, code: bool, shown: int =
         return None
     if code:
         found = _cut_code(lines, whole, render, keep)
-    elif _LIST_ITEM.match(lines[0]):
-        found = _cut_list(lines, whole, render)
+    elif item := LIST_ITEM.match(lines[0]):
+        found = _cut_list(lines, item, whole, render)
     elif _NOT_A_PARAGRAPH.match(lines[0]) or any(not line.strip() or "|" in line for line in lines):
         return None
     else:
@@ -110,13 +110,14 @@ def _cut_code(lines: list[str], whole: Rows, render: Render, keep: int) -> Cut |
     return None
 
 
-def _cut_list(lines: list[str], whole: Rows, render: Render) -> Cut | None:
-    """Before the item being written: the items above it are finished."""
-    indent = _LIST_ITEM.match(lines[0]).group(1)  # type: ignore[union-attr]
-    starts = [i for i, line in enumerate(lines) if (m := _LIST_ITEM.match(line)) and m.group(1) == indent]
+def _cut_list(lines: list[str], first: re.Match[str], whole: Rows, render: Render) -> Cut | None:
+    """Before the item being written: the items above it are finished. `first`: the
+    first line's LIST_ITEM match."""
+    indent = first.group(1)
+    starts = [i for i, line in enumerate(lines) if (m := LIST_ITEM.match(line)) and m.group(1) == indent]
     if len(starts) < 2:
         return None
-    number = _LIST_ITEM.match(lines[0]).group(2)[:-1]  # type: ignore[union-attr]
+    number = first.group(2)[:-1]
     if number.isdigit():  # rich aligns a numbered list for (one past) its last number
         last = int(number) + len(starts)
         if len(str(last)) != len(str(last + 50)):

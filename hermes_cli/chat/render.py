@@ -27,7 +27,6 @@ from hermes_cli.chat import block_heads
 from hermes_cli.chat.live_area import LiveArea
 
 _FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
-_LIST_ITEM = re.compile(r"^\s{0,3}([-*+]|\d{1,9}[.)])\s")
 # A line that opens an HTML block (CommonMark's kinds 2-7, roughly: a whole tag first).
 _HTML_START = re.compile(r"^\s{0,3}(<!--|<\?|<![A-Z]|</?(address|article|aside|blockquote|details|div|dl|"
                          r"fieldset|figure|footer|form|h[1-6]|header|hr|li|main|nav|ol|p|section|table|ul)\b"
@@ -146,8 +145,8 @@ class MarkdownRenderer:
     def _starts_new_block(self, line: str) -> bool:
         if line.startswith(("  ", "\t")):
             return False  # indented: continues a list item or code
-        in_list = any(_LIST_ITEM.match(b) for b in self._block if b.strip())
-        return not (in_list and _LIST_ITEM.match(line))
+        in_list = any(block_heads.LIST_ITEM.match(b) for b in self._block if b.strip())
+        return not (in_list and block_heads.LIST_ITEM.match(line))
 
     def _markdown(self, text: str) -> Any:
         from rich.markdown import Markdown
@@ -216,7 +215,7 @@ class MarkdownRenderer:
         if now - self._last_draw < self._interval:
             return
         self._last_draw = now
-        lines = self._block + (["".join(self._partial)] if self._partial else [])
+        lines = self._live_source()
         if not lines:
             return
         if self._area is None:
@@ -238,9 +237,12 @@ class MarkdownRenderer:
         rendered = self._live_lines(text, lead=self._lead if not cropped or self._fence is not None else 0)
         rows = len(rendered)
         if not cropped and rows > _LIVE_ROWS and rows >= self._next_cut and self._cut_head(lines, rows):
-            rest = self._block + (["".join(self._partial)] if self._partial else [])
-            rendered = self._live_lines("\n".join(rest), lead=self._lead)
+            rendered = self._live_lines("\n".join(self._live_source()), lead=self._lead)
         self._area.show((self._separator + rendered)[-height:])
+
+    def _live_source(self) -> list[str]:
+        """The unfinished block's lines, the line being written last."""
+        return self._block + (["".join(self._partial)] if self._partial else [])
 
     def _live_lines(self, text: str, *, lead: int) -> list[Any]:
         return self.console.render_lines(self._markdown(text), self.console.options, pad=False)[lead:]
